@@ -1,0 +1,22 @@
+import 'reflect-metadata';
+import { DataSource } from 'typeorm';
+import { Order, OrderLine } from './examples/shop/entities';
+import { migrations } from './migrations';
+
+/** PostgreSQL of the demo: DATABASE_URL, else the local server. */
+export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/**
+ * The demo's DataSource. Also usable with TypeORM's CLI once built:
+ * `npx typeorm migration:run -d dist/ormconfig.js`.
+ */
+export const dataSource = new DataSource({
+  type: 'postgres',
+  url: DATABASE_URL,
+  entities: [Order, OrderLine],
+  migrations,
+  synchronize: false,
+  logging: false,
+});
+
+export default dataSource;

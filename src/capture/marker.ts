@@ -1,0 +1,68 @@
+import type { Logger } from 'pino';
+import type { MarkEntry, Store } from '../redis/store';
+import { errorMessage } from '../errors';
+
+/** Marks that could not be sent to Redis, handed to whatever keeps them (the outbox) or logged. */
+export type UndeliveredHandler = (entries: readonly MarkEntry[], error: unknown) => Promise<void>;
+
+/** Counters of what the marker sent. */
+export interface MarkerStats {
+  /** Parent marks sent (one per distinct parent per round trip). */
+  marks: number;
+  /** Round trips to Redis made by the marker. */
+  roundTrips: number;
+  /** Marks that could not be sent. */
+  undelivered: number;
+}
+
+/** Adds `entry` to `batch`, summing the increments of the same member. */
+export function addMark(batch: Map<string, MarkEntry>, entry: MarkEntry): void {
+  const prev = batch.get(entry.member);
+  batch.set(entry.member, prev ? { ...prev, increment: prev.increment + entry.increment } : entry);
+}
+
+/**
+ * Sends marks to Redis in one round trip per batch. Never throws: the host's save already
+ * committed, so a failure is handed to the undelivered handler instead.
+ */
+export class Marker {
+  readonly stats: MarkerStats = { marks: 0, roundTrips: 0, undelivered: 0 };
+  private undeliveredHandler: UndeliveredHandler;
+
+  constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+    private readonly clock: () => number,
+  ) {
+    this.undeliveredHandler = async (entries, error) => {
+      this.logger.error(
+        { err: errorMessage(error), marks: entries.map((e) => `${e.member}+${e.increment}`) },
+        'marks could not be sent to Redis; the parents will be stale until they are marked again',
+      );
+    };
+  }
+
+  /** Replaces what happens to marks Redis did not take (the outbox plugs in here). */
+  onUndelivered(handler: UndeliveredHandler): void {
+    this.undeliveredHandler = handler;
+  }
+
+  async send(entries: readonly MarkEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    try {
+      this.stats.roundTrips += 1;
+      await this.store.mark(entries, this.clock());
+      this.stats.marks += entries.length;
+    } catch (error) {
+      this.stats.undelivered += entries.length;
+      try {
+        await this.undeliveredHandler(entries, error);
+      } catch (handlerError) {
+        this.logger.error(
+          { err: errorMessage(handlerError), cause: errorMessage(error), marks: entries.map((e) => e.member) },
+          'marks could not be sent nor kept',
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,255 @@
+import { EventEmitter } from 'node:events';
+import { Redis } from 'ioredis';
+import type { EntityTarget, ObjectLiteral } from 'typeorm';
+import type { Logger } from 'pino';
+import { resolveOptions, type CoalescerOptions, type ResolvedOptions } from './config';
+import { defaultLogger } from './log';
+import { ConfigError, ConnectionError, RegistrationError } from './errors';
+import { keysFor } from './redis/keys';
+import { Store, type DeadEntry } from './redis/store';
+import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions } from './registry';
+import { Marker, addMark, type MarkerStats } from './capture/marker';
+import { CaptureSubscriber } from './capture/subscriber';
+import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
+
+/** Events a Coalescer emits. */
+export interface CoalescerEvents {
+  recomputed: [RecomputedEvent];
+  failed: [FailedEvent];
+}
+
+/** Sizes and ages of one namespace. */
+export interface CoalescerStats {
+  /** Parents waiting to be recomputed. */
+  pending: number;
+  /** Parents claimed by a worker right now. */
+  inflight: number;
+  /** Failed parents waiting for their retry. */
+  delayed: number;
+  /** Dead-lettered parents. */
+  dead: number;
+  /** Leases past their deadline not yet given back (a crashed or stuck worker). */
+  expired: number;
+  /** Age in ms of the oldest first mark among pending parents, or null when none is pending. */
+  oldestPendingMs: number | null;
+  /** What this process's marker sent. */
+  marker: Readonly<MarkerStats>;
+}
+
+/** A pending parent with its heat. */
+export interface HotParent {
+  member: string;
+  heat: number;
+}
+
+/** Dead-letter operations. */
+export interface DeadLetters {
+  /** Dead parents, oldest first. */
+  list(options?: { offset?: number; limit?: number }): Promise<DeadEntry[]>;
+  /** Gives dead parents a fresh start (back to pending with their heat). */
+  retry(members: string | readonly string[] | 'all'): Promise<number>;
+  /** Removes dead parents for good. */
+  purge(members: string | readonly string[] | 'all'): Promise<number>;
+}
+
+/** Dead parents handled per script call by `retry('all')` / `purge('all')`. */
+const DEAD_BATCH = 500;
+
+/**
+ * Keeps derived data on parent rows fresh: marks parents when their children change and
+ * recomputes each marked parent once, in the background.
+ */
+export class Coalescer extends EventEmitter<CoalescerEvents> {
+  readonly options: ResolvedOptions;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly store: Store;
+  private readonly redis: Redis;
+  private readonly markerRedis: Redis;
+  private readonly ownsRedis: boolean;
+  private readonly marker: Marker;
+  private readonly drainer: Drainer;
+  private subscriber: CaptureSubscriber | undefined;
+  private closed = false;
+
+  constructor(options: CoalescerOptions) {
+    super();
+    this.options = resolveOptions(options);
+    const o = this.options;
+    this.logger = (o.logger ?? defaultLogger()).child({ namespace: o.namespace });
+    // The marker's client fails fast: a save must never wait long on an unreachable Redis.
+    const failFast = { maxRetriesPerRequest: 1, commandTimeout: o.markTimeoutMs, connectTimeout: o.markTimeoutMs };
+    if (typeof o.redis === 'string') {
+      this.redis = new Redis(o.redis, { maxRetriesPerRequest: 3, lazyConnect: false });
+      this.markerRedis = new Redis(o.redis, failFast);
+      this.ownsRedis = true;
+    } else {
+      this.redis = o.redis;
+      this.markerRedis = o.redis.duplicate(failFast);
+      this.ownsRedis = false;
+    }
+    for (const client of [this.redis, this.markerRedis]) {
+      // Connection errors surface on the commands that fail; keep them out of 'error' crashes.
+      client.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
+    }
+    this.registry = new Registry(o.dataSource);
+    this.store = new Store(this.redis, keysFor(o.namespace));
+    this.marker = new Marker(new Store(this.markerRedis, this.store.keys), this.logger, o.clock);
+    this.drainer = new Drainer(
+      this.store,
+      this.registry,
+      o.dataSource,
+      { leaseMs: o.leaseMs, recomputeTimeoutMs: o.recomputeTimeoutMs, retry: o.retry },
+      this.logger,
+      { recomputed: (e) => this.emit('recomputed', e), failed: (e) => this.emit('failed', e) },
+      o.clock,
+    );
+  }
+
+  /** The namespace's key prefix. */
+  get namespace(): string {
+    return this.options.namespace;
+  }
+
+  /** Registers a parent type and how to recompute it. */
+  parent<Id extends ParentId = ParentId>(target: EntityTarget<ObjectLiteral>, options: ParentOptions<Id>): this {
+    this.registry.addParent(target, options as ParentOptions);
+    return this;
+  }
+
+  /** Registers a child whose changes make `options.parent` stale; once per parent of the child. */
+  child(target: EntityTarget<ObjectLiteral>, options: ChildOptions): this {
+    this.registry.addChild(target, options);
+    return this;
+  }
+
+  /** Registers the capture subscriber on the DataSource. Idempotent. */
+  attach(): Promise<void> {
+    const ds = this.options.dataSource;
+    if (!ds.isInitialized) {
+      return Promise.reject(new ConfigError('attach(): the DataSource is not initialized; call dataSource.initialize() first'));
+    }
+    if (this.registry.parentNames().length === 0) {
+      return Promise.reject(new RegistrationError('attach(): no parent registered; call parent() and child() first'));
+    }
+    if (!this.subscriber) {
+      this.subscriber = new CaptureSubscriber(this.registry, this.marker, this.logger);
+      ds.subscribers.push(this.subscriber);
+    }
+    return Promise.resolve();
+  }
+
+  /** Unregisters the capture subscriber. */
+  detach(): void {
+    if (!this.subscriber) return;
+    const list = this.options.dataSource.subscribers;
+    const at = list.indexOf(this.subscriber);
+    if (at >= 0) list.splice(at, 1);
+    this.subscriber = undefined;
+  }
+
+  /**
+   * Marks parents explicitly, for changes the subscriber cannot see (QueryBuilder or repository
+   * bulk update/delete, raw SQL). Call it after the change commits. Returns the number of
+   * distinct parents marked; never throws for an unreachable Redis (the marks are handed on
+   * like the subscriber's).
+   */
+  async mark(target: EntityTarget<ObjectLiteral> | string, ids: ParentId | readonly ParentId[]): Promise<number> {
+    const parent = this.registry.parentOf(target);
+    const batch = new Map<string, { member: string; increment: number; base: number }>();
+    for (const id of Array.isArray(ids) ? ids : [ids]) {
+      addMark(batch, { member: this.registry.encode(parent, id), increment: 1, base: parent.base });
+    }
+    await this.marker.send([...batch.values()]);
+    return batch.size;
+  }
+
+  /** Claims, recomputes and acknowledges pending parents until none is left or a bound is hit. */
+  drain(options: DrainOptions = {}): Promise<DrainResult> {
+    const { concurrency = 1, max, window, maxMs } = options;
+    const check = (name: string, value: number | undefined, min: number): void => {
+      if (value !== undefined && (!Number.isInteger(value) || value < min)) {
+        throw new ConfigError(`invalid drain option "${name}" = ${String(value)}: expected an integer >= ${min}`);
+      }
+    };
+    check('concurrency', concurrency, 1);
+    check('max', max, 0);
+    check('window', window, 1);
+    check('maxMs', maxMs, 0);
+    return this.drainer.drain(options);
+  }
+
+  /** Gives back expired leases and promotes due retries without draining. */
+  requeue(): Promise<{ reaped: number; promoted: number }> {
+    return this.drainer.requeue();
+  }
+
+  /** Sizes of the namespace's sets and the age of the oldest pending mark. */
+  async stats(): Promise<CoalescerStats> {
+    const now = this.options.clock();
+    const c = await this.store.counts(now);
+    return {
+      pending: c.pending,
+      inflight: c.inflight,
+      delayed: c.delayed,
+      dead: c.dead,
+      expired: c.expired,
+      oldestPendingMs: c.oldestSince === undefined ? null : Math.max(0, now - c.oldestSince),
+      marker: { ...this.marker.stats },
+    };
+  }
+
+  /** The `n` hottest pending parents. */
+  async hottest(n = 10): Promise<HotParent[]> {
+    return (await this.store.top(n)).map(({ member, score }) => ({ member, heat: heatOf(score) }));
+  }
+
+  /** Dead-lettered parents: list, retry, purge. */
+  readonly dead: DeadLetters = {
+    list: ({ offset = 0, limit = 100 } = {}) => this.store.listDead(offset, limit),
+    retry: (members) => this.eachDeadBatch(members, (batch) => this.store.revive(batch, this.options.clock(), DEAD_BATCH)),
+    purge: (members) => this.eachDeadBatch(members, (batch) => this.store.purge(batch, DEAD_BATCH)),
+  };
+
+  private async eachDeadBatch(
+    members: string | readonly string[] | 'all',
+    run: (batch: readonly string[] | 'all') => Promise<number>,
+  ): Promise<number> {
+    if (members !== 'all') return run(typeof members === 'string' ? [members] : members);
+    let total = 0;
+    for (let n = DEAD_BATCH; n === DEAD_BATCH; total += n) n = await run('all');
+    return total;
+  }
+
+  /** Redis and PostgreSQL answer; throws a ConnectionError naming the one that does not. */
+  async ping(): Promise<void> {
+    try {
+      await this.redis.ping();
+    } catch (error) {
+      throw new ConnectionError(`cannot reach Redis: ${(error as Error).message}`, { cause: error });
+    }
+    try {
+      await this.options.dataSource.query('SELECT 1');
+    } catch (error) {
+      throw new ConnectionError(`cannot reach PostgreSQL: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Detaches the subscriber and closes the Redis connections this coalescer opened. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.detach();
+    await quit(this.markerRedis);
+    if (this.ownsRedis) await quit(this.redis);
+  }
+}
+
+async function quit(client: Redis): Promise<void> {
+  try {
+    if (client.status === 'ready') await client.quit();
+    else client.disconnect();
+  } catch {
+    client.disconnect();
+  }
+}

@@ -1,0 +1,137 @@
+import type { Redis } from 'ioredis';
+import type { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { ConfigError } from './errors';
+import { isValidNamespace } from './redis/keys';
+import type { RetryOptions } from './drain/backoff';
+
+/** Options of a {@link Coalescer}. */
+export interface CoalescerOptions {
+  /** An initialized TypeORM DataSource holding the parent and child entities. */
+  dataSource: DataSource;
+  /** A Redis URL (`redis://host:port/db`) or an ioredis client. A client you pass is not closed by `close()`. */
+  redis: string | Redis;
+  /**
+   * Key prefix; one namespace is one independent coalescer. Letters, digits, `_`, `-`, `.`.
+   * @defaultValue 'coalesce'
+   */
+  namespace?: string;
+  /** pino logger; by default warnings and errors go to stderr. */
+  logger?: Logger;
+  /**
+   * How long a claim lasts before the parent is given back to pending (a crashed worker's
+   * parents come back after this).
+   * @defaultValue 30000
+   */
+  leaseMs?: number;
+  /**
+   * A recompute running longer is aborted (its `signal` fires) and counts as failed. Must be
+   * shorter than `leaseMs`.
+   * @defaultValue leaseMs / 2
+   */
+  recomputeTimeoutMs?: number;
+  /** Retry of failed recomputes; see {@link RetryOptions}. */
+  retry?: Partial<RetryOptions>;
+  /**
+   * Longest a mark may wait for Redis after a commit before it is treated as undelivered, so a
+   * host's save is never held long when Redis is down.
+   * @defaultValue 1000
+   */
+  markTimeoutMs?: number;
+  /** Source of time in ms; tests pass their own. @defaultValue Date.now */
+  clock?: () => number;
+}
+
+/** Options after defaults and validation. */
+export interface ResolvedOptions {
+  readonly dataSource: DataSource;
+  readonly redis: string | Redis;
+  readonly namespace: string;
+  readonly logger: Logger | undefined;
+  readonly leaseMs: number;
+  readonly recomputeTimeoutMs: number;
+  readonly retry: Readonly<RetryOptions>;
+  readonly markTimeoutMs: number;
+  readonly clock: () => number;
+}
+
+/** Defaults of every optional option. */
+export const DEFAULTS = Object.freeze({
+  namespace: 'coalesce',
+  leaseMs: 30_000,
+  markTimeoutMs: 1_000,
+  retry: Object.freeze({ attempts: 5, baseMs: 1_000, maxMs: 60_000 }),
+});
+
+const ms = (min: number, max: number) => z.number().int().min(min).max(max);
+
+const schema = z.object({
+  namespace: z
+    .string()
+    .refine(isValidNamespace, 'must be 1-64 characters of letters, digits, "_", "-" or "."'),
+  leaseMs: ms(100, 86_400_000),
+  recomputeTimeoutMs: ms(10, 86_400_000).optional(),
+  markTimeoutMs: ms(10, 60_000),
+  retry: z.object({
+    attempts: z.number().int().min(1).max(1000),
+    baseMs: ms(0, 86_400_000),
+    maxMs: ms(0, 86_400_000),
+  }),
+});
+
+/** Turns a zod failure into one ConfigError naming the option, the value and what is allowed. */
+export function configError(error: z.ZodError, input: unknown, what = 'option'): ConfigError {
+  const lines = error.issues.map((issue) => {
+    const path = issue.path.join('.');
+    const value = issue.path.reduce<unknown>((v, key) => (v as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey], input);
+    return `${what} "${path}" = ${JSON.stringify(value) ?? String(value)}: ${issue.message}`;
+  });
+  return new ConfigError(`invalid ${lines.join('; ')}`);
+}
+
+/** Validates options and fills defaults; a bad option throws a ConfigError naming it. */
+export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new ConfigError('Coalescer options must be an object');
+  const ds = options.dataSource as DataSource | undefined;
+  if (!ds || typeof ds.getMetadata !== 'function') {
+    throw new ConfigError('invalid option "dataSource": expected a TypeORM DataSource');
+  }
+  const redis = options.redis as unknown;
+  if (typeof redis !== 'string' && (redis === null || typeof redis !== 'object' || typeof (redis as Redis).duplicate !== 'function')) {
+    throw new ConfigError(`invalid option "redis" = ${JSON.stringify(redis) ?? String(redis)}: expected a redis:// URL or an ioredis client`);
+  }
+  if (typeof redis === 'string' && !/^rediss?:\/\//.test(redis)) {
+    throw new ConfigError(`invalid option "redis" = ${JSON.stringify(redis)}: expected a redis:// or rediss:// URL`);
+  }
+  const input = {
+    namespace: options.namespace ?? DEFAULTS.namespace,
+    leaseMs: options.leaseMs ?? DEFAULTS.leaseMs,
+    recomputeTimeoutMs: options.recomputeTimeoutMs,
+    markTimeoutMs: options.markTimeoutMs ?? DEFAULTS.markTimeoutMs,
+    retry: { ...DEFAULTS.retry, ...options.retry },
+  };
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw configError(parsed.error, input);
+  const v = parsed.data;
+  const recomputeTimeoutMs = v.recomputeTimeoutMs ?? Math.floor(v.leaseMs / 2);
+  if (recomputeTimeoutMs >= v.leaseMs) {
+    throw new ConfigError(
+      `invalid option "recomputeTimeoutMs" = ${recomputeTimeoutMs}: must be less than leaseMs (${v.leaseMs}), or a slow recompute would outlive its lease`,
+    );
+  }
+  if (v.retry.maxMs < v.retry.baseMs) {
+    throw new ConfigError(`invalid option "retry.maxMs" = ${v.retry.maxMs}: must be at least retry.baseMs (${v.retry.baseMs})`);
+  }
+  return Object.freeze({
+    dataSource: ds,
+    redis: options.redis,
+    namespace: v.namespace,
+    logger: options.logger,
+    leaseMs: v.leaseMs,
+    recomputeTimeoutMs,
+    retry: Object.freeze(v.retry),
+    markTimeoutMs: v.markTimeoutMs,
+    clock: options.clock ?? Date.now,
+  });
+}

@@ -1,0 +1,42 @@
+/** Base class of every error this package throws. */
+export class CoalesceError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A bad option passed to a constructor or method; the message names the option, the value and what is allowed. */
+export class ConfigError extends CoalesceError {}
+
+/** A parent or child registration that cannot work (unknown entity, bad foreign key, duplicate). */
+export class RegistrationError extends CoalesceError {}
+
+/** A member read from Redis that cannot be decoded, or names a parent type that is not registered. */
+export class MalformedMemberError extends CoalesceError {
+  constructor(
+    readonly member: string,
+    reason: string,
+  ) {
+    super(`malformed member ${JSON.stringify(member)}: ${reason}`);
+  }
+}
+
+/** A recompute that did not settle within `recomputeTimeoutMs`. */
+export class RecomputeTimeoutError extends CoalesceError {
+  constructor(
+    readonly member: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`recompute of ${member} did not finish within ${timeoutMs} ms (recomputeTimeoutMs)`);
+  }
+}
+
+/** Redis or PostgreSQL could not be reached. */
+export class ConnectionError extends CoalesceError {}
+
+/** Formats any thrown value as one line, for logs and the dead-letter set. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}

@@ -1,0 +1,16 @@
+export { Coalescer } from './coalescer';
+export type { CoalescerEvents, CoalescerStats, DeadLetters, HotParent } from './coalescer';
+export type { CoalescerOptions } from './config';
+export { DEFAULTS } from './config';
+export type { ChildOptions, ParentId, ParentOptions, Priority, RecomputeContext } from './registry';
+export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
+export type { RetryOptions } from './drain/backoff';
+export type { DeadEntry } from './redis/store';
+export {
+  CoalesceError,
+  ConfigError,
+  ConnectionError,
+  MalformedMemberError,
+  RecomputeTimeoutError,
+  RegistrationError,
+} from './errors';

@@ -1,0 +1,53 @@
+/**
+ * Every Redis key of one namespace, built in one place. All keys share the hash tag `{namespace}`
+ * so that the scripts, which touch several keys at once, work on Redis Cluster.
+ */
+export interface Keys {
+  /** ZSET member -> score (priority base + heat): parents waiting to be recomputed. */
+  readonly pending: string;
+  /** ZSET member -> ms of the first mark since the parent's last recompute. */
+  readonly since: string;
+  /** ZSET member -> lease deadline (ms): parents claimed by a worker. */
+  readonly leases: string;
+  /** HASH member -> JSON claim record {t: token, s: score, f: since}; kept while leased or waiting to retry. */
+  readonly claims: string;
+  /** HASH member -> heat of marks that arrived while the parent was leased or waiting to retry. */
+  readonly dirty: string;
+  /** HASH member -> ms of the first such mark. */
+  readonly dirtyAt: string;
+  /** ZSET member -> ms when a failed parent may be retried. */
+  readonly delayed: string;
+  /** HASH member -> failed attempts so far. */
+  readonly attempts: string;
+  /** ZSET member -> ms when the parent was dead-lettered. */
+  readonly dead: string;
+  /** HASH member -> JSON dead-letter record (error, attempts, heat, at). */
+  readonly deadInfo: string;
+  /** LIST of recent waits (first mark -> recompute start, ms), newest first. */
+  readonly waits: string;
+}
+
+const NAMESPACE = /^[A-Za-z0-9_.\-]{1,64}$/;
+
+/** True when `namespace` may be used as a key prefix. */
+export function isValidNamespace(namespace: string): boolean {
+  return NAMESPACE.test(namespace);
+}
+
+/** Builds the keys of `namespace`. */
+export function keysFor(namespace: string): Keys {
+  const k = (name: string): string => `{${namespace}}:${name}`;
+  return Object.freeze({
+    pending: k('pending'),
+    since: k('since'),
+    leases: k('leases'),
+    claims: k('claims'),
+    dirty: k('dirty'),
+    dirtyAt: k('dirtyAt'),
+    delayed: k('delayed'),
+    attempts: k('attempts'),
+    dead: k('dead'),
+    deadInfo: k('deadInfo'),
+    waits: k('waits'),
+  });
+}

@@ -1,0 +1,343 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Redis, Result } from 'ioredis';
+import type { Keys } from './keys';
+
+/** One parent to mark: its member, how much heat to add, and the base of its score (priority). */
+export interface MarkEntry {
+  readonly member: string;
+  readonly increment: number;
+  readonly base: number;
+}
+
+/** A parent won by a claim. */
+export interface Claimed {
+  readonly member: string;
+  /** Score at claim time (priority base + heat). */
+  readonly score: number;
+  /** Ms of the first mark since the last recompute, when known. */
+  readonly since: number | undefined;
+  /** Failed attempts before this one. */
+  readonly attempts: number;
+  /** Token that proves ownership when acknowledging. */
+  readonly token: string;
+  /** Lease deadline (ms). */
+  readonly deadline: number;
+}
+
+/** A recomputed parent to acknowledge. */
+export interface AckEntry {
+  readonly member: string;
+  readonly token: string;
+  readonly base: number;
+}
+
+/** A failed recompute: retry at `retryAt` (ms), or dead-letter when `retryAt` is undefined. */
+export interface FailEntry {
+  readonly member: string;
+  readonly token: string;
+  readonly retryAt: number | undefined;
+  readonly error: string;
+}
+
+/** A dead-lettered parent as stored. */
+export interface DeadEntry {
+  readonly member: string;
+  readonly error: string;
+  readonly attempts: number;
+  readonly score: number;
+  /** Ms when it was dead-lettered. */
+  readonly at: number;
+}
+
+/** Sizes of the sets of one namespace. */
+export interface Counts {
+  readonly pending: number;
+  readonly inflight: number;
+  readonly delayed: number;
+  readonly dead: number;
+  /** Leases whose deadline has passed and that no drain has given back yet. */
+  readonly expired: number;
+  /** Ms of the oldest first mark among pending parents, if any. */
+  readonly oldestSince: number | undefined;
+}
+
+interface ScriptDef {
+  readonly name: string;
+  readonly file: string;
+  readonly keys: number;
+}
+
+const SCRIPTS = {
+  mark: { name: 'coalesceMarkParents', file: 'markParents-8.lua', keys: 8 },
+  claim: { name: 'coalesceClaimParents', file: 'claimParents-5.lua', keys: 5 },
+  ack: { name: 'coalesceAckParents', file: 'ackParents-7.lua', keys: 7 },
+  requeue: { name: 'coalesceRequeueHeld', file: 'requeueHeld-6.lua', keys: 6 },
+  fail: { name: 'coalesceFailParents', file: 'failParents-10.lua', keys: 10 },
+  revive: { name: 'coalesceReviveDead', file: 'reviveDead-4.lua', keys: 4 },
+} as const satisfies Record<string, ScriptDef>;
+
+type Arg = string | number;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    coalesceMarkParents(...args: Arg[]): Result<number, Context>;
+    coalesceClaimParents(...args: Arg[]): Result<string[], Context>;
+    coalesceAckParents(...args: Arg[]): Result<[number, number, number], Context>;
+    coalesceRequeueHeld(...args: Arg[]): Result<number, Context>;
+    coalesceFailParents(...args: Arg[]): Result<[number, number, number], Context>;
+    coalesceReviveDead(...args: Arg[]): Result<number, Context>;
+  }
+}
+
+const sources = new Map<string, string>();
+function source(file: string): string {
+  let lua = sources.get(file);
+  if (lua === undefined) {
+    lua = readFileSync(join(__dirname, 'scripts', file), 'utf8');
+    sources.set(file, lua);
+  }
+  return lua;
+}
+
+const defined = new WeakSet<Redis>();
+/** Defines every script on `client` once (EVALSHA with ioredis' NOSCRIPT fallback). */
+export function defineScripts(client: Redis): void {
+  if (defined.has(client)) return;
+  for (const def of Object.values(SCRIPTS)) {
+    client.defineCommand(def.name, { numberOfKeys: def.keys, lua: source(def.file) });
+  }
+  defined.add(client);
+}
+
+/** Most arguments sent in one script call; larger inputs are split so no call is unbounded. */
+export const MAX_BATCH = 500;
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/**
+ * The Redis side of one namespace: every command and script the coalescer sends. Knows
+ * members and scores, nothing of TypeORM.
+ */
+export class Store {
+  constructor(
+    private readonly client: Redis,
+    readonly keys: Keys,
+  ) {
+    defineScripts(client);
+  }
+
+  /** Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents). */
+  async mark(entries: readonly MarkEntry[], now: number): Promise<number> {
+    const k = this.keys;
+    const keys = [k.pending, k.since, k.leases, k.delayed, k.dirty, k.dirtyAt, k.dead, k.deadInfo];
+    const batches = chunks(entries, MAX_BATCH);
+    if (batches.length === 1) {
+      return this.client.coalesceMarkParents(...keys, now, ...flatMark(batches[0] ?? []));
+    }
+    const pipeline = this.client.pipeline();
+    for (const batch of batches) pipeline.coalesceMarkParents(...keys, now, ...flatMark(batch));
+    let marked = 0;
+    for (const [err, n] of (await pipeline.exec()) ?? []) {
+      if (err) throw err;
+      marked += Number(n);
+    }
+    return marked;
+  }
+
+  /** The `count` hottest pending members starting at rank `offset` (ZREVRANGE). */
+  window(offset: number, count: number): Promise<string[]> {
+    return this.client.zrevrange(this.keys.pending, offset, offset + count - 1);
+  }
+
+  /** Claims `members` (checked ZREM + lease each); returns the ones this call won. */
+  async claim(members: readonly string[], leaseDeadline: number, token: string): Promise<Claimed[]> {
+    if (members.length === 0) return [];
+    const k = this.keys;
+    const flat = await this.client.coalesceClaimParents(
+      k.pending,
+      k.since,
+      k.leases,
+      k.claims,
+      k.attempts,
+      leaseDeadline,
+      token,
+      ...members,
+    );
+    const out: Claimed[] = [];
+    for (let i = 0; i + 3 < flat.length; i += 4) {
+      const since = flat[i + 2];
+      out.push({
+        member: flat[i] as string,
+        score: Number(flat[i + 1]),
+        since: since ? Number(since) : undefined,
+        attempts: Number(flat[i + 3]),
+        token,
+        deadline: leaseDeadline,
+      });
+    }
+    return out;
+  }
+
+  /** Ends the leases of recomputed parents; re-arms those marked meanwhile. */
+  async ack(entries: readonly AckEntry[]): Promise<{ acked: number; rearmed: number; lost: number }> {
+    const k = this.keys;
+    const total = { acked: 0, rearmed: 0, lost: 0 };
+    for (const batch of chunks(entries, MAX_BATCH)) {
+      const args = batch.flatMap((e) => [e.member, e.token, e.base]);
+      const [acked, rearmed, lost] = await this.client.coalesceAckParents(
+        k.leases,
+        k.claims,
+        k.pending,
+        k.since,
+        k.dirty,
+        k.dirtyAt,
+        k.attempts,
+        ...args,
+      );
+      total.acked += acked;
+      total.rearmed += rearmed;
+      total.lost += lost;
+    }
+    return total;
+  }
+
+  /** Records failed recomputes: delayed retry or dead letter. */
+  async fail(entries: readonly FailEntry[], now: number): Promise<{ retried: number; dead: number; lost: number }> {
+    const k = this.keys;
+    const total = { retried: 0, dead: 0, lost: 0 };
+    for (const batch of chunks(entries, MAX_BATCH)) {
+      const args = batch.flatMap((e) => [e.member, e.token, e.retryAt ?? -1, e.error]);
+      const [retried, dead, lost] = await this.client.coalesceFailParents(
+        k.leases,
+        k.claims,
+        k.delayed,
+        k.attempts,
+        k.dead,
+        k.deadInfo,
+        k.pending,
+        k.since,
+        k.dirty,
+        k.dirtyAt,
+        now,
+        ...args,
+      );
+      total.retried += retried;
+      total.dead += dead;
+      total.lost += lost;
+    }
+    return total;
+  }
+
+  /** Gives leases past their deadline back to pending with their heat; at most `limit`. */
+  reapExpired(now: number, limit: number): Promise<number> {
+    return this.requeue(this.keys.leases, now, limit, []);
+  }
+
+  /** Moves retries whose backoff is over back to pending; at most `limit`. */
+  promoteDue(now: number, limit: number): Promise<number> {
+    return this.requeue(this.keys.delayed, now, limit, []);
+  }
+
+  /** Gives back to pending the leases a worker still holds (on shutdown), checked by token. */
+  async release(claims: readonly Pick<Claimed, 'member' | 'token'>[], now: number): Promise<number> {
+    let released = 0;
+    for (const batch of chunks(claims, MAX_BATCH)) {
+      released += await this.requeue(this.keys.leases, now, batch.length, batch.flatMap((c) => [c.member, c.token]));
+    }
+    return released;
+  }
+
+  private requeue(from: string, now: number, limit: number, pairs: Arg[]): Promise<number> {
+    const k = this.keys;
+    return this.client.coalesceRequeueHeld(from, k.claims, k.pending, k.since, k.dirty, k.dirtyAt, now, limit, ...pairs);
+  }
+
+  /** Dead-lettered parents, oldest first. */
+  async listDead(offset: number, count: number): Promise<DeadEntry[]> {
+    const members = await this.client.zrange(this.keys.dead, offset, offset + count - 1);
+    if (members.length === 0) return [];
+    const records = await this.client.hmget(this.keys.deadInfo, ...members);
+    return members.map((member, i) => parseDead(member, records[i] ?? null));
+  }
+
+  /** Gives dead parents a fresh start: the named ones, or up to `limit` of the oldest. */
+  revive(members: readonly string[] | 'all', now: number, limit: number): Promise<number> {
+    const k = this.keys;
+    const named = members === 'all' ? [] : members.slice(0, MAX_BATCH);
+    return this.client.coalesceReviveDead(k.dead, k.deadInfo, k.pending, k.since, now, limit, ...named);
+  }
+
+  /** Removes dead parents: the named ones, or up to `limit` of the oldest. */
+  async purge(members: readonly string[] | 'all', limit: number): Promise<number> {
+    const named = members === 'all' ? await this.client.zrange(this.keys.dead, 0, limit - 1) : members.slice(0, MAX_BATCH);
+    if (named.length === 0) return 0;
+    const [[err, removed] = [null, 0]] =
+      (await this.client.multi().zrem(this.keys.dead, ...named).hdel(this.keys.deadInfo, ...named).exec()) ?? [];
+    if (err) throw err;
+    return Number(removed);
+  }
+
+  /** Sizes of every set, in one round trip. */
+  async counts(now: number): Promise<Counts> {
+    const k = this.keys;
+    const replies = await this.client
+      .multi()
+      .zcard(k.pending)
+      .zcard(k.leases)
+      .zcard(k.delayed)
+      .zcard(k.dead)
+      .zcount(k.leases, '-inf', now)
+      .zrange(k.since, 0, 0, 'WITHSCORES')
+      .exec();
+    const values = (replies ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    });
+    const oldest = values[5] as string[] | undefined;
+    return {
+      pending: Number(values[0]),
+      inflight: Number(values[1]),
+      delayed: Number(values[2]),
+      dead: Number(values[3]),
+      expired: Number(values[4]),
+      oldestSince: oldest && oldest[1] !== undefined ? Number(oldest[1]) : undefined,
+    };
+  }
+
+  /** The `n` hottest pending members with their scores. */
+  async top(n: number): Promise<{ member: string; score: number }[]> {
+    const flat = await this.client.zrevrange(this.keys.pending, 0, n - 1, 'WITHSCORES');
+    const out: { member: string; score: number }[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i] as string, score: Number(flat[i + 1]) });
+    return out;
+  }
+
+  /** Deletes every key of the namespace (tests, `coalesce reset`). */
+  async clear(): Promise<void> {
+    await this.client.del(...Object.values(this.keys));
+  }
+}
+
+function flatMark(entries: readonly MarkEntry[]): Arg[] {
+  return entries.flatMap((e) => [e.member, e.increment, e.base]);
+}
+
+function parseDead(member: string, record: string | null): DeadEntry {
+  try {
+    const r = JSON.parse(record ?? '{}') as Partial<Record<keyof DeadEntry, unknown>>;
+    return {
+      member,
+      error: typeof r.error === 'string' ? r.error : 'unknown',
+      attempts: Number(r.attempts ?? 0),
+      score: Number(r.score ?? 0),
+      at: Number(r.at ?? 0),
+    };
+  } catch {
+    return { member, error: 'unreadable dead-letter record', attempts: 0, score: 0, at: 0 };
+  }
+}

@@ -1,0 +1,263 @@
+import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
+import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
+import type { Logger } from 'pino';
+import { MalformedMemberError, RegistrationError } from './errors';
+
+/** A parent's primary key value. */
+export type ParentId = string | number;
+
+/** What a recompute is given besides the parent id(s). */
+export interface RecomputeContext {
+  /** The DataSource's entity manager; open a transaction with it if the recompute needs one. */
+  readonly manager: EntityManager;
+  /** Aborted when the recompute passes `recomputeTimeoutMs`; pass it on to long work. */
+  readonly signal: AbortSignal;
+  /** Failed attempts before this one (0 on the first try). */
+  readonly attempt: number;
+  /** Logger bound to the parent(s) being recomputed. */
+  readonly logger: Logger;
+}
+
+/** Drain order of parent types: every pending `critical` parent is claimed before any `high`, and so on. */
+export type Priority = 'critical' | 'high' | 'normal' | 'low';
+
+/** How a parent type is recomputed. Give `recompute`, `recomputeMany`, or both. */
+export interface ParentOptions<Id extends ParentId = ParentId> {
+  /** Rebuilds one parent from its children. */
+  recompute?: (id: Id, ctx: RecomputeContext) => Promise<void>;
+  /**
+   * Rebuilds many parents at once (one SQL statement for a batch). When it throws, the batch
+   * falls back to `recompute` one by one if given, so one bad parent does not fail the others.
+   */
+  recomputeMany?: (ids: Id[], ctx: RecomputeContext) => Promise<void>;
+  /**
+   * Most ids handed to one `recomputeMany` call.
+   * @defaultValue 100
+   */
+  batchSize?: number;
+  /**
+   * Drain tier of this type.
+   * @defaultValue 'normal'
+   */
+  priority?: Priority;
+}
+
+/** How a child points at one of its parents. */
+export interface ChildOptions {
+  /** The parent entity (class, EntitySchema or name), registered with `parent()`. */
+  parent: EntityTarget<ObjectLiteral>;
+  /**
+   * Property of the child that holds the parent's id: a column (`orderId`) or a many-to-one
+   * relation with one join column (`order`). An explicit column also lets a move from one
+   * parent to another mark the old parent.
+   */
+  foreignKey: string;
+}
+
+/** Score base per priority tier; heat is the score minus the base. Far apart so heat never crosses a tier. */
+export const PRIORITY_BASE: Readonly<Record<Priority, number>> = Object.freeze({
+  critical: 3e12,
+  high: 2e12,
+  normal: 1e12,
+  low: 0,
+});
+const TIER = 1e12;
+
+/** Heat of a pending score: its distance from its tier's base. */
+export function heatOf(score: number): number {
+  return score - Math.min(Math.floor(score / TIER), 3) * TIER;
+}
+
+/** A registered parent type. */
+export interface ParentType {
+  readonly name: string;
+  readonly metadata: EntityMetadata;
+  readonly primary: ColumnMetadata;
+  readonly numericId: boolean;
+  readonly base: number;
+  readonly batchSize: number;
+  readonly recompute: ParentOptions['recompute'];
+  readonly recomputeMany: ParentOptions['recomputeMany'];
+}
+
+/** A registered child -> parent link. */
+export interface ChildLink {
+  readonly parent: ParentType;
+  readonly column: ColumnMetadata;
+  readonly relation: RelationMetadata | undefined;
+}
+
+const NUMERIC_TYPES = new Set(['int', 'int2', 'int4', 'integer', 'smallint', 'tinyint', 'mediumint', 'number', 'float', 'double', 'real', 'decimal', 'numeric']);
+const INTEGER = /^-?\d{1,16}$/;
+
+/** Parents and children of one coalescer, resolved against the DataSource's metadata. */
+export class Registry {
+  private readonly parents = new Map<string, ParentType>();
+  private readonly links = new Map<EntityMetadata['target'], ChildLink[]>();
+
+  constructor(private readonly dataSource: DataSource) {}
+
+  addParent(target: EntityTarget<ObjectLiteral>, options: ParentOptions): ParentType {
+    const metadata = this.metadataOf(target, 'parent');
+    if (this.parents.has(metadata.name)) {
+      throw new RegistrationError(`parent ${metadata.name} is already registered`);
+    }
+    if (metadata.name.includes(':')) {
+      throw new RegistrationError(`parent ${metadata.name}: an entity name used as a parent may not contain ':'`);
+    }
+    if (metadata.primaryColumns.length !== 1) {
+      throw new RegistrationError(
+        `parent ${metadata.name} has ${metadata.primaryColumns.length} primary columns; a parent needs exactly one`,
+      );
+    }
+    if (!options.recompute && !options.recomputeMany) {
+      throw new RegistrationError(`parent ${metadata.name}: give recompute or recomputeMany`);
+    }
+    const batchSize = options.batchSize ?? 100;
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
+      throw new RegistrationError(`parent ${metadata.name}: batchSize must be an integer from 1 to 10000, got ${String(batchSize)}`);
+    }
+    const priority = options.priority ?? 'normal';
+    if (!(priority in PRIORITY_BASE)) {
+      throw new RegistrationError(
+        `parent ${metadata.name}: priority must be one of ${Object.keys(PRIORITY_BASE).join(', ')}, got ${String(priority)}`,
+      );
+    }
+    const primary = metadata.primaryColumns[0] as ColumnMetadata;
+    const parent: ParentType = Object.freeze({
+      name: metadata.name,
+      metadata,
+      primary,
+      numericId: isNumericColumn(primary),
+      base: PRIORITY_BASE[priority],
+      batchSize,
+      recompute: options.recompute,
+      recomputeMany: options.recomputeMany,
+    });
+    this.parents.set(parent.name, parent);
+    return parent;
+  }
+
+  addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions): ChildLink {
+    const metadata = this.metadataOf(target, 'child');
+    const parent = this.parentOf(options.parent, `child ${metadata.name}`);
+    const fk = options.foreignKey;
+    let column = metadata.findColumnWithPropertyName(fk);
+    let relation = metadata.manyToOneRelations.find((r) => r.propertyName === fk);
+    if (!column && relation) {
+      if (relation.joinColumns.length !== 1) {
+        throw new RegistrationError(`child ${metadata.name}: relation "${fk}" must have exactly one join column`);
+      }
+      column = relation.joinColumns[0];
+    }
+    if (!column) {
+      const known = metadata.columns.map((c) => c.propertyName).join(', ');
+      throw new RegistrationError(
+        `child ${metadata.name}: foreignKey "${fk}" is not a column or many-to-one relation (columns: ${known})`,
+      );
+    }
+    relation ??= metadata.manyToOneRelations.find((r) => r.joinColumns.some((j) => j.databaseName === column.databaseName));
+    const existing = this.links.get(metadata.target) ?? [];
+    if (existing.some((l) => l.parent === parent && l.column === column)) {
+      throw new RegistrationError(`child ${metadata.name} is already registered for parent ${parent.name} by "${fk}"`);
+    }
+    const link: ChildLink = Object.freeze({ parent, column, relation });
+    this.links.set(metadata.target, [...existing, link]);
+    return link;
+  }
+
+  /** The parent type registered for `target`, or a RegistrationError naming the known ones. */
+  parentOf(target: EntityTarget<ObjectLiteral> | string, what = 'parent'): ParentType {
+    const name = typeof target === 'string' ? target : this.metadataOf(target, 'parent').name;
+    const parent = this.parents.get(name);
+    if (!parent) {
+      throw new RegistrationError(`${what}: ${name} is not a registered parent (known: ${this.parentNames().join(', ') || 'none'})`);
+    }
+    return parent;
+  }
+
+  /** The links of a child entity, or none if it is not a registered child. */
+  linksOf(metadata: EntityMetadata): readonly ChildLink[] {
+    return this.links.get(metadata.target) ?? [];
+  }
+
+  parentNames(): string[] {
+    return [...this.parents.keys()];
+  }
+
+  parentTypes(): ParentType[] {
+    return [...this.parents.values()];
+  }
+
+  /** Member of a parent: `"<Type>:<id>"`. */
+  encode(parent: ParentType, id: unknown): string {
+    if (parent.numericId) {
+      const n = typeof id === 'string' && INTEGER.test(id) ? Number(id) : id;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
+        throw new RegistrationError(`${parent.name}: id ${JSON.stringify(id)} is not an integer`);
+      }
+      return `${parent.name}:${n}`;
+    }
+    if ((typeof id !== 'string' && typeof id !== 'number' && typeof id !== 'bigint') || String(id) === '') {
+      throw new RegistrationError(`${parent.name}: id ${JSON.stringify(id)} is not a string or number`);
+    }
+    return `${parent.name}:${String(id)}`;
+  }
+
+  /** Parent type and id of a member; a MalformedMemberError when it cannot be decoded. */
+  decode(member: string): { parent: ParentType; id: ParentId } {
+    const colon = member.indexOf(':');
+    if (colon <= 0) throw new MalformedMemberError(member, 'expected "<Type>:<id>"');
+    const name = member.slice(0, colon);
+    const raw = member.slice(colon + 1);
+    const parent = this.parents.get(name);
+    if (!parent) {
+      throw new MalformedMemberError(member, `unknown parent type ${name} (known: ${this.parentNames().join(', ') || 'none'})`);
+    }
+    if (raw === '') throw new MalformedMemberError(member, 'empty id');
+    if (!parent.numericId) return { parent, id: raw };
+    if (!INTEGER.test(raw) || !Number.isSafeInteger(Number(raw))) {
+      throw new MalformedMemberError(member, `id ${JSON.stringify(raw)} of ${name} is not an integer`);
+    }
+    return { parent, id: Number(raw) };
+  }
+
+  private metadataOf(target: EntityTarget<ObjectLiteral>, role: string): EntityMetadata {
+    if (!this.dataSource.hasMetadata(target)) {
+      const name = typeof target === 'string' ? target : describeTarget(target);
+      throw new RegistrationError(`${role} ${name} is not an entity of this DataSource (is it listed in its entities?)`);
+    }
+    return this.dataSource.getMetadata(target);
+  }
+}
+
+function describeTarget(target: EntityTarget<ObjectLiteral>): string {
+  if (typeof target === 'function') return target.name || 'anonymous class';
+  if (typeof target === 'object' && target !== null) {
+    const named = target as { name?: unknown; options?: { name?: unknown } };
+    if (typeof named.options?.name === 'string') return named.options.name;
+    if (typeof named.name === 'string') return named.name;
+  }
+  return String(target);
+}
+
+function isNumericColumn(column: ColumnMetadata): boolean {
+  return column.type === Number || (typeof column.type === 'string' && NUMERIC_TYPES.has(column.type));
+}
+
+/** Value of the child's foreign key in `entity`, through the explicit column or the relation object. */
+export function foreignKeyOf(link: ChildLink, entity: ObjectLiteral | undefined): unknown {
+  if (!entity) return undefined;
+  const direct: unknown = entity[link.column.propertyName];
+  if (direct !== undefined && direct !== null && typeof direct !== 'object') return direct;
+  if (link.relation) {
+    const related: unknown = entity[link.relation.propertyName];
+    if (related !== null && typeof related === 'object') {
+      const referenced = link.relation.joinColumns[0]?.referencedColumn;
+      return referenced ? referenced.getEntityValue(related as ObjectLiteral) : undefined;
+    }
+    if (related !== undefined && related !== null) return related;
+  }
+  return direct === null ? null : undefined;
+}
