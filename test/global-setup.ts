@@ -1,0 +1,81 @@
+import type { TestProject } from 'vitest/node';
+import { Client } from 'pg';
+import { Redis } from 'ioredis';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    redisUrl: string;
+  }
+}
+
+const LOCAL_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379';
+
+async function postgresAnswers(url: string): Promise<boolean> {
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function redisAnswers(url: string): Promise<boolean> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * Finds PostgreSQL and Redis for the suite: DATABASE_URL / REDIS_URL when set (CI sets them),
+ * else the local servers, else containers where a Docker engine answers. Without any of them
+ * the suite fails loudly: an integration suite that silently skips proves nothing.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const stops: (() => Promise<unknown>)[] = [];
+  let databaseUrl = process.env.DATABASE_URL;
+  let redisUrl = process.env.REDIS_URL;
+  if (!databaseUrl && (await postgresAnswers(LOCAL_DATABASE_URL))) databaseUrl = LOCAL_DATABASE_URL;
+  if (!redisUrl && (await redisAnswers(LOCAL_REDIS_URL))) redisUrl = LOCAL_REDIS_URL;
+  if (!databaseUrl || !redisUrl) {
+    try {
+      if (!databaseUrl) {
+        const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+        const pg = await new PostgreSqlContainer('postgres:15-alpine').start();
+        stops.push(() => pg.stop());
+        databaseUrl = pg.getConnectionUri();
+      }
+      if (!redisUrl) {
+        const { RedisContainer } = await import('@testcontainers/redis');
+        const redis = await new RedisContainer('redis:7-alpine').start();
+        stops.push(() => redis.stop());
+        redisUrl = redis.getConnectionUrl();
+      }
+    } catch (error) {
+      throw new Error(
+        'No PostgreSQL or Redis for the integration tests: set DATABASE_URL and REDIS_URL, start the local ' +
+          'servers (see README), or run a Docker engine for testcontainers. ' +
+          `(containers: ${(error as Error).message})`,
+      );
+    }
+  }
+  if (!(await postgresAnswers(databaseUrl))) throw new Error(`PostgreSQL does not answer at ${databaseUrl}`);
+  if (!(await redisAnswers(redisUrl))) throw new Error(`Redis does not answer at ${redisUrl}`);
+  project.provide('databaseUrl', databaseUrl);
+  project.provide('redisUrl', redisUrl);
+  return async () => {
+    for (const stop of stops) await stop();
+  };
+}

@@ -1,0 +1,182 @@
+import 'reflect-metadata';
+import { randomBytes } from 'node:crypto';
+import { DataSource, type DataSourceOptions, type EntitySchema } from 'typeorm';
+import { Redis } from 'ioredis';
+import pino, { type Logger } from 'pino';
+import { inject } from 'vitest';
+import { Coalescer, type CoalescerOptions } from '../src';
+import { Order, OrderLine } from '../examples/shop/entities';
+import { recomputeOrders, countMismatches } from '../examples/shop/recompute';
+import { migrations } from '../migrations';
+
+export { Order, OrderLine, recomputeOrders, countMismatches };
+
+export const databaseUrl = (): string => inject('databaseUrl');
+export const redisUrl = (): string => inject('redisUrl');
+
+/** A short random suffix for schemas and namespaces, so test files never share state. */
+export function suffix(): string {
+  return randomBytes(4).toString('hex');
+}
+
+/** Logger for tests: silent unless TEST_LOG_LEVEL is set. */
+export function testLogger(): Logger {
+  return pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+}
+
+export interface TestDb {
+  dataSource: DataSource;
+  schema: string;
+  /** Drops the schema and closes the DataSource. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * A DataSource on a schema of its own. By default the shop tables are made by the project's
+ * migrations; give `entities` (with `synchronize`) for other test entities.
+ */
+export async function createTestDb(
+  name: string,
+  options: { entities?: (Function | EntitySchema)[]; synchronize?: boolean; poolSize?: number } = {},
+): Promise<TestDb> {
+  const schema = `t_${name.replace(/\W/g, '_').toLowerCase()}_${suffix()}`;
+  const admin = new DataSource({ type: 'postgres', url: databaseUrl() });
+  await admin.initialize();
+  await admin.query(`CREATE SCHEMA "${schema}"`);
+  await admin.destroy();
+  const synchronize = options.synchronize ?? options.entities !== undefined;
+  const dsOptions: DataSourceOptions = {
+    type: 'postgres',
+    url: databaseUrl(),
+    schema,
+    entities: options.entities ?? [Order, OrderLine],
+    migrations: synchronize ? [] : migrations,
+    migrationsRun: !synchronize,
+    synchronize,
+    logging: false,
+    extra: { options: `-c search_path=${schema}`, max: options.poolSize ?? 10 },
+  };
+  const dataSource = new DataSource(dsOptions);
+  await dataSource.initialize();
+  return {
+    dataSource,
+    schema,
+    async destroy() {
+      if (dataSource.isInitialized) {
+        await dataSource.query(`DROP SCHEMA "${schema}" CASCADE`);
+        await dataSource.destroy();
+      }
+    },
+  };
+}
+
+/** Counts of recomputes per order id, for the "exactly once" guarantees. */
+export class RecomputeLog {
+  readonly counts = new Map<number, number>();
+  total = 0;
+  record(ids: readonly number[]): void {
+    for (const id of ids) {
+      this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
+      this.total += 1;
+    }
+  }
+  of(id: number): number {
+    return this.counts.get(id) ?? 0;
+  }
+}
+
+/**
+ * A Coalescer for the shop entities on a fresh namespace, recording every recompute. Pass
+ * `recompute` to wrap the real one (delays, failures).
+ */
+export function shopCoalescer(
+  dataSource: DataSource,
+  options: Partial<CoalescerOptions> & {
+    log?: RecomputeLog;
+    many?: boolean;
+    before?: (ids: readonly number[]) => Promise<void> | void;
+  } = {},
+): Coalescer {
+  const { log, many, before, ...rest } = options;
+  const coalescer = new Coalescer({
+    dataSource,
+    redis: redisUrl(),
+    namespace: `test-${suffix()}`,
+    logger: testLogger(),
+    ...rest,
+  });
+  const run = async (ids: number[], manager: DataSource['manager']): Promise<void> => {
+    await before?.(ids);
+    await recomputeOrders(manager, ids);
+    log?.record(ids);
+  };
+  coalescer.parent<number>(Order, {
+    recompute: (id, { manager }) => run([id], manager),
+    ...(many ? { recomputeMany: (ids: number[], { manager }: { manager: DataSource['manager'] }) => run(ids, manager) } : {}),
+  });
+  coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
+  return coalescer;
+}
+
+/** Closes a coalescer after deleting every key of its namespace. */
+export async function dispose(coalescer: Coalescer): Promise<void> {
+  await coalescer.store.clear();
+  await coalescer.close();
+}
+
+/** A plain Redis client on the test server; close it with `quit()`. */
+export function redisClient(): Redis {
+  return new Redis(redisUrl());
+}
+
+/**
+ * Records the commands Redis receives that touch `namespace` (via MONITOR) while `fn` runs.
+ * Returns them as argument lists; their number is the number of round trips made for it when
+ * no pipeline is in play.
+ */
+export async function monitorNamespace(namespace: string, fn: () => Promise<void>): Promise<string[][]> {
+  const client = redisClient();
+  const monitor = await client.monitor();
+  const seen: string[][] = [];
+  const tag = `{${namespace}}`;
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    // Commands run by a script show with source "lua": they are not round trips.
+    if (source !== 'lua' && args.some((a) => a.includes(tag))) seen.push(args);
+  });
+  try {
+    await fn();
+    // MONITOR lines arrive asynchronously: a PING through the same server flushes what is before it.
+    await client.ping().catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  } finally {
+    monitor.disconnect();
+    client.disconnect();
+  }
+  return seen;
+}
+
+/** Seeds `n` orders each with `lines` lines straight in SQL (no marks); returns their ids. */
+export async function seedOrders(dataSource: DataSource, n: number, lines = 1): Promise<number[]> {
+  const rows = (await dataSource.query(
+    `INSERT INTO shop_order (customer) SELECT 'c' || g FROM generate_series(1, $1) g RETURNING id`,
+    [n],
+  )) as { id: number }[];
+  const ids = rows.map((r) => r.id);
+  if (lines > 0) {
+    await dataSource.query(
+      `INSERT INTO shop_order_line (order_id, sku, qty, unit_price)
+       SELECT o, 's' || l, 1 + (o + l) % 5, 2.50 FROM unnest($1::int[]) o, generate_series(1, $2) l`,
+      [ids, lines],
+    );
+  }
+  return ids;
+}
+
+/** Waits until `check` is true, polling; throws after `timeoutMs` with `what` in the message. */
+export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
