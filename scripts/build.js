@@ -1,10 +1,9 @@
 // Compiles TypeScript to dist/ and copies the Lua scripts beside the compiled store.
 const { execFileSync } = require('node:child_process');
-const { cpSync, rmSync } = require('node:fs');
+const { cpSync } = require('node:fs');
 const { join } = require('node:path');
 
 const root = join(__dirname, '..');
-rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], {
   stdio: 'inherit',
 });
