@@ -9,7 +9,7 @@ export interface Keys {
   readonly since: string;
   /** ZSET member -> lease deadline (ms): parents claimed by a worker. */
   readonly leases: string;
-  /** HASH member -> JSON claim record {t: token, s: score, f: since}; kept while leased or waiting to retry. */
+  /** HASH member -> claim record "token|score|since"; kept while leased or waiting to retry. */
   readonly claims: string;
   /** HASH member -> heat of marks that arrived while the parent was leased or waiting to retry. */
   readonly dirty: string;

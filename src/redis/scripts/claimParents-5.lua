@@ -5,25 +5,40 @@
   Input:
     KEYS[1] pending  KEYS[2] since  KEYS[3] leases  KEYS[4] claims  KEYS[5] attempts
     ARGV[1] lease deadline (ms)
-    ARGV[2] claim token
-    ARGV[3..] members, hottest first
+    ARGV[2] claim token (no '|')
+    ARGV[3..] members, hottest first; the caller bounds their number
+
+  The claim record kept in `claims` is "token|score|since".
 
   Output: flat array, per claimed member: member, score, since ('' if unknown), attempts so far.
   A member missing from the output lost the race to another worker.
 ]]
-local out = {}
-for i = 3, #ARGV do
-  local member = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], member)
-  if redis.call('ZREM', KEYS[1], member) == 1 then
-    local since = redis.call('ZSCORE', KEYS[2], member)
-    redis.call('ZREM', KEYS[2], member)
-    redis.call('ZADD', KEYS[3], ARGV[1], member)
-    redis.call('HSET', KEYS[4], member, cjson.encode({ t = ARGV[2], s = score, f = since or '' }))
+local deadline, token = ARGV[1], ARGV[2]
+local members = {}
+for i = 3, #ARGV do members[#members + 1] = ARGV[i] end
+if #members == 0 then return {} end
+
+local scores = redis.call('ZMSCORE', KEYS[1], unpack(members))
+local sinces = redis.call('ZMSCORE', KEYS[2], unpack(members))
+local attempts = redis.call('HMGET', KEYS[5], unpack(members))
+local won, leases, records, out = {}, {}, {}, {}
+for i, member in ipairs(members) do
+  if scores[i] and redis.call('ZREM', KEYS[1], member) == 1 then
+    local since = sinces[i] or ''
+    won[#won + 1] = member
+    leases[#leases + 1] = deadline
+    leases[#leases + 1] = member
+    records[#records + 1] = member
+    records[#records + 1] = token .. '|' .. scores[i] .. '|' .. since
     out[#out + 1] = member
-    out[#out + 1] = score
-    out[#out + 1] = since or ''
-    out[#out + 1] = redis.call('HGET', KEYS[5], member) or '0'
+    out[#out + 1] = scores[i]
+    out[#out + 1] = since
+    out[#out + 1] = attempts[i] or '0'
   end
+end
+if #won > 0 then
+  redis.call('ZREM', KEYS[2], unpack(won))
+  redis.call('ZADD', KEYS[3], unpack(leases))
+  redis.call('HSET', KEYS[4], unpack(records))
 end
 return out

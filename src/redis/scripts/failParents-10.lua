@@ -18,8 +18,9 @@ local retried, dead, lost = 0, 0, 0
 for i = 2, #ARGV, 4 do
   local member, retryAt = ARGV[i], tonumber(ARGV[i + 2])
   local record = redis.call('HGET', KEYS[2], member)
-  local claim = record and cjson.decode(record)
-  if claim and claim.t == ARGV[i + 1] and redis.call('ZREM', KEYS[1], member) == 1 then
+  local token, score, since
+  if record then token, score, since = string.match(record, '^([^|]*)|([^|]*)|(.*)$') end
+  if token == ARGV[i + 1] and redis.call('ZREM', KEYS[1], member) == 1 then
     local attempts = redis.call('HINCRBY', KEYS[4], member, 1)
     if retryAt >= 0 then
       redis.call('ZADD', KEYS[3], retryAt, member)
@@ -29,7 +30,7 @@ for i = 2, #ARGV, 4 do
       redis.call('HDEL', KEYS[4], member)
       local heat = redis.call('HGET', KEYS[9], member)
       if heat then
-        redis.call('ZINCRBY', KEYS[7], tonumber(claim.s) + tonumber(heat), member)
+        redis.call('ZINCRBY', KEYS[7], string.format('%.17g', tonumber(score) + tonumber(heat)), member)
         redis.call('ZADD', KEYS[8], 'NX', redis.call('HGET', KEYS[10], member), member)
         redis.call('HDEL', KEYS[9], member)
         redis.call('HDEL', KEYS[10], member)
@@ -37,7 +38,7 @@ for i = 2, #ARGV, 4 do
       else
         redis.call('ZADD', KEYS[5], now, member)
         redis.call('HSET', KEYS[6], member, cjson.encode({
-          error = ARGV[i + 3], attempts = attempts, score = claim.s, since = claim.f, at = tonumber(now)
+          error = ARGV[i + 3], attempts = attempts, score = score, since = since, at = tonumber(now)
         }))
         dead = dead + 1
       end

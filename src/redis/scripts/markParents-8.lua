@@ -9,30 +9,48 @@
 
   A parent that is leased or waiting to retry is held: its heat goes to `dirty` and comes
   back to `pending` when the hold ends, so it is never claimed twice at once. A dead
-  parent gets a fresh start.
+  parent gets a fresh start. The caller bounds the number of triples per call.
 
-  Output: number of members marked
+  Output: number of distinct members marked
 ]]
 local now = ARGV[1]
-local marked = 0
+local members, incs, bases, at = {}, {}, {}, {}
 for i = 2, #ARGV, 3 do
   local member = ARGV[i]
-  local inc = tonumber(ARGV[i + 1])
-  local base = tonumber(ARGV[i + 2])
-  if redis.call('ZREM', KEYS[7], member) == 1 then
-    redis.call('HDEL', KEYS[8], member)
+  local j = at[member]
+  if j then
+    incs[j] = incs[j] + tonumber(ARGV[i + 1])
+  else
+    members[#members + 1] = member
+    j = #members
+    at[member] = j
+    incs[j] = tonumber(ARGV[i + 1])
+    bases[j] = tonumber(ARGV[i + 2])
   end
-  if redis.call('ZSCORE', KEYS[3], member) or redis.call('ZSCORE', KEYS[4], member) then
-    redis.call('HINCRBY', KEYS[5], member, inc)
+end
+if #members == 0 then return 0 end
+
+if redis.call('ZREM', KEYS[7], unpack(members)) > 0 then
+  redis.call('HDEL', KEYS[8], unpack(members))
+end
+local leased = redis.call('ZMSCORE', KEYS[3], unpack(members))
+local delayed = redis.call('ZMSCORE', KEYS[4], unpack(members))
+local current = redis.call('ZMSCORE', KEYS[1], unpack(members))
+local scores, firsts = {}, {}
+for j, member in ipairs(members) do
+  if leased[j] or delayed[j] then
+    redis.call('HINCRBY', KEYS[5], member, incs[j])
     redis.call('HSETNX', KEYS[6], member, now)
   else
-    if redis.call('ZSCORE', KEYS[1], member) then
-      redis.call('ZINCRBY', KEYS[1], inc, member)
-    else
-      redis.call('ZADD', KEYS[1], base + inc, member)
-    end
-    redis.call('ZADD', KEYS[2], 'NX', now, member)
+    local score = (current[j] and tonumber(current[j]) or bases[j]) + incs[j]
+    scores[#scores + 1] = string.format('%.17g', score)
+    scores[#scores + 1] = member
+    firsts[#firsts + 1] = now
+    firsts[#firsts + 1] = member
   end
-  marked = marked + 1
 end
-return marked
+if #scores > 0 then
+  redis.call('ZADD', KEYS[1], unpack(scores))
+  redis.call('ZADD', KEYS[2], 'NX', unpack(firsts))
+end
+return #members

@@ -17,7 +17,7 @@ local members = {}
 if #ARGV > 2 then
   for i = 3, #ARGV, 2 do
     local record = redis.call('HGET', KEYS[2], ARGV[i])
-    if record and cjson.decode(record).t == ARGV[i + 1] and redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    if record and string.sub(record, 1, #ARGV[i + 1] + 1) == ARGV[i + 1] .. '|' and redis.call('ZSCORE', KEYS[1], ARGV[i]) then
       members[#members + 1] = ARGV[i]
     end
   end
@@ -28,9 +28,9 @@ for _, member in ipairs(members) do
   local score, since = 1, now
   local record = redis.call('HGET', KEYS[2], member)
   if record then
-    local claim = cjson.decode(record)
-    score = tonumber(claim.s) or 1
-    if claim.f ~= '' then since = claim.f end
+    local _, s, f = string.match(record, '^([^|]*)|([^|]*)|(.*)$')
+    score = tonumber(s) or 1
+    if f and f ~= '' then since = f end
   end
   local heat = redis.call('HGET', KEYS[5], member)
   if heat then
@@ -42,7 +42,7 @@ for _, member in ipairs(members) do
   redis.call('HDEL', KEYS[2], member)
   redis.call('HDEL', KEYS[5], member)
   redis.call('HDEL', KEYS[6], member)
-  redis.call('ZINCRBY', KEYS[3], score, member)
+  redis.call('ZINCRBY', KEYS[3], string.format('%.17g', score), member)
   redis.call('ZADD', KEYS[4], 'NX', since, member)
 end
 return #members

@@ -23,7 +23,7 @@ for _, member in ipairs(members) do
     local record = redis.call('HGET', KEYS[2], member)
     if record then score = tonumber(cjson.decode(record).score) or 1 end
     redis.call('HDEL', KEYS[2], member)
-    redis.call('ZINCRBY', KEYS[3], score, member)
+    redis.call('ZINCRBY', KEYS[3], string.format('%.17g', score), member)
     redis.call('ZADD', KEYS[4], 'NX', ARGV[1], member)
     revived = revived + 1
   end
