@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import type { AckEntry, Claimed, FailEntry, Store } from '../redis/store';
-import type { ParentId, ParentType, Registry } from '../registry';
+import type { ParentId, ParentType, RecomputeContext, Registry } from '../registry';
 import { errorMessage, MalformedMemberError, RecomputeTimeoutError } from '../errors';
 import { backoffMs, type RetryOptions } from './backoff';
 
@@ -100,6 +100,8 @@ interface Task {
 const MAX_LOST_ROUNDS = 1000;
 /** Most leases reaped or retries promoted per call, repeated until none are left. */
 const REQUEUE_LIMIT = 1000;
+/** Tasks started between two turns of the event loop. */
+const YIELD_EVERY = 32;
 /** A claimed parent is started only if this share of its lease is left. */
 const LEASE_SAFETY = 0.25;
 
@@ -109,6 +111,7 @@ let workerSeq = 0;
 export class Drainer {
   private readonly workerId = `${hostname()}:${process.pid}:${(workerSeq += 1)}:${Math.random().toString(36).slice(2, 8)}`;
   private tokenSeq = 0;
+  private readonly watchdog: Watchdog;
 
   constructor(
     private readonly store: Store,
@@ -118,7 +121,9 @@ export class Drainer {
     private readonly logger: Logger,
     private readonly hooks: DrainerHooks,
     private readonly clock: () => number,
-  ) {}
+  ) {
+    this.watchdog = new Watchdog(settings.recomputeTimeoutMs);
+  }
 
   /** Gives back expired leases and promotes due retries, each until none are left. */
   async requeue(): Promise<{ reaped: number; promoted: number }> {
@@ -145,69 +150,86 @@ export class Drainer {
 
     const queue: Task[] = [];
     const running = new Set<Promise<void>>();
-    const acks: AckEntry[] = [];
+    const acks = new AckBuffer(this.store, result, this.logger, maxWindow);
     let offset = maxWindow > 1 ? Math.floor(Math.random() * maxWindow) : 0;
     let lostRounds = 0;
     let avgTaskMs = 0;
+    let timedTasks = 0;
+    let startedTasks = 0;
     const stopped = (): boolean =>
       options.signal?.aborted === true || result.claimed >= max || this.clock() >= deadline;
-    const flushAcks = async (): Promise<void> => {
-      if (acks.length === 0) return;
-      const { rearmed, lost } = await this.store.ack(acks.splice(0));
-      result.rearmed += rearmed;
-      if (lost > 0) this.logger.warn({ lost }, 'recomputed parents whose lease had expired and passed to another worker');
+
+    /** Reads a window at the top of the set and claims it: 'empty' when nothing is pending. */
+    const claimWindow = async (): Promise<Claimed[] | 'empty'> => {
+      // Size the window so that what is claimed starts well within its lease.
+      // Until a task has been timed, claim as many as there are slots.
+      const budget = timedTasks > 0 ? Math.floor((concurrency * this.settings.leaseMs * LEASE_SAFETY) / Math.max(avgTaskMs, 0.001)) : concurrency;
+      const size = Math.max(1, Math.min(maxWindow, max - result.claimed, Math.max(budget, concurrency)));
+      let members = await this.store.window(offset, size);
+      if (members.length === 0 && offset > 0) {
+        offset = 0;
+        members = await this.store.window(0, size);
+      }
+      if (members.length === 0) return 'empty';
+      const claims = await this.store.claim(members, this.clock() + this.settings.leaseMs, this.nextToken());
+      result.lostRaces += members.length - claims.length;
+      result.claimed += claims.length;
+      if (claims.length < members.length) {
+        // Another worker reads the same top: move elsewhere in it to meet it less.
+        offset = maxWindow > 1 ? Math.floor(Math.random() * maxWindow) : 0;
+      }
+      return claims;
     };
 
-    while (!stopped()) {
+    let prefetch: Promise<Claimed[] | 'empty'> | undefined;
+    while (!stopped() || prefetch) {
       while (running.size >= concurrency) await Promise.race(running);
       if (queue.length === 0) {
-        await flushAcks();
-        // Size the window so that what is claimed starts well within its lease.
-        const budget = avgTaskMs > 0 ? Math.floor((concurrency * this.settings.leaseMs * LEASE_SAFETY) / avgTaskMs) : concurrency;
-        const size = Math.max(1, Math.min(maxWindow, max - result.claimed, Math.max(budget, concurrency)));
-        const members = await this.store.window(offset, size);
-        if (members.length === 0) {
-          if (offset > 0) {
-            offset = 0;
-            continue;
-          }
+        const got = await (prefetch ?? claimWindow());
+        prefetch = undefined;
+        if (got === 'empty') {
           if (running.size > 0) {
             // A parent in flight may be marked again and come back at its ack.
             await Promise.race(running);
             continue;
           }
-          if (acks.length > 0) continue;
+          if ((await acks.settle()) > 0) continue;
           break;
         }
-        const claims = await this.store.claim(members, this.clock() + this.settings.leaseMs, this.nextToken());
-        result.lostRaces += members.length - claims.length;
-        if (claims.length === 0) {
-          // Every member was taken by another worker: read the top again, from elsewhere in it.
+        if (got.length === 0) {
+          // Every member was taken by another worker: read the top again.
           lostRounds += 1;
           if (lostRounds >= MAX_LOST_ROUNDS) {
             this.logger.warn({ lostRounds }, 'every claim lost to other workers; ending this drain');
             break;
           }
-          offset = maxWindow > 1 ? Math.floor(Math.random() * maxWindow) : 0;
           continue;
         }
         lostRounds = 0;
-        result.claimed += claims.length;
-        queue.push(...this.tasksOf(claims));
+        queue.push(...this.tasksOf(got));
         options.onProgress?.({ ...result, durationMs: this.clock() - started });
+        // Claim the next window while this one runs.
+        if (!stopped()) prefetch = claimWindow();
+        if (stopped()) break;
       }
       const task = queue.shift();
       if (!task) continue;
+      // Recomputes that finish at once never leave the microtask queue: let I/O in now and
+      // then, so the next window's claim goes out while this window is still running.
+      if ((startedTasks += 1) % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const p = this.run(task, result, acks).then((ms) => {
-        avgTaskMs = avgTaskMs === 0 ? ms : avgTaskMs * 0.8 + ms * 0.2;
+        avgTaskMs = timedTasks === 0 ? ms : avgTaskMs * 0.8 + ms * 0.2;
+        timedTasks += 1;
         running.delete(p);
       });
       running.add(p);
     }
     await Promise.all(running);
-    await flushAcks();
+    const leftover = await prefetch;
+    await acks.settle();
     const unstarted = queue.splice(0).flatMap((t) => t.items.map((i) => i.claim));
-    if (unstarted.length > 0) result.released = await this.store.release(unstarted, this.clock());
+    if (Array.isArray(leftover)) unstarted.push(...leftover);
+    if (unstarted.length > 0) result.released += await this.store.release(unstarted, this.clock());
     result.durationMs = this.clock() - started;
     options.onProgress?.(result);
     return result;
@@ -249,8 +271,9 @@ export class Drainer {
     return tasks;
   }
 
-  /** Runs one task, queues acks for what succeeded and records failures. Never throws. Returns its ms per parent. */
-  private async run(task: Task, result: DrainResult, acks: AckEntry[]): Promise<number> {
+  /** Runs one task, queues acks for what succeeded and records failures. Never throws. Returns its ms per parent (monotonic time, not the injected clock). */
+  private async run(task: Task, result: DrainResult, acks: AckBuffer): Promise<number> {
+    const timer = performance.now();
     const started = this.clock();
     const { parent } = task;
     // A parent that sat in the local queue until most of its lease was gone is given back
@@ -284,14 +307,14 @@ export class Drainer {
       await this.runEach(parent, live, result, acks, failures);
     }
     if (failures.length > 0) await this.recordFailures(parent, failures, result);
-    return (this.clock() - started) / Math.max(1, task.items.length);
+    return (performance.now() - timer) / Math.max(1, task.items.length);
   }
 
   private async runEach(
     parent: ParentType,
     items: Task['items'],
     result: DrainResult,
-    acks: AckEntry[],
+    acks: AckBuffer,
     failures: { item: Task['items'][number]; error: unknown }[],
   ): Promise<void> {
     const recompute = parent.recompute as NonNullable<ParentType['recompute']>;
@@ -307,35 +330,42 @@ export class Drainer {
   }
 
   /** Calls a recompute with its context, aborting it after `recomputeTimeoutMs`. */
-  private async invoke(
+  private invoke(
     parent: ParentType,
     items: Task['items'],
-    call: (ids: ParentId[], ctx: Parameters<NonNullable<ParentType['recompute']>>[1]) => Promise<void>,
+    call: (ids: ParentId[], ctx: RecomputeContext) => Promise<void>,
   ): Promise<void> {
     const ids = items.map((i) => i.id as ParentId);
-    const controller = new AbortController();
-    const timeoutMs = this.settings.recomputeTimeoutMs;
-    const logger = this.logger.child({ parent: parent.name, ids: ids.length === 1 ? ids[0] : ids });
-    const attempt = Math.max(...items.map((i) => i.claim.attempts));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new RecomputeTimeoutError(items[0]?.claim.member ?? parent.name, timeoutMs);
-        controller.abort(error);
+    const ctx = new LazyContext(this.dataSource, this.logger, parent.name, ids, Math.max(...items.map((i) => i.claim.attempts)));
+    return new Promise<void>((resolve, reject) => {
+      const watch = this.watchdog.watch(() => {
+        const error = new RecomputeTimeoutError(items[0]?.claim.member ?? parent.name, this.settings.recomputeTimeoutMs);
+        ctx.abort(error);
         reject(error);
-      }, timeoutMs);
+      });
+      let pending: Promise<void>;
+      try {
+        pending = call(ids, ctx);
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      pending.then(
+        () => {
+          this.watchdog.unwatch(watch);
+          resolve();
+        },
+        (error: unknown) => {
+          this.watchdog.unwatch(watch);
+          reject(error);
+        },
+      );
     });
-    try {
-      await Promise.race([call(ids, { manager: this.dataSource.manager, signal: controller.signal, attempt, logger }), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
-  private succeeded(parent: ParentType, item: Task['items'][number], started: number, result: DrainResult, acks: AckEntry[]): void {
+  private succeeded(parent: ParentType, item: Task['items'][number], started: number, result: DrainResult, acks: AckBuffer): void {
     const now = this.clock();
     result.recomputed += 1;
-    acks.push({ member: item.claim.member, token: item.claim.token, base: parent.base });
+    acks.add({ member: item.claim.member, token: item.claim.token, base: parent.base });
     this.hooks.recomputed({
       member: item.claim.member,
       parent: parent.name,
@@ -376,6 +406,149 @@ export class Drainer {
         event.dead ? 'recompute failed; parent dead-lettered' : 'recompute failed; will retry',
       );
       this.hooks.failed(event);
+    }
+  }
+}
+
+/**
+ * Recompute context whose signal and logger are made only when the recompute reads them:
+ * most recomputes never do, and a drain makes hundreds of thousands of contexts.
+ */
+class LazyContext implements RecomputeContext {
+  private controller: AbortController | undefined;
+  private child: Logger | undefined;
+  private abortedWith: unknown;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly parentLogger: Logger,
+    private readonly parentName: string,
+    private readonly ids: readonly ParentId[],
+    readonly attempt: number,
+  ) {}
+
+  get manager(): DataSource['manager'] {
+    return this.dataSource.manager;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortedWith !== undefined) this.controller.abort(this.abortedWith);
+    }
+    return this.controller.signal;
+  }
+
+  get logger(): Logger {
+    this.child ??= this.parentLogger.child({ parent: this.parentName, ids: this.ids.length === 1 ? this.ids[0] : this.ids });
+    return this.child;
+  }
+
+  abort(reason: unknown): void {
+    this.abortedWith = reason;
+    this.controller?.abort(reason);
+  }
+}
+
+/**
+ * Acknowledgements of recomputed parents, sent in batches without holding up the drain;
+ * `settle()` waits for all of them (and reports how many parents came back to pending).
+ */
+class AckBuffer {
+  private entries: AckEntry[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private error: unknown;
+  private rearmedSinceSettle = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly result: DrainResult,
+    private readonly logger: Logger,
+    private readonly batch: number,
+  ) {}
+
+  add(entry: AckEntry): void {
+    this.entries.push(entry);
+    if (this.entries.length >= this.batch) this.flush();
+  }
+
+  /** Sends what is buffered, waits for every ack in flight; returns parents re-armed since the last settle. */
+  async settle(): Promise<number> {
+    this.flush();
+    while (this.inflight.size > 0) await Promise.all(this.inflight);
+    if (this.error !== undefined) {
+      const error = this.error;
+      this.error = undefined;
+      throw error;
+    }
+    const rearmed = this.rearmedSinceSettle;
+    this.rearmedSinceSettle = 0;
+    return rearmed;
+  }
+
+  private flush(): void {
+    if (this.entries.length === 0) return;
+    const entries = this.entries;
+    this.entries = [];
+    const p = this.store.ack(entries).then(
+      ({ rearmed, lost }) => {
+        this.result.rearmed += rearmed;
+        this.rearmedSinceSettle += rearmed;
+        if (lost > 0) this.logger.warn({ lost }, 'recomputed parents whose lease had expired and passed to another worker');
+      },
+      (error: unknown) => {
+        // The leases stay and expire: the parents are recomputed again, never lost.
+        this.error ??= error;
+      },
+    ).finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+  }
+}
+
+interface Watch {
+  readonly until: number;
+  readonly fire: () => void;
+}
+
+/**
+ * Times out recomputes with one shared timer rather than one per recompute: it ticks only
+ * while something is watched, at a tenth of the timeout (10 ms to 250 ms), so a timeout fires
+ * within that much after `timeoutMs`.
+ */
+class Watchdog {
+  private readonly watches = new Set<Watch>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly tickMs: number;
+
+  constructor(private readonly timeoutMs: number) {
+    this.tickMs = Math.min(250, Math.max(10, Math.floor(timeoutMs / 10)));
+  }
+
+  watch(fire: () => void): Watch {
+    const watch = { until: performance.now() + this.timeoutMs, fire };
+    this.watches.add(watch);
+    if (!this.timer) {
+      this.timer = setInterval(() => this.check(), this.tickMs);
+      this.timer.unref();
+    }
+    return watch;
+  }
+
+  unwatch(watch: Watch): void {
+    this.watches.delete(watch);
+    if (this.watches.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private check(): void {
+    const now = performance.now();
+    for (const watch of this.watches) {
+      if (watch.until <= now) {
+        this.unwatch(watch);
+        watch.fire();
+      }
     }
   }
 }
