@@ -30,8 +30,14 @@ export interface CoalescerStats {
   dead: number;
   /** Leases past their deadline not yet given back (a crashed or stuck worker). */
   expired: number;
-  /** Age in ms of the oldest first mark among pending parents, or null when none is pending. */
+  /** Parents in their quiet period (settleMs), not claimable yet. */
+  settling: number;
+  /** Parents waiting longer than their maxWaitMs, claimed first by the next drain. */
+  overdue: number;
+  /** Age in ms of the oldest first mark among parents waiting for a recompute, or null when none waits. */
   oldestPendingMs: number | null;
+  /** Wait from first mark to recompute start over the last (up to 1000) recomputes, in ms. */
+  wait: { samples: number; p50Ms: number | null; p99Ms: number | null };
   /** What this process's marker sent. */
   marker: Readonly<MarkerStats>;
 }
@@ -70,6 +76,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   private readonly marker: Marker;
   private readonly drainer: Drainer;
   private subscriber: CaptureSubscriber | undefined;
+  private policiesWritten: Promise<void> | undefined;
   private closed = false;
 
   constructor(options: CoalescerOptions) {
@@ -92,7 +99,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       // Connection errors surface on the commands that fail; keep them out of 'error' crashes.
       client.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
     }
-    this.registry = new Registry(o.dataSource);
+    this.registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
     this.store = new Store(this.redis, keysFor(o.namespace));
     this.marker = new Marker(new Store(this.markerRedis, this.store.keys), this.logger, o.clock);
     this.drainer = new Drainer(
@@ -114,6 +121,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Registers a parent type and how to recompute it. */
   parent<Id extends ParentId = ParentId>(target: EntityTarget<ObjectLiteral>, options: ParentOptions<Id>): this {
     this.registry.addParent(target, options as ParentOptions);
+    this.policiesWritten = undefined;
     return this;
   }
 
@@ -136,7 +144,24 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       this.subscriber = new CaptureSubscriber(this.registry, this.marker, this.logger);
       ds.subscribers.push(this.subscriber);
     }
-    return Promise.resolve();
+    return this.publishPolicies();
+  }
+
+  /**
+   * Publishes each parent type's priority, settleMs and maxWaitMs to Redis, where the scripts
+   * read them (so marks sent by any process, or relayed later, follow them). Once per
+   * registration; a failure is retried on the next call.
+   */
+  private publishPolicies(): Promise<void> {
+    this.policiesWritten ??= this.store
+      .writePolicies(
+        new Map(this.registry.parentTypes().map((t) => [t.name, { base: t.base, settleMs: t.settleMs, maxWaitMs: t.maxWaitMs }])),
+      )
+      .catch((error: unknown) => {
+        this.policiesWritten = undefined;
+        throw error;
+      });
+    return this.policiesWritten;
   }
 
   /** Unregisters the capture subscriber. */
@@ -160,6 +185,9 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     for (const id of Array.isArray(ids) ? ids : [ids]) {
       addMark(batch, { member: this.registry.encode(parent, id), increment: 1, base: parent.base });
     }
+    // Without the policies a settling type's marks would go straight to pending; an
+    // unreachable Redis is the marker's to handle, so that failure is left to it.
+    await this.publishPolicies().catch(() => undefined);
     await this.marker.send([...batch.values()]);
     return batch.size;
   }
@@ -176,7 +204,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     check('max', max, 0);
     check('window', window, 1);
     check('maxMs', maxMs, 0);
-    return this.drainer.drain(options);
+    return this.publishPolicies().then(() => this.drainer.drain(options));
   }
 
   /** Gives back expired leases and promotes due retries without draining. */
@@ -187,14 +215,17 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Sizes of the namespace's sets and the age of the oldest pending mark. */
   async stats(): Promise<CoalescerStats> {
     const now = this.options.clock();
-    const c = await this.store.counts(now);
+    const [c, waits] = await Promise.all([this.store.counts(now), this.store.recentWaits()]);
     return {
       pending: c.pending,
       inflight: c.inflight,
       delayed: c.delayed,
       dead: c.dead,
       expired: c.expired,
+      settling: c.settling,
+      overdue: c.overdue,
       oldestPendingMs: c.oldestSince === undefined ? null : Math.max(0, now - c.oldestSince),
+      wait: { samples: waits.length, p50Ms: percentile(waits, 0.5), p99Ms: percentile(waits, 0.99) },
       marker: { ...this.marker.stats },
     };
   }
@@ -243,6 +274,13 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     await quit(this.markerRedis);
     if (this.ownsRedis) await quit(this.redis);
   }
+}
+
+/** The `q` quantile of `values` (nearest rank), or null when there are none. */
+export function percentile(values: readonly number[], q: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? null;
 }
 
 async function quit(client: Redis): Promise<void> {

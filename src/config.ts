@@ -39,6 +39,12 @@ export interface CoalescerOptions {
    * @defaultValue 1000
    */
   markTimeoutMs?: number;
+  /**
+   * Longest a parent waits from its first mark to its claim before it is claimed ahead of any
+   * hotter one (no starvation under a hot storm). Each parent type may override it.
+   * @defaultValue none: hottest first, always
+   */
+  maxWaitMs?: number;
   /** Source of time in ms; tests pass their own. @defaultValue Date.now */
   clock?: () => number;
 }
@@ -53,6 +59,7 @@ export interface ResolvedOptions {
   readonly recomputeTimeoutMs: number;
   readonly retry: Readonly<RetryOptions>;
   readonly markTimeoutMs: number;
+  readonly maxWaitMs: number | undefined;
   readonly clock: () => number;
 }
 
@@ -73,6 +80,7 @@ const schema = z.object({
   leaseMs: ms(100, 86_400_000),
   recomputeTimeoutMs: ms(10, 86_400_000).optional(),
   markTimeoutMs: ms(10, 60_000),
+  maxWaitMs: ms(0, 86_400_000).optional(),
   retry: z.object({
     attempts: z.number().int().min(1).max(1000),
     baseMs: ms(0, 86_400_000),
@@ -109,6 +117,7 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     leaseMs: options.leaseMs ?? DEFAULTS.leaseMs,
     recomputeTimeoutMs: options.recomputeTimeoutMs,
     markTimeoutMs: options.markTimeoutMs ?? DEFAULTS.markTimeoutMs,
+    maxWaitMs: options.maxWaitMs,
     retry: { ...DEFAULTS.retry, ...options.retry },
   };
   const parsed = schema.safeParse(input);
@@ -132,6 +141,7 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     recomputeTimeoutMs,
     retry: Object.freeze(v.retry),
     markTimeoutMs: v.markTimeoutMs,
+    maxWaitMs: v.maxWaitMs,
     clock: options.clock ?? Date.now,
   });
 }

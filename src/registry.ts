@@ -41,6 +41,18 @@ export interface ParentOptions<Id extends ParentId = ParentId> {
    * @defaultValue 'normal'
    */
   priority?: Priority;
+  /**
+   * Quiet period: a parent of this type is not claimed until no mark has touched it for this
+   * long, so a burst of edits gives one recompute after the burst. Never delays past `maxWaitMs`.
+   * @defaultValue 0
+   */
+  settleMs?: number;
+  /**
+   * Longest a parent of this type waits from its first mark to its claim: past it, it is claimed
+   * before any hotter or higher-priority parent. Overrides the Coalescer's `maxWaitMs`.
+   * @defaultValue the Coalescer's `maxWaitMs` (none)
+   */
+  maxWaitMs?: number;
 }
 
 /** How a child points at one of its parents. */
@@ -77,6 +89,8 @@ export interface ParentType {
   readonly numericId: boolean;
   readonly base: number;
   readonly batchSize: number;
+  readonly settleMs: number;
+  readonly maxWaitMs: number | undefined;
   readonly recompute: ParentOptions['recompute'];
   readonly recomputeMany: ParentOptions['recomputeMany'];
 }
@@ -96,7 +110,10 @@ export class Registry {
   private readonly parents = new Map<string, ParentType>();
   private readonly links = new Map<EntityMetadata['target'], ChildLink[]>();
 
-  constructor(private readonly dataSource: DataSource) {}
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly defaults: { readonly maxWaitMs?: number | undefined } = {},
+  ) {}
 
   addParent(target: EntityTarget<ObjectLiteral>, options: ParentOptions): ParentType {
     const metadata = this.metadataOf(target, 'parent');
@@ -124,6 +141,13 @@ export class Registry {
         `parent ${metadata.name}: priority must be one of ${Object.keys(PRIORITY_BASE).join(', ')}, got ${String(priority)}`,
       );
     }
+    const ms = (name: 'settleMs' | 'maxWaitMs', value: number | undefined): void => {
+      if (value !== undefined && (!Number.isInteger(value) || value < 0 || value > 86_400_000)) {
+        throw new RegistrationError(`parent ${metadata.name}: ${name} must be an integer from 0 to 86400000 ms, got ${String(value)}`);
+      }
+    };
+    ms('settleMs', options.settleMs);
+    ms('maxWaitMs', options.maxWaitMs);
     const primary = metadata.primaryColumns[0] as ColumnMetadata;
     const parent: ParentType = Object.freeze({
       name: metadata.name,
@@ -132,6 +156,8 @@ export class Registry {
       numericId: isNumericColumn(primary),
       base: PRIORITY_BASE[priority],
       batchSize,
+      settleMs: options.settleMs ?? 0,
+      maxWaitMs: options.maxWaitMs ?? this.defaults.maxWaitMs,
       recompute: options.recompute,
       recomputeMany: options.recomputeMany,
     });

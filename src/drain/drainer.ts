@@ -129,8 +129,14 @@ export class Drainer {
   async requeue(): Promise<{ reaped: number; promoted: number }> {
     let reaped = 0;
     let promoted = 0;
-    for (let n = REQUEUE_LIMIT; n === REQUEUE_LIMIT; reaped += n) n = await this.store.reapExpired(this.clock(), REQUEUE_LIMIT);
-    for (let n = REQUEUE_LIMIT; n === REQUEUE_LIMIT; promoted += n) n = await this.store.promoteDue(this.clock(), REQUEUE_LIMIT);
+    const until = async (step: () => Promise<number>): Promise<number> => {
+      let total = 0;
+      for (let n = REQUEUE_LIMIT; n === REQUEUE_LIMIT; total += n) n = await step();
+      return total;
+    };
+    reaped += await until(() => this.store.reapExpired(this.clock(), REQUEUE_LIMIT));
+    promoted += await until(() => this.store.promoteDue(this.clock(), REQUEUE_LIMIT));
+    if (this.policy().settles) promoted += await until(() => this.store.promoteSettled(this.clock(), REQUEUE_LIMIT));
     if (reaped > 0) this.logger.warn({ reaped }, 'leases past their deadline given back to pending');
     return { reaped, promoted };
   }
@@ -150,8 +156,10 @@ export class Drainer {
 
     const queue: Task[] = [];
     const running = new Set<Promise<void>>();
-    const acks = new AckBuffer(this.store, result, this.logger, maxWindow);
-    let offset = maxWindow > 1 ? Math.floor(Math.random() * maxWindow) : 0;
+    const acks = new AckBuffer(this.store, result, this.logger, maxWindow, this.clock);
+    // Start at the top; move off it only when another worker is met there.
+    let offset = 0;
+    const policy = this.policy();
     let lostRounds = 0;
     let avgTaskMs = 0;
     let timedTasks = 0;
@@ -165,10 +173,17 @@ export class Drainer {
       // Until a task has been timed, claim as many as there are slots.
       const budget = timedTasks > 0 ? Math.floor((concurrency * this.settings.leaseMs * LEASE_SAFETY) / Math.max(avgTaskMs, 0.001)) : concurrency;
       const size = Math.max(1, Math.min(maxWindow, max - result.claimed, Math.max(budget, concurrency)));
-      let members = await this.store.window(offset, size);
-      if (members.length === 0 && offset > 0) {
-        offset = 0;
-        members = await this.store.window(0, size);
+      const now = this.clock();
+      if (policy.settles) result.promoted += await this.store.promoteSettled(now, size);
+      // Parents past their maxWaitMs go first, most overdue first; then the hottest.
+      let members = policy.caps ? await this.store.overdue(now, size) : [];
+      if (members.length < size) {
+        let top = await this.store.window(offset, size - members.length);
+        if (top.length === 0 && offset > 0) {
+          offset = 0;
+          top = await this.store.window(0, size - members.length);
+        }
+        members = members.length === 0 ? top : [...new Set([...members, ...top])];
       }
       if (members.length === 0) return 'empty';
       const claims = await this.store.claim(members, this.clock() + this.settings.leaseMs, this.nextToken());
@@ -233,6 +248,12 @@ export class Drainer {
     result.durationMs = this.clock() - started;
     options.onProgress?.(result);
     return result;
+  }
+
+  /** Whether any registered type has a quiet period or a wait cap (each costs a read per window). */
+  private policy(): { settles: boolean; caps: boolean } {
+    const types = this.registry.parentTypes();
+    return { settles: types.some((t) => t.settleMs > 0), caps: types.some((t) => t.maxWaitMs !== undefined) };
   }
 
   private nextToken(): string {
@@ -365,12 +386,13 @@ export class Drainer {
   private succeeded(parent: ParentType, item: Task['items'][number], started: number, result: DrainResult, acks: AckBuffer): void {
     const now = this.clock();
     result.recomputed += 1;
-    acks.add({ member: item.claim.member, token: item.claim.token, base: parent.base });
+    const waitMs = item.claim.since === undefined ? undefined : started - item.claim.since;
+    acks.add({ member: item.claim.member, token: item.claim.token, base: parent.base, waitMs });
     this.hooks.recomputed({
       member: item.claim.member,
       parent: parent.name,
       id: item.id as ParentId,
-      waitMs: item.claim.since === undefined ? undefined : started - item.claim.since,
+      waitMs,
       durationMs: now - started,
     });
   }
@@ -465,6 +487,7 @@ class AckBuffer {
     private readonly result: DrainResult,
     private readonly logger: Logger,
     private readonly batch: number,
+    private readonly clock: () => number,
   ) {}
 
   add(entry: AckEntry): void {
@@ -490,7 +513,7 @@ class AckBuffer {
     if (this.entries.length === 0) return;
     const entries = this.entries;
     this.entries = [];
-    const p = this.store.ack(entries).then(
+    const p = this.store.ack(entries, this.clock()).then(
       ({ rearmed, lost }) => {
         this.result.rearmed += rearmed;
         this.rearmedSinceSettle += rearmed;

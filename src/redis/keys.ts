@@ -25,6 +25,14 @@ export interface Keys {
   readonly deadInfo: string;
   /** LIST of recent waits (first mark -> recompute start, ms), newest first. */
   readonly waits: string;
+  /** ZSET member -> ms by which it must be claimed (first mark + maxWaitMs of its type). */
+  readonly due: string;
+  /** ZSET member -> ms when its quiet period (settleMs) ends: parents held back from claims. */
+  readonly settling: string;
+  /** HASH member -> score (priority base + heat) of a settling parent. */
+  readonly settleHeat: string;
+  /** HASH parent type -> "base|settleMs|maxWaitMs": how the scripts treat members of the type. */
+  readonly policy: string;
 }
 
 const NAMESPACE = /^[A-Za-z0-9_.\-]{1,64}$/;
@@ -49,5 +57,9 @@ export function keysFor(namespace: string): Keys {
     dead: k('dead'),
     deadInfo: k('deadInfo'),
     waits: k('waits'),
+    due: k('due'),
+    settling: k('settling'),
+    settleHeat: k('settleHeat'),
+    policy: k('policy'),
   });
 }

@@ -30,6 +30,18 @@ export interface AckEntry {
   readonly member: string;
   readonly token: string;
   readonly base: number;
+  /** Ms from its first mark to the start of its recompute, recorded for lag figures. */
+  readonly waitMs?: number | undefined;
+}
+
+/** How the scripts treat members of one parent type. */
+export interface TypePolicy {
+  /** Priority base of the score. */
+  readonly base: number;
+  /** Quiet period after the last mark before the parent may be claimed; 0 for none. */
+  readonly settleMs: number;
+  /** Longest wait from the first mark to the claim, if capped. */
+  readonly maxWaitMs: number | undefined;
 }
 
 /** A failed recompute: retry at `retryAt` (ms), or dead-letter when `retryAt` is undefined. */
@@ -58,7 +70,11 @@ export interface Counts {
   readonly dead: number;
   /** Leases whose deadline has passed and that no drain has given back yet. */
   readonly expired: number;
-  /** Ms of the oldest first mark among pending parents, if any. */
+  /** Parents in their quiet period (settleMs), not yet claimable. */
+  readonly settling: number;
+  /** Parents past their maxWaitMs and not yet claimed. */
+  readonly overdue: number;
+  /** Ms of the oldest first mark among parents waiting for a recompute, if any. */
   readonly oldestSince: number | undefined;
 }
 
@@ -69,12 +85,13 @@ interface ScriptDef {
 }
 
 const SCRIPTS = {
-  mark: { name: 'coalesceMarkParents', file: 'markParents-8.lua', keys: 8 },
-  claim: { name: 'coalesceClaimParents', file: 'claimParents-5.lua', keys: 5 },
-  ack: { name: 'coalesceAckParents', file: 'ackParents-7.lua', keys: 7 },
-  requeue: { name: 'coalesceRequeueHeld', file: 'requeueHeld-6.lua', keys: 6 },
-  fail: { name: 'coalesceFailParents', file: 'failParents-10.lua', keys: 10 },
+  mark: { name: 'coalesceMarkParents', file: 'markParents-12.lua', keys: 12 },
+  claim: { name: 'coalesceClaimParents', file: 'claimParents-6.lua', keys: 6 },
+  ack: { name: 'coalesceAckParents', file: 'ackParents-12.lua', keys: 12 },
+  requeue: { name: 'coalesceRequeueHeld', file: 'requeueHeld-7.lua', keys: 7 },
+  fail: { name: 'coalesceFailParents', file: 'failParents-11.lua', keys: 11 },
   revive: { name: 'coalesceReviveDead', file: 'reviveDead-4.lua', keys: 4 },
+  promoteSettled: { name: 'coalescePromoteSettled', file: 'promoteSettled-3.lua', keys: 3 },
 } as const satisfies Record<string, ScriptDef>;
 
 type Arg = string | number;
@@ -87,6 +104,7 @@ declare module 'ioredis' {
     coalesceRequeueHeld(...args: Arg[]): Result<number, Context>;
     coalesceFailParents(...args: Arg[]): Result<[number, number, number], Context>;
     coalesceReviveDead(...args: Arg[]): Result<number, Context>;
+    coalescePromoteSettled(...args: Arg[]): Result<number, Context>;
   }
 }
 
@@ -134,7 +152,7 @@ export class Store {
   /** Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents). */
   async mark(entries: readonly MarkEntry[], now: number): Promise<number> {
     const k = this.keys;
-    const keys = [k.pending, k.since, k.leases, k.delayed, k.dirty, k.dirtyAt, k.dead, k.deadInfo];
+    const keys = [k.pending, k.since, k.leases, k.delayed, k.dirty, k.dirtyAt, k.dead, k.deadInfo, k.due, k.settling, k.settleHeat, k.policy];
     const batches = chunks(entries, MAX_BATCH);
     if (batches.length === 1) {
       return this.client.coalesceMarkParents(...keys, now, ...flatMark(batches[0] ?? []));
@@ -154,6 +172,30 @@ export class Store {
     return this.client.zrevrange(this.keys.pending, offset, offset + count - 1);
   }
 
+  /** Up to `count` parents past their maxWaitMs, most overdue first. */
+  overdue(now: number, count: number): Promise<string[]> {
+    return this.client.zrangebyscore(this.keys.due, '-inf', now, 'LIMIT', 0, count);
+  }
+
+  /** Moves parents whose quiet period is over to pending; at most `limit`. */
+  promoteSettled(now: number, limit: number): Promise<number> {
+    const k = this.keys;
+    return this.client.coalescePromoteSettled(k.settling, k.settleHeat, k.pending, now, limit);
+  }
+
+  /** Publishes how each parent type is marked (priority, settleMs, maxWaitMs) for the scripts. */
+  async writePolicies(policies: ReadonlyMap<string, TypePolicy>): Promise<void> {
+    if (policies.size === 0) return;
+    const fields: string[] = [];
+    for (const [type, p] of policies) fields.push(type, `${p.base}|${p.settleMs}|${p.maxWaitMs ?? ''}`);
+    await this.client.hset(this.keys.policy, ...fields);
+  }
+
+  /** Recent waits (first mark to recompute start, ms), newest first; at most 1000 are kept. */
+  async recentWaits(): Promise<number[]> {
+    return (await this.client.lrange(this.keys.waits, 0, -1)).map(Number);
+  }
+
   /** Claims `members` (checked ZREM + lease each); returns the ones this call won. */
   async claim(members: readonly string[], leaseDeadline: number, token: string): Promise<Claimed[]> {
     if (members.length === 0) return [];
@@ -164,6 +206,7 @@ export class Store {
       k.leases,
       k.claims,
       k.attempts,
+      k.due,
       leaseDeadline,
       token,
       ...members,
@@ -184,11 +227,13 @@ export class Store {
   }
 
   /** Ends the leases of recomputed parents; re-arms those marked meanwhile. */
-  async ack(entries: readonly AckEntry[]): Promise<{ acked: number; rearmed: number; lost: number }> {
+  async ack(entries: readonly AckEntry[], now: number): Promise<{ acked: number; rearmed: number; lost: number }> {
     const k = this.keys;
     const total = { acked: 0, rearmed: 0, lost: 0 };
     for (const batch of chunks(entries, MAX_BATCH)) {
-      const args = batch.flatMap((e) => [e.member, e.token, e.base]);
+      const args: Arg[] = [now, batch.length];
+      for (const e of batch) args.push(e.member, e.token, e.base);
+      for (const e of batch) if (e.waitMs !== undefined) args.push(Math.max(0, Math.round(e.waitMs)));
       const [acked, rearmed, lost] = await this.client.coalesceAckParents(
         k.leases,
         k.claims,
@@ -197,6 +242,11 @@ export class Store {
         k.dirty,
         k.dirtyAt,
         k.attempts,
+        k.due,
+        k.settling,
+        k.settleHeat,
+        k.policy,
+        k.waits,
         ...args,
       );
       total.acked += acked;
@@ -223,6 +273,7 @@ export class Store {
         k.since,
         k.dirty,
         k.dirtyAt,
+        k.due,
         now,
         ...args,
       );
@@ -254,7 +305,7 @@ export class Store {
 
   private requeue(from: string, now: number, limit: number, pairs: Arg[]): Promise<number> {
     const k = this.keys;
-    return this.client.coalesceRequeueHeld(from, k.claims, k.pending, k.since, k.dirty, k.dirtyAt, now, limit, ...pairs);
+    return this.client.coalesceRequeueHeld(from, k.claims, k.pending, k.since, k.dirty, k.dirtyAt, k.due, now, limit, ...pairs);
   }
 
   /** Dead-lettered parents, oldest first. */
@@ -293,6 +344,8 @@ export class Store {
       .zcard(k.dead)
       .zcount(k.leases, '-inf', now)
       .zrange(k.since, 0, 0, 'WITHSCORES')
+      .zcard(k.settling)
+      .zcount(k.due, '-inf', now)
       .exec();
     const values = (replies ?? []).map(([err, value]) => {
       if (err) throw err;
@@ -305,6 +358,8 @@ export class Store {
       delayed: Number(values[2]),
       dead: Number(values[3]),
       expired: Number(values[4]),
+      settling: Number(values[6]),
+      overdue: Number(values[7]),
       oldestSince: oldest && oldest[1] !== undefined ? Number(oldest[1]) : undefined,
     };
   }

@@ -1,10 +1,11 @@
 --[[
-  Give held parents back to pending with all their heat: leases past their deadline (reap),
-  retries whose backoff is over (promote), or a worker's own leases on shutdown (release).
+  Give held parents back to pending with all their heat and their first-mark time: leases
+  past their deadline (reap), retries whose backoff is over (promote), or a worker's own
+  leases on shutdown (release).
 
   Input:
     KEYS[1] holding set (leases or delayed)  KEYS[2] claims  KEYS[3] pending
-    KEYS[4] since  KEYS[5] dirty  KEYS[6] dirtyAt
+    KEYS[4] since  KEYS[5] dirty  KEYS[6] dirtyAt  KEYS[7] due
     ARGV[1] now (ms): members scored at or below it are due
     ARGV[2] limit: most members to requeue in this call
     ARGV[3..] optional pairs member, claim token: requeue exactly these (if the token matches)
@@ -25,18 +26,19 @@ else
   members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 end
 for _, member in ipairs(members) do
-  local score, since = 1, now
+  local score, since, due = 1, now, nil
   local record = redis.call('HGET', KEYS[2], member)
   if record then
-    local _, s, f = string.match(record, '^([^|]*)|([^|]*)|(.*)$')
+    local _, s, f, d = string.match(record, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$')
     score = tonumber(s) or 1
     if f and f ~= '' then since = f end
+    if d and d ~= '' then due = d end
   end
   local heat = redis.call('HGET', KEYS[5], member)
   if heat then
     score = score + tonumber(heat)
     local at = redis.call('HGET', KEYS[6], member)
-    if tonumber(at) < tonumber(since) then since = at end
+    if at and tonumber(at) < tonumber(since) then since = at end
   end
   redis.call('ZREM', KEYS[1], member)
   redis.call('HDEL', KEYS[2], member)
@@ -44,5 +46,6 @@ for _, member in ipairs(members) do
   redis.call('HDEL', KEYS[6], member)
   redis.call('ZINCRBY', KEYS[3], string.format('%.17g', score), member)
   redis.call('ZADD', KEYS[4], 'NX', since, member)
+  if due then redis.call('ZADD', KEYS[7], 'NX', due, member) end
 end
 return #members

@@ -4,12 +4,14 @@
   Input:
     KEYS[1] leases  KEYS[2] claims   KEYS[3] delayed  KEYS[4] attempts  KEYS[5] dead
     KEYS[6] deadInfo KEYS[7] pending KEYS[8] since    KEYS[9] dirty     KEYS[10] dirtyAt
+    KEYS[11] due
     ARGV[1] now (ms)
     ARGV[2..] quadruples: member, claim token, retry at (ms, or -1 for no more attempts), error
 
-  A parent to be retried keeps its claim record (heat) while it waits in `delayed`, held from
-  other workers. A parent out of attempts that was marked during its last attempt has changed
-  since: it goes back to pending with a fresh start instead of to the dead set.
+  A parent to be retried keeps its claim record (heat, first mark) while it waits in
+  `delayed`, held from other workers. A parent out of attempts that was marked during its
+  last attempt has changed since: it goes back to pending with a fresh start instead of to
+  the dead set.
 
   Output: { retried, dead, lost }
 ]]
@@ -18,8 +20,8 @@ local retried, dead, lost = 0, 0, 0
 for i = 2, #ARGV, 4 do
   local member, retryAt = ARGV[i], tonumber(ARGV[i + 2])
   local record = redis.call('HGET', KEYS[2], member)
-  local token, score, since
-  if record then token, score, since = string.match(record, '^([^|]*)|([^|]*)|(.*)$') end
+  local token, score, since, due
+  if record then token, score, since, due = string.match(record, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$') end
   if token == ARGV[i + 1] and redis.call('ZREM', KEYS[1], member) == 1 then
     local attempts = redis.call('HINCRBY', KEYS[4], member, 1)
     if retryAt >= 0 then
@@ -32,6 +34,7 @@ for i = 2, #ARGV, 4 do
       if heat then
         redis.call('ZINCRBY', KEYS[7], string.format('%.17g', tonumber(score) + tonumber(heat)), member)
         redis.call('ZADD', KEYS[8], 'NX', redis.call('HGET', KEYS[10], member), member)
+        if due and due ~= '' then redis.call('ZADD', KEYS[11], 'NX', due, member) end
         redis.call('HDEL', KEYS[9], member)
         redis.call('HDEL', KEYS[10], member)
         retried = retried + 1

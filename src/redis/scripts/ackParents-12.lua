@@ -1,0 +1,80 @@
+--[[
+  Acknowledge recomputed parents: end each lease whose claim token still matches, and put
+  back the heat of marks that arrived during the recompute.
+
+  Input:
+    KEYS[1] leases   KEYS[2] claims   KEYS[3] pending   KEYS[4] since
+    KEYS[5] dirty    KEYS[6] dirtyAt  KEYS[7] attempts  KEYS[8] due
+    KEYS[9] settling KEYS[10] settleHeat KEYS[11] policy KEYS[12] waits
+    ARGV[1] now (ms)
+    ARGV[2] number of acks n
+    ARGV[3 .. 3n+2] triples: member, claim token, base (priority base when the type has no policy)
+    ARGV[3n+3 ..] waits to record (ms from first mark to recompute start), newest last
+
+  A parent marked during its recompute becomes pending again with that heat, first marked at
+  its first such mark; a type with settleMs waits out settleMs from now (its last mark was at
+  most now), never past first mark + maxWaitMs.
+
+  Output: { acked, rearmed, lost } where lost counts leases that had expired and were given
+  to another worker (their ack changes nothing).
+]]
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local members, tokens, bases = {}, {}, {}
+for i = 3, 3 * n + 2, 3 do
+  members[#members + 1] = ARGV[i]
+  tokens[#members] = ARGV[i + 1] .. '|'
+  bases[#members] = tonumber(ARGV[i + 2])
+end
+if 3 * n + 3 <= #ARGV then
+  redis.call('LPUSH', KEYS[12], unpack(ARGV, 3 * n + 3, #ARGV))
+  redis.call('LTRIM', KEYS[12], 0, 999)
+end
+if n == 0 then return { 0, 0, 0 } end
+
+local records = redis.call('HMGET', KEYS[2], unpack(members))
+local heats = redis.call('HMGET', KEYS[5], unpack(members))
+local ours, rearm, lost = {}, {}, 0
+for i, member in ipairs(members) do
+  local record = records[i]
+  if record and string.sub(record, 1, #tokens[i]) == tokens[i] then
+    ours[#ours + 1] = member
+    if heats[i] then
+      rearm[#rearm + 1] = member
+      local first = tonumber(redis.call('HGET', KEYS[6], member)) or now
+      local base, settle, wait = bases[i], 0, nil
+      local raw = redis.call('HGET', KEYS[11], string.match(member, '^([^:]*):') or '')
+      if raw then
+        local b, s, w = string.match(raw, '^([^|]*)|([^|]*)|(.*)$')
+        base, settle, wait = tonumber(b) or base, tonumber(s) or 0, tonumber(w)
+      end
+      local score = string.format('%.17g', base + tonumber(heats[i]))
+      redis.call('ZADD', KEYS[4], 'NX', first, member)
+      local due
+      if wait then
+        due = first + wait
+        redis.call('ZADD', KEYS[8], 'NX', due, member)
+      end
+      if settle > 0 then
+        local ready = now + settle
+        if due and due < ready then ready = due end
+        redis.call('HSET', KEYS[10], member, score)
+        redis.call('ZADD', KEYS[9], ready, member)
+      else
+        redis.call('ZADD', KEYS[3], score, member)
+      end
+    end
+  else
+    lost = lost + 1
+  end
+end
+if #ours > 0 then
+  redis.call('ZREM', KEYS[1], unpack(ours))
+  redis.call('HDEL', KEYS[2], unpack(ours))
+  redis.call('HDEL', KEYS[7], unpack(ours))
+end
+if #rearm > 0 then
+  redis.call('HDEL', KEYS[5], unpack(rearm))
+  redis.call('HDEL', KEYS[6], unpack(rearm))
+end
+return { #ours, #rearm, lost }
