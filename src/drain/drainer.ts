@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
-import type { AckEntry, Claimed, FailEntry, Store } from '../redis/store';
+import type { AckEntry, Claimed, FailEntry, Store, WindowEntry } from '../redis/store';
 import type { ParentId, ParentType, RecomputeContext, Registry } from '../registry';
 import { errorMessage, MalformedMemberError, RecomputeTimeoutError } from '../errors';
 import { backoffMs, type RetryOptions } from './backoff';
@@ -59,7 +59,10 @@ export interface RecomputedEvent {
   member: string;
   parent: string;
   id: ParentId;
-  /** Ms from the parent's first mark to the start of its recompute, when known. */
+  /**
+   * Ms from the parent's first mark to the start of its recompute; measured for a sample (the
+   * first 16 parents of each claimed window), undefined for the others.
+   */
   waitMs: number | undefined;
   durationMs: number;
 }
@@ -100,6 +103,8 @@ interface Task {
 const MAX_LOST_ROUNDS = 1000;
 /** Most leases reaped or retries promoted per call, repeated until none are left. */
 const REQUEUE_LIMIT = 1000;
+/** Claimed parents per window whose first-mark time is read, for the wait figures. */
+const WAIT_SAMPLE = 16;
 /** Tasks started between two turns of the event loop. */
 const YIELD_EVERY = 32;
 /** A claimed parent is started only if this share of its lease is left. */
@@ -164,8 +169,10 @@ export class Drainer {
     let avgTaskMs = 0;
     let timedTasks = 0;
     let startedTasks = 0;
-    const stopped = (): boolean =>
-      options.signal?.aborted === true || result.claimed >= max || this.clock() >= deadline;
+    // Aborted: start nothing more and give back what is claimed. Max reached: claim no more,
+    // but recompute what is claimed.
+    const aborted = (): boolean => options.signal?.aborted === true || this.clock() >= deadline;
+    const canClaim = (): boolean => !aborted() && result.claimed < max;
 
     /** Reads a window at the top of the set and claims it: 'empty' when nothing is pending. */
     const claimWindow = async (): Promise<Claimed[] | 'empty'> => {
@@ -176,17 +183,19 @@ export class Drainer {
       const now = this.clock();
       if (policy.settles) result.promoted += await this.store.promoteSettled(now, size);
       // Parents past their maxWaitMs go first, most overdue first; then the hottest.
-      let members = policy.caps ? await this.store.overdue(now, size) : [];
-      if (members.length < size) {
-        let top = await this.store.window(offset, size - members.length);
+      const overdue = policy.caps ? await this.store.overdue(now, size) : [];
+      let members: (string | WindowEntry)[] = overdue;
+      if (overdue.length < size) {
+        let top = await this.store.windowWithScores(offset, size - overdue.length);
         if (top.length === 0 && offset > 0) {
           offset = 0;
-          top = await this.store.window(0, size - members.length);
+          top = await this.store.windowWithScores(0, size - overdue.length);
         }
-        members = members.length === 0 ? top : [...new Set([...members, ...top])];
+        const seen = new Set(overdue);
+        members = overdue.length === 0 ? top : [...overdue, ...top.filter((e) => !seen.has(e.member))];
       }
       if (members.length === 0) return 'empty';
-      const claims = await this.store.claim(members, this.clock() + this.settings.leaseMs, this.nextToken());
+      const claims = await this.store.claim(members, this.clock() + this.settings.leaseMs, this.nextToken(), WAIT_SAMPLE);
       result.lostRaces += members.length - claims.length;
       result.claimed += claims.length;
       if (claims.length < members.length) {
@@ -196,16 +205,20 @@ export class Drainer {
       return claims;
     };
 
+    // One promise per freed slot, not a race over every task in flight.
+    let wake: (() => void) | undefined;
+    const slotFreed = (): Promise<void> => new Promise<void>((resolve) => (wake = resolve));
     let prefetch: Promise<Claimed[] | 'empty'> | undefined;
-    while (!stopped() || prefetch) {
-      while (running.size >= concurrency) await Promise.race(running);
+    while (!aborted()) {
+      while (running.size >= concurrency) await slotFreed();
       if (queue.length === 0) {
+        if (!prefetch && !canClaim()) break;
         const got = await (prefetch ?? claimWindow());
         prefetch = undefined;
         if (got === 'empty') {
           if (running.size > 0) {
             // A parent in flight may be marked again and come back at its ack.
-            await Promise.race(running);
+            await slotFreed();
             continue;
           }
           if ((await acks.settle()) > 0) continue;
@@ -224,8 +237,8 @@ export class Drainer {
         queue.push(...this.tasksOf(got));
         options.onProgress?.({ ...result, durationMs: this.clock() - started });
         // Claim the next window while this one runs.
-        if (!stopped()) prefetch = claimWindow();
-        if (stopped()) break;
+        if (canClaim()) prefetch = claimWindow();
+        if (aborted()) break;
       }
       const task = queue.shift();
       if (!task) continue;
@@ -236,6 +249,9 @@ export class Drainer {
         avgTaskMs = timedTasks === 0 ? ms : avgTaskMs * 0.8 + ms * 0.2;
         timedTasks += 1;
         running.delete(p);
+        const resume = wake;
+        wake = undefined;
+        resume?.();
       });
       running.add(p);
     }

@@ -10,12 +10,18 @@ export interface MarkEntry {
   readonly base: number;
 }
 
+/** A member read at the top of pending, with its score as read. */
+export interface WindowEntry {
+  readonly member: string;
+  readonly score: string;
+}
+
 /** A parent won by a claim. */
 export interface Claimed {
   readonly member: string;
   /** Score at claim time (priority base + heat). */
   readonly score: number;
-  /** Ms of the first mark since the last recompute, when known. */
+  /** Ms of the first mark not yet covered by a recompute, for the sampled claims. */
   readonly since: number | undefined;
   /** Failed attempts before this one. */
   readonly attempts: number;
@@ -85,7 +91,7 @@ interface ScriptDef {
 }
 
 const SCRIPTS = {
-  mark: { name: 'coalesceMarkParents', file: 'markParents-12.lua', keys: 12 },
+  mark: { name: 'coalesceMarkParents', file: 'markParents-11.lua', keys: 11 },
   claim: { name: 'coalesceClaimParents', file: 'claimParents-6.lua', keys: 6 },
   ack: { name: 'coalesceAckParents', file: 'ackParents-12.lua', keys: 12 },
   requeue: { name: 'coalesceRequeueHeld', file: 'requeueHeld-7.lua', keys: 7 },
@@ -152,7 +158,7 @@ export class Store {
   /** Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents). */
   async mark(entries: readonly MarkEntry[], now: number): Promise<number> {
     const k = this.keys;
-    const keys = [k.pending, k.since, k.leases, k.delayed, k.dirty, k.dirtyAt, k.dead, k.deadInfo, k.due, k.settling, k.settleHeat, k.policy];
+    const keys = [k.pending, k.since, k.claims, k.dirty, k.dirtyAt, k.dead, k.deadInfo, k.due, k.settling, k.settleHeat, k.policy];
     const batches = chunks(entries, MAX_BATCH);
     if (batches.length === 1) {
       return this.client.coalesceMarkParents(...keys, now, ...flatMark(batches[0] ?? []));
@@ -170,6 +176,14 @@ export class Store {
   /** The `count` hottest pending members starting at rank `offset` (ZREVRANGE). */
   window(offset: number, count: number): Promise<string[]> {
     return this.client.zrevrange(this.keys.pending, offset, offset + count - 1);
+  }
+
+  /** Like {@link window}, with each member's score as read (so the claim need not read it again). */
+  async windowWithScores(offset: number, count: number): Promise<WindowEntry[]> {
+    const flat = await this.client.zrevrange(this.keys.pending, offset, offset + count - 1, 'WITHSCORES');
+    const out: WindowEntry[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i] as string, score: flat[i + 1] as string });
+    return out;
   }
 
   /** Up to `count` parents past their maxWaitMs, most overdue first. */
@@ -196,21 +210,25 @@ export class Store {
     return (await this.client.lrange(this.keys.waits, 0, -1)).map(Number);
   }
 
-  /** Claims `members` (checked ZREM + lease each); returns the ones this call won. */
-  async claim(members: readonly string[], leaseDeadline: number, token: string): Promise<Claimed[]> {
+  /**
+   * Claims `members` (checked ZREM + lease each); returns the ones this call won. Give the
+   * scores read with the window when there are any; the first `sample` won report their
+   * first-mark time.
+   */
+  async claim(
+    members: readonly (string | WindowEntry)[],
+    leaseDeadline: number,
+    token: string,
+    sample = members.length,
+  ): Promise<Claimed[]> {
     if (members.length === 0) return [];
     const k = this.keys;
-    const flat = await this.client.coalesceClaimParents(
-      k.pending,
-      k.since,
-      k.leases,
-      k.claims,
-      k.attempts,
-      k.due,
-      leaseDeadline,
-      token,
-      ...members,
-    );
+    const args: Arg[] = [leaseDeadline, token, sample];
+    for (const m of members) {
+      if (typeof m === 'string') args.push(m, '');
+      else args.push(m.member, m.score);
+    }
+    const flat = await this.client.coalesceClaimParents(k.pending, k.leases, k.claims, k.attempts, k.due, k.since, ...args);
     const out: Claimed[] = [];
     for (let i = 0; i + 3 < flat.length; i += 4) {
       const since = flat[i + 2];

@@ -11,9 +11,9 @@
     ARGV[3 .. 3n+2] triples: member, claim token, base (priority base when the type has no policy)
     ARGV[3n+3 ..] waits to record (ms from first mark to recompute start), newest last
 
-  A parent marked during its recompute becomes pending again with that heat, first marked at
-  its first such mark; a type with settleMs waits out settleMs from now (its last mark was at
-  most now), never past first mark + maxWaitMs.
+  An acknowledged parent leaves `since`. A parent marked during its recompute becomes pending
+  again with that heat, first marked at its first such mark; a type with settleMs waits out
+  settleMs from now (its last mark was at most now), never past first mark + maxWaitMs.
 
   Output: { acked, rearmed, lost } where lost counts leases that had expired and were given
   to another worker (their ack changes nothing).
@@ -33,13 +33,16 @@ end
 if n == 0 then return { 0, 0, 0 } end
 
 local records = redis.call('HMGET', KEYS[2], unpack(members))
-local heats = redis.call('HMGET', KEYS[5], unpack(members))
-local ours, rearm, lost = {}, {}, 0
+local heats = {}
+if redis.call('EXISTS', KEYS[5]) == 1 then heats = redis.call('HMGET', KEYS[5], unpack(members)) end
+local ours, rearm, done, lost = {}, {}, {}, 0
 for i, member in ipairs(members) do
   local record = records[i]
   if record and string.sub(record, 1, #tokens[i]) == tokens[i] then
     ours[#ours + 1] = member
-    if heats[i] then
+    if not heats[i] then
+      done[#done + 1] = member
+    else
       rearm[#rearm + 1] = member
       local first = tonumber(redis.call('HGET', KEYS[6], member)) or now
       local base, settle, wait = bases[i], 0, nil
@@ -49,7 +52,7 @@ for i, member in ipairs(members) do
         base, settle, wait = tonumber(b) or base, tonumber(s) or 0, tonumber(w)
       end
       local score = string.format('%.17g', base + tonumber(heats[i]))
-      redis.call('ZADD', KEYS[4], 'NX', first, member)
+      redis.call('ZADD', KEYS[4], first, member)
       local due
       if wait then
         due = first + wait
@@ -71,8 +74,9 @@ end
 if #ours > 0 then
   redis.call('ZREM', KEYS[1], unpack(ours))
   redis.call('HDEL', KEYS[2], unpack(ours))
-  redis.call('HDEL', KEYS[7], unpack(ours))
+  if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('HDEL', KEYS[7], unpack(ours)) end
 end
+if #done > 0 then redis.call('ZREM', KEYS[4], unpack(done)) end
 if #rearm > 0 then
   redis.call('HDEL', KEYS[5], unpack(rearm))
   redis.call('HDEL', KEYS[6], unpack(rearm))

@@ -8,7 +8,7 @@
     ARGV[1] now (ms)
     ARGV[2..] quadruples: member, claim token, retry at (ms, or -1 for no more attempts), error
 
-  A parent to be retried keeps its claim record (heat, first mark) while it waits in
+  A parent to be retried keeps its claim record (heat, due) while it waits in
   `delayed`, held from other workers. A parent out of attempts that was marked during its
   last attempt has changed since: it goes back to pending with a fresh start instead of to
   the dead set.
@@ -20,8 +20,8 @@ local retried, dead, lost = 0, 0, 0
 for i = 2, #ARGV, 4 do
   local member, retryAt = ARGV[i], tonumber(ARGV[i + 2])
   local record = redis.call('HGET', KEYS[2], member)
-  local token, score, since, due
-  if record then token, score, since, due = string.match(record, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$') end
+  local token, score, due
+  if record then token, score, due = string.match(record, '^([^|]*)|([^|]*)|(.*)$') end
   if token == ARGV[i + 1] and redis.call('ZREM', KEYS[1], member) == 1 then
     local attempts = redis.call('HINCRBY', KEYS[4], member, 1)
     if retryAt >= 0 then
@@ -39,6 +39,9 @@ for i = 2, #ARGV, 4 do
         redis.call('HDEL', KEYS[10], member)
         retried = retried + 1
       else
+        -- Dead parents are not waiting for a recompute: out of `since` until marked again.
+        local since = redis.call('ZSCORE', KEYS[8], member)
+        redis.call('ZREM', KEYS[8], member)
         redis.call('ZADD', KEYS[5], now, member)
         redis.call('HSET', KEYS[6], member, cjson.encode({
           error = ARGV[i + 3], attempts = attempts, score = score, since = since, at = tonumber(now)

@@ -1,5 +1,6 @@
 --[[
-  Give held parents back to pending with all their heat and their first-mark time: leases
+  Give held parents back to pending with all their heat (their first mark is still in
+  `since`): leases
   past their deadline (reap), retries whose backoff is over (promote), or a worker's own
   leases on shutdown (release).
 
@@ -29,9 +30,8 @@ for _, member in ipairs(members) do
   local score, since, due = 1, now, nil
   local record = redis.call('HGET', KEYS[2], member)
   if record then
-    local _, s, f, d = string.match(record, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$')
+    local _, s, d = string.match(record, '^([^|]*)|([^|]*)|(.*)$')
     score = tonumber(s) or 1
-    if f and f ~= '' then since = f end
     if d and d ~= '' then due = d end
   end
   local heat = redis.call('HGET', KEYS[5], member)
