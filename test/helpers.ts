@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
 import { DataSource, type DataSourceOptions, type EntitySchema } from 'typeorm';
 import { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
@@ -130,29 +131,45 @@ export function redisClient(): Redis {
 }
 
 /**
- * Records the commands Redis receives that touch `namespace` (via MONITOR) while `fn` runs.
- * Returns them as argument lists; their number is the number of round trips made for it when
- * no pipeline is in play.
+ * Records the commands Redis receives that touch `namespace` (via MONITOR, on a raw socket)
+ * while `fn` runs, one line each. Commands run inside scripts are left out: their number is the
+ * number of round trips made for `namespace`.
  */
-export async function monitorNamespace(namespace: string, fn: () => Promise<void>): Promise<string[][]> {
-  const client = redisClient();
-  const monitor = await client.monitor();
-  const seen: string[][] = [];
-  const tag = `{${namespace}}`;
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
-    // Commands run by a script show with source "lua": they are not round trips.
-    if (source !== 'lua' && args.some((a) => a.includes(tag))) seen.push(args);
+export async function monitorNamespace(namespace: string, fn: () => Promise<void>): Promise<string[]> {
+  const url = new URL(redisUrl());
+  const socket = createConnection({ host: url.hostname, port: Number(url.port || 6379) });
+  const lines: string[] = [];
+  let buffer = '';
+  let ready: () => void = () => undefined;
+  const monitoring = new Promise<void>((resolve) => (ready = resolve));
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buffer += chunk;
+    let at: number;
+    while ((at = buffer.indexOf('\r\n')) >= 0) {
+      const line = buffer.slice(0, at);
+      buffer = buffer.slice(at + 2);
+      if (line === '+OK') ready();
+      else lines.push(line);
+    }
   });
+  socket.write('MONITOR\r\n');
+  await monitoring;
+  const marker = `coalesce-monitor-end-${suffix()}`;
   try {
     await fn();
-    // MONITOR lines arrive asynchronously: a PING through the same server flushes what is before it.
-    await client.ping().catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 50));
   } finally {
-    monitor.disconnect();
+    // Everything sent before this ECHO is on the monitor stream once the ECHO is.
+    const client = redisClient();
+    await client.echo(marker);
     client.disconnect();
+    const until = Date.now() + 5000;
+    while (!lines.some((l) => l.includes(marker)) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    socket.destroy();
   }
-  return seen;
+  const tag = `{${namespace}}`;
+  // A line looks like: +1700000000.123456 [0 127.0.0.1:5000] "evalsha" "..." (scripts show "[0 lua]").
+  return lines.filter((l) => l.includes(tag) && !/^\+[\d.]+ \[\d+ lua\]/.test(l));
 }
 
 /** Seeds `n` orders each with `lines` lines straight in SQL (no marks); returns their ids. */
