@@ -81,7 +81,10 @@ async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: numbe
       }
     })();
     markedAt = performance.now();
-    await coalescer.mark(Parent, Array.from({ length: o.cold }, (_, i) => coldBase + i));
+    await coalescer.mark(
+      Parent,
+      Array.from({ length: o.cold }, (_, i) => coldBase + i),
+    );
     const until = markedAt + o.capMs;
     let lastLog = markedAt;
     while (waits.length < o.cold && performance.now() < until) {
@@ -89,7 +92,9 @@ async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: numbe
       await sleep(o.tickMs);
       if (performance.now() - lastLog > 2000) {
         lastLog = performance.now();
-        o.log(`  freshness (${maxWaitMs === undefined ? 'no cap' : `maxWaitMs ${maxWaitMs}`}): ${waits.length}/${o.cold} cold parents recomputed`);
+        o.log(
+          `  freshness (${maxWaitMs === undefined ? 'no cap' : `maxWaitMs ${maxWaitMs}`}): ${waits.length}/${o.cold} cold parents recomputed`,
+        );
       }
     }
     storming = false;

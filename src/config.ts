@@ -74,9 +74,7 @@ export const DEFAULTS = Object.freeze({
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 
 const schema = z.object({
-  namespace: z
-    .string()
-    .refine(isValidNamespace, 'must be 1-64 characters of letters, digits, "_", "-" or "."'),
+  namespace: z.string().refine(isValidNamespace, 'must be 1-64 characters of letters, digits, "_", "-" or "."'),
   leaseMs: ms(100, 86_400_000),
   recomputeTimeoutMs: ms(10, 86_400_000).optional(),
   markTimeoutMs: ms(10, 60_000),
@@ -92,7 +90,10 @@ const schema = z.object({
 export function configError(error: z.ZodError, input: unknown, what = 'option'): ConfigError {
   const lines = error.issues.map((issue) => {
     const path = issue.path.join('.');
-    const value = issue.path.reduce<unknown>((v, key) => (v as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey], input);
+    const value = issue.path.reduce<unknown>(
+      (v, key) => (v as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey],
+      input,
+    );
     return `${what} "${path}" = ${JSON.stringify(value) ?? String(value)}: ${issue.message}`;
   });
   return new ConfigError(`invalid ${lines.join('; ')}`);
@@ -106,8 +107,13 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     throw new ConfigError('invalid option "dataSource": expected a TypeORM DataSource');
   }
   const redis = options.redis as unknown;
-  if (typeof redis !== 'string' && (redis === null || typeof redis !== 'object' || typeof (redis as Redis).duplicate !== 'function')) {
-    throw new ConfigError(`invalid option "redis" = ${JSON.stringify(redis) ?? String(redis)}: expected a redis:// URL or an ioredis client`);
+  if (
+    typeof redis !== 'string' &&
+    (redis === null || typeof redis !== 'object' || typeof (redis as Redis).duplicate !== 'function')
+  ) {
+    throw new ConfigError(
+      `invalid option "redis" = ${JSON.stringify(redis) ?? String(redis)}: expected a redis:// URL or an ioredis client`,
+    );
   }
   if (typeof redis === 'string' && !/^rediss?:\/\//.test(redis)) {
     throw new ConfigError(`invalid option "redis" = ${JSON.stringify(redis)}: expected a redis:// or rediss:// URL`);

@@ -102,7 +102,21 @@ export interface ChildLink {
   readonly relation: RelationMetadata | undefined;
 }
 
-const NUMERIC_TYPES = new Set(['int', 'int2', 'int4', 'integer', 'smallint', 'tinyint', 'mediumint', 'number', 'float', 'double', 'real', 'decimal', 'numeric']);
+const NUMERIC_TYPES = new Set([
+  'int',
+  'int2',
+  'int4',
+  'integer',
+  'smallint',
+  'tinyint',
+  'mediumint',
+  'number',
+  'float',
+  'double',
+  'real',
+  'decimal',
+  'numeric',
+]);
 const INTEGER = /^-?\d{1,16}$/;
 
 /** Parents and children of one coalescer, resolved against the DataSource's metadata. */
@@ -133,7 +147,9 @@ export class Registry {
     }
     const batchSize = options.batchSize ?? 100;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
-      throw new RegistrationError(`parent ${metadata.name}: batchSize must be an integer from 1 to 10000, got ${String(batchSize)}`);
+      throw new RegistrationError(
+        `parent ${metadata.name}: batchSize must be an integer from 1 to 10000, got ${String(batchSize)}`,
+      );
     }
     const priority = options.priority ?? 'normal';
     if (!(priority in PRIORITY_BASE)) {
@@ -143,7 +159,9 @@ export class Registry {
     }
     const ms = (name: 'settleMs' | 'maxWaitMs', value: number | undefined): void => {
       if (value !== undefined && (!Number.isInteger(value) || value < 0 || value > 86_400_000)) {
-        throw new RegistrationError(`parent ${metadata.name}: ${name} must be an integer from 0 to 86400000 ms, got ${String(value)}`);
+        throw new RegistrationError(
+          `parent ${metadata.name}: ${name} must be an integer from 0 to 86400000 ms, got ${String(value)}`,
+        );
       }
     };
     ms('settleMs', options.settleMs);
@@ -198,7 +216,9 @@ export class Registry {
     const name = typeof target === 'string' ? target : this.metadataOf(target, 'parent').name;
     const parent = this.parents.get(name);
     if (!parent) {
-      throw new RegistrationError(`${what}: ${name} is not a registered parent (known: ${this.parentNames().join(', ') || 'none'})`);
+      throw new RegistrationError(
+        `${what}: ${name} is not a registered parent (known: ${this.parentNames().join(', ') || 'none'})`,
+      );
     }
     return parent;
   }

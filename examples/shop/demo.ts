@@ -46,14 +46,23 @@ async function main(): Promise<void> {
     .option('--edits <n>', 'line edits after the orders are created', positiveInt, 2000)
     .option('--concurrency <n>', 'recomputes run at once while draining', positiveInt, 4)
     .option('--json', 'print the summary as one JSON object on the last line')
-    .addHelpText('after', `\nEnvironment: DATABASE_URL (default ${DATABASE_URL}), REDIS_URL (default ${REDIS_URL}).\nExit code: 0 when every order matches its lines, 1 on a mismatch, 2 when a service is unreachable.`)
+    .addHelpText(
+      'after',
+      `\nEnvironment: DATABASE_URL (default ${DATABASE_URL}), REDIS_URL (default ${REDIS_URL}).\nExit code: 0 when every order matches its lines, 1 on a mismatch, 2 when a service is unreachable.`,
+    )
     .parse();
   const opts = program.opts<{ orders: number; edits: number; concurrency: number; json?: boolean }>();
   const say = (line: string): void => {
     if (!opts.json) console.log(line);
   };
 
-  const dataSource = new DataSource({ type: 'postgres', url: DATABASE_URL, entities: [Order, OrderLine], migrations, logging: false });
+  const dataSource = new DataSource({
+    type: 'postgres',
+    url: DATABASE_URL,
+    entities: [Order, OrderLine],
+    migrations,
+    logging: false,
+  });
   try {
     await dataSource.initialize();
   } catch (error) {
@@ -102,7 +111,12 @@ async function simulate(
       orderIds.push(order.id);
       const count = 1 + pick(30);
       const batch = Array.from({ length: count }, (_, n) =>
-        manager.create(OrderLine, { orderId: order.id, sku: `sku-${n}`, qty: 1 + pick(9), unitPrice: (1 + pick(9999) / 100).toFixed(2) }),
+        manager.create(OrderLine, {
+          orderId: order.id,
+          sku: `sku-${n}`,
+          qty: 1 + pick(9),
+          unitPrice: (1 + pick(9999) / 100).toFixed(2),
+        }),
       );
       await manager.save(batch);
       saves += count;
@@ -149,7 +163,10 @@ async function simulate(
   const result = await coalescer.drain({
     concurrency: opts.concurrency,
     onProgress: (p) => {
-      if (tty) process.stdout.write(`\r  claimed ${p.claimed}/${p.pendingAtStart}  recomputed ${p.recomputed}  lost races ${p.lostRaces}   `);
+      if (tty)
+        process.stdout.write(
+          `\r  claimed ${p.claimed}/${p.pendingAtStart}  recomputed ${p.recomputed}  lost races ${p.lostRaces}   `,
+        );
     },
   });
   if (tty) process.stdout.write('\n');

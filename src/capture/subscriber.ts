@@ -98,11 +98,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     ]);
   }
 
-  private capture(
-    qr: QueryRunner,
-    metadata: EntityMetadata,
-    parentIds: (link: ChildLink) => unknown[],
-  ): Promise<void> {
+  private capture(qr: QueryRunner, metadata: EntityMetadata, parentIds: (link: ChildLink) => unknown[]): Promise<void> {
     const links = this.registry.linksOf(metadata);
     if (links.length === 0) return Promise.resolve();
     const batch: Batch = new Map();

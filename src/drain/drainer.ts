@@ -159,8 +159,17 @@ export class Drainer {
     const max = options.max ?? Infinity;
     const deadline = options.maxMs === undefined ? Infinity : started + options.maxMs;
     const result: DrainResult = {
-      claimed: 0, recomputed: 0, failed: 0, deadLettered: 0, lostRaces: 0, rearmed: 0,
-      reaped: 0, promoted: 0, released: 0, pendingAtStart: 0, durationMs: 0,
+      claimed: 0,
+      recomputed: 0,
+      failed: 0,
+      deadLettered: 0,
+      lostRaces: 0,
+      rearmed: 0,
+      reaped: 0,
+      promoted: 0,
+      released: 0,
+      pendingAtStart: 0,
+      durationMs: 0,
     };
     Object.assign(result, await this.requeue());
     result.pendingAtStart = (await this.store.counts(started)).pending;
@@ -184,7 +193,10 @@ export class Drainer {
     const claimWindow = async (): Promise<Claimed[] | 'empty'> => {
       // Size the window so that what is claimed starts well within its lease.
       // Until a task has been timed, claim as many as there are slots.
-      const budget = timedTasks > 0 ? Math.floor((concurrency * this.settings.leaseMs * LEASE_SAFETY) / Math.max(avgTaskMs, 0.001)) : concurrency;
+      const budget =
+        timedTasks > 0
+          ? Math.floor((concurrency * this.settings.leaseMs * LEASE_SAFETY) / Math.max(avgTaskMs, 0.001))
+          : concurrency;
       const size = Math.max(1, Math.min(maxWindow, max - result.claimed, Math.max(budget, concurrency)));
       const now = this.clock();
       if (policy.settles) result.promoted += await this.store.promoteSettled(now, size);
@@ -328,7 +340,10 @@ export class Drainer {
       try {
         result.released += await this.store.release(stale, started);
       } catch (error) {
-        this.logger.warn({ err: errorMessage(error), members: stale.map((c) => c.member) }, 'could not give back stale claims; their leases will expire');
+        this.logger.warn(
+          { err: errorMessage(error), members: stale.map((c) => c.member) },
+          'could not give back stale claims; their leases will expire',
+        );
       }
     }
     const failures: { item: Task['items'][number]; error: unknown }[] = [];
@@ -336,11 +351,16 @@ export class Drainer {
       for (const item of live) failures.push({ item, error: item.error });
     } else if (parent.recomputeMany && (live.length > 1 || !parent.recompute)) {
       try {
-        await this.invoke(parent, live, (ids, ctx) => (parent.recomputeMany as NonNullable<ParentType['recomputeMany']>)(ids, ctx));
+        await this.invoke(parent, live, (ids, ctx) =>
+          (parent.recomputeMany as NonNullable<ParentType['recomputeMany']>)(ids, ctx),
+        );
         for (const item of live) this.succeeded(parent, item, started, result, acks);
       } catch (error) {
         if (parent.recompute) {
-          this.logger.warn({ parent: parent.name, ids: live.map((i) => i.id), err: errorMessage(error) }, 'recomputeMany failed; recomputing one by one');
+          this.logger.warn(
+            { parent: parent.name, ids: live.map((i) => i.id), err: errorMessage(error) },
+            'recomputeMany failed; recomputing one by one',
+          );
           await this.runEach(parent, live, result, acks, failures);
         } else {
           for (const item of live) failures.push({ item, error });
@@ -405,7 +425,13 @@ export class Drainer {
     });
   }
 
-  private succeeded(parent: ParentType, item: Task['items'][number], started: number, result: DrainResult, acks: AckBuffer): void {
+  private succeeded(
+    parent: ParentType,
+    item: Task['items'][number],
+    started: number,
+    result: DrainResult,
+    acks: AckBuffer,
+  ): void {
     const now = this.clock();
     result.recomputed += 1;
     const waitMs = item.claim.since === undefined ? undefined : started - item.claim.since;
@@ -441,12 +467,21 @@ export class Drainer {
       result.deadLettered += dead;
     } catch (error) {
       // The leases stay; they expire and the parents come back to pending.
-      this.logger.error({ err: errorMessage(error), members: entries.map((e) => e.member) }, 'could not record failed recomputes');
+      this.logger.error(
+        { err: errorMessage(error), members: entries.map((e) => e.member) },
+        'could not record failed recomputes',
+      );
       result.failed += failures.length;
     }
     for (const event of events) {
       this.logger.warn(
-        { member: event.member, attempt: event.attempt, dead: event.dead, retryAt: event.retryAt, err: errorMessage(event.error) },
+        {
+          member: event.member,
+          attempt: event.attempt,
+          dead: event.dead,
+          retryAt: event.retryAt,
+          err: errorMessage(event.error),
+        },
         event.dead ? 'recompute failed; parent dead-lettered' : 'recompute failed; will retry',
       );
       this.hooks.failed(event);
@@ -535,17 +570,20 @@ class AckBuffer {
     if (this.entries.length === 0) return;
     const entries = this.entries;
     this.entries = [];
-    const p = this.store.ack(entries, this.clock()).then(
-      ({ rearmed, lost }) => {
-        this.result.rearmed += rearmed;
-        this.rearmedSinceSettle += rearmed;
-        if (lost > 0) this.logger.warn({ lost }, 'recomputed parents whose lease had expired and passed to another worker');
-      },
-      (error: unknown) => {
-        // The leases stay and expire: the parents are recomputed again, never lost.
-        this.error ??= error;
-      },
-    ).finally(() => this.inflight.delete(p));
+    const p = this.store
+      .ack(entries, this.clock())
+      .then(
+        ({ rearmed, lost }) => {
+          this.result.rearmed += rearmed;
+          this.rearmedSinceSettle += rearmed;
+          if (lost > 0) this.logger.warn({ lost }, 'recomputed parents whose lease had expired and passed to another worker');
+        },
+        (error: unknown) => {
+          // The leases stay and expire: the parents are recomputed again, never lost.
+          this.error ??= error;
+        },
+      )
+      .finally(() => this.inflight.delete(p));
     this.inflight.add(p);
   }
 }

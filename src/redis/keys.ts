@@ -35,7 +35,7 @@ export interface Keys {
   readonly policy: string;
 }
 
-const NAMESPACE = /^[A-Za-z0-9_.\-]{1,64}$/;
+const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** True when `namespace` may be used as a key prefix. */
 export function isValidNamespace(namespace: string): boolean {

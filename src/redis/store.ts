@@ -158,7 +158,19 @@ export class Store {
   /** Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents). */
   async mark(entries: readonly MarkEntry[], now: number): Promise<number> {
     const k = this.keys;
-    const keys = [k.pending, k.since, k.claims, k.dirty, k.dirtyAt, k.dead, k.deadInfo, k.due, k.settling, k.settleHeat, k.policy];
+    const keys = [
+      k.pending,
+      k.since,
+      k.claims,
+      k.dirty,
+      k.dirtyAt,
+      k.dead,
+      k.deadInfo,
+      k.due,
+      k.settling,
+      k.settleHeat,
+      k.policy,
+    ];
     const batches = chunks(entries, MAX_BATCH);
     if (batches.length === 1) {
       return this.client.coalesceMarkParents(...keys, now, ...flatMark(batches[0] ?? []));
@@ -316,7 +328,12 @@ export class Store {
   async release(claims: readonly Pick<Claimed, 'member' | 'token'>[], now: number): Promise<number> {
     let released = 0;
     for (const batch of chunks(claims, MAX_BATCH)) {
-      released += await this.requeue(this.keys.leases, now, batch.length, batch.flatMap((c) => [c.member, c.token]));
+      released += await this.requeue(
+        this.keys.leases,
+        now,
+        batch.length,
+        batch.flatMap((c) => [c.member, c.token]),
+      );
     }
     return released;
   }
@@ -346,7 +363,11 @@ export class Store {
     const named = members === 'all' ? await this.client.zrange(this.keys.dead, 0, limit - 1) : members.slice(0, MAX_BATCH);
     if (named.length === 0) return 0;
     const [[err, removed] = [null, 0]] =
-      (await this.client.multi().zrem(this.keys.dead, ...named).hdel(this.keys.deadInfo, ...named).exec()) ?? [];
+      (await this.client
+        .multi()
+        .zrem(this.keys.dead, ...named)
+        .hdel(this.keys.deadInfo, ...named)
+        .exec()) ?? [];
     if (err) throw err;
     return Number(removed);
   }

@@ -119,9 +119,8 @@ describe('freshness: maxWaitMs, settleMs, priorities, lag', () => {
 
   it('a mark during a recompute of a settling type waits settleMs from the ack', async () => {
     const order: string[] = [];
-    let c!: Coalescer;
     let remarked = false;
-    c = make(order, {
+    const c: Coalescer = make(order, {
       settleMs: 300,
       recompute: async (id) => {
         order.push(`Alpha:${id}`);
@@ -164,7 +163,10 @@ describe('freshness: maxWaitMs, settleMs, priorities, lag', () => {
     let waited: number | undefined;
     for (let tick = 1; tick <= 10 && waited === undefined; tick += 1) {
       now += 100;
-      await c.mark(Beta, Array.from({ length: 50 }, (_, i) => i + 1));
+      await c.mark(
+        Beta,
+        Array.from({ length: 50 }, (_, i) => i + 1),
+      );
       await c.drain({ max: 10, window: 10 });
       if (order.includes('Alpha:1')) waited = now - markedAt;
     }

@@ -1,5 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDb, dispose, Order, OrderLine, RecomputeLog, shopCoalescer, type TestDb, countMismatches, monitorNamespace } from '../helpers';
+import {
+  createTestDb,
+  dispose,
+  Order,
+  OrderLine,
+  RecomputeLog,
+  shopCoalescer,
+  type TestDb,
+  countMismatches,
+  monitorNamespace,
+} from '../helpers';
 import type { Coalescer } from '../../src';
 
 describe('capture and drain, end to end', () => {
