@@ -11,6 +11,7 @@ import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions 
 import { Marker, addMark, type MarkerStats } from './capture/marker';
 import { CaptureSubscriber } from './capture/subscriber';
 import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
+import { Runner, type RunnerOptions } from './runner/runner';
 
 /** Events a Coalescer emits. */
 export interface CoalescerEvents {
@@ -205,6 +206,16 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     check('window', window, 1);
     check('maxMs', maxMs, 0);
     return this.publishPolicies().then(() => this.drainer.drain(options));
+  }
+
+  /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */
+  runner(options: RunnerOptions = {}): Runner {
+    return new Runner(this, options);
+  }
+
+  /** Gives back to pending the parents this process is recomputing now (a shutdown that will not wait). */
+  releaseInflight(): Promise<number> {
+    return this.drainer.releaseInflight();
   }
 
   /** Gives back expired leases and promotes due retries without draining. */

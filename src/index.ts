@@ -6,6 +6,8 @@ export type { ChildOptions, ParentId, ParentOptions, Priority, RecomputeContext 
 export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 export type { RetryOptions } from './drain/backoff';
 export type { DeadEntry } from './redis/store';
+export { Runner, RUNNER_DEFAULTS } from './runner/runner';
+export type { RunnerEvents, RunnerOptions, RunnerStatus, TickEvent } from './runner/runner';
 export {
   CoalesceError,
   ConfigError,

@@ -122,6 +122,8 @@ let workerSeq = 0;
 export class Drainer {
   private readonly workerId = `${hostname()}:${process.pid}:${(workerSeq += 1)}:${Math.random().toString(36).slice(2, 8)}`;
   private tokenSeq = 0;
+  /** Claims whose recompute is running now, in any drain of this drainer. */
+  private readonly inflight = new Set<Claimed>();
   private readonly watchdog: Watchdog;
 
   constructor(
@@ -328,6 +330,25 @@ export class Drainer {
 
   /** Runs one task, queues acks for what succeeded and records failures. Never throws. Returns its ms per parent (monotonic time, not the injected clock). */
   private async run(task: Task, result: DrainResult, acks: AckBuffer): Promise<number> {
+    for (const item of task.items) this.inflight.add(item.claim);
+    try {
+      return await this.runTracked(task, result, acks);
+    } finally {
+      for (const item of task.items) this.inflight.delete(item.claim);
+    }
+  }
+
+  /**
+   * Gives back to pending the parents whose recompute is still running (a shutdown that will
+   * not wait for them longer). Their late acks then change nothing.
+   */
+  async releaseInflight(): Promise<number> {
+    const claims = [...this.inflight];
+    this.inflight.clear();
+    return claims.length === 0 ? 0 : this.store.release(claims, this.clock());
+  }
+
+  private async runTracked(task: Task, result: DrainResult, acks: AckBuffer): Promise<number> {
     const timer = performance.now();
     const started = this.clock();
     const { parent } = task;
