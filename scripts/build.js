@@ -1,6 +1,6 @@
 // Compiles TypeScript to dist/ and copies the Lua scripts beside the compiled store.
 const { execFileSync } = require('node:child_process');
-const { cpSync } = require('node:fs');
+const { chmodSync, cpSync } = require('node:fs');
 const { join } = require('node:path');
 
 const root = join(__dirname, '..');
@@ -8,3 +8,4 @@ execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', joi
   stdio: 'inherit',
 });
 cpSync(join(root, 'src/redis/scripts'), join(root, 'dist/src/redis/scripts'), { recursive: true });
+chmodSync(join(root, 'dist/src/cli/main.js'), 0o755);

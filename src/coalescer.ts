@@ -4,7 +4,7 @@ import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import type { Logger } from 'pino';
 import { resolveOptions, type CoalescerOptions, type ResolvedOptions } from './config';
 import { defaultLogger } from './log';
-import { ConfigError, ConnectionError, RegistrationError } from './errors';
+import { ConfigError, ConnectionError, RegistrationError, errorMessage } from './errors';
 import { keysFor } from './redis/keys';
 import { Store, type DeadEntry } from './redis/store';
 import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions } from './registry';
@@ -145,7 +145,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       this.subscriber = new CaptureSubscriber(this.registry, this.marker, this.logger);
       ds.subscribers.push(this.subscriber);
     }
-    return this.publishPolicies();
+    // The host must start even when Redis is down; the policies go out with the next drain or mark.
+    return this.publishPolicies().catch((error: unknown) => {
+      this.logger.warn({ err: errorMessage(error) }, 'attach(): Redis did not answer; parent policies will be published later');
+    });
   }
 
   /**

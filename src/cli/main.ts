@@ -1,0 +1,318 @@
+#!/usr/bin/env node
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import type { ObjectLiteral } from 'typeorm';
+import type { Coalescer } from '../coalescer';
+import { ConfigError, ConnectionError, RegistrationError } from '../errors';
+import { heatOf } from '../registry';
+import { serveMetrics, type MetricsServer } from '../metrics';
+import { RUNNER_DEFAULTS } from '../runner/runner';
+import { APP_SHAPE, loadApp, UsageError } from './app';
+import { Progress } from './progress';
+
+/** Exit codes, as `coalesce --help` lists them. */
+export const EXIT = Object.freeze({ ok: 0, failed: 1, usage: 2, unreachable: 3, interrupted: 130 });
+
+const EXIT_HELP = `
+Exit codes:
+  0    done
+  1    done, but some recomputes failed (they are retried or dead-lettered), or an unexpected error
+  2    usage error: bad arguments, a bad --app module, an unknown parent, a bad option
+  3    Redis or PostgreSQL cannot be reached
+  130  a second SIGINT/SIGTERM during a graceful stop
+
+The --app module: ${APP_SHAPE}. Example (examples/shop/app.ts, built to dist/examples/shop/app.js):
+  export default async function createApp() {
+    await dataSource.initialize();
+    const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL });
+    coalescer.parent(Order, { recompute: ... });
+    coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
+    return coalescer;
+  }`;
+
+function count(name: string, min = 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be a whole number >= ${min}, got "${value}"`);
+    return n;
+  };
+}
+
+interface Globals {
+  app: string;
+  verbose?: boolean;
+}
+
+/** Loads the app, checks both services answer, runs `fn`, and always closes what the app opened. */
+async function withApp<T>(globals: Globals, fn: (coalescer: Coalescer) => Promise<T>): Promise<T> {
+  const coalescer = await loadApp(globals.app);
+  try {
+    await coalescer.ping();
+    return await fn(coalescer);
+  } finally {
+    await closeApp(coalescer);
+  }
+}
+
+async function closeApp(coalescer: Coalescer): Promise<void> {
+  await coalescer.close().catch(() => undefined);
+  const ds = coalescer.options.dataSource;
+  if (ds.isInitialized) await ds.destroy().catch(() => undefined);
+}
+
+const print = (line: string): void => void process.stdout.write(`${line}\n`);
+
+function ms(value: number | null): string {
+  if (value === null) return '-';
+  if (value < 1000) return `${value} ms`;
+  return `${(value / 1000).toFixed(1)} s`;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('coalesce')
+    .description('Run and inspect a typeorm-coalesce namespace: the runner, one drain, status, marks, rebuilds, dead letters.')
+    .requiredOption('--app <module>', 'JavaScript module exporting the Coalescer (see below)', process.env.COALESCE_APP)
+    .option('--verbose', 'print stack traces with errors')
+    // Usage errors come back as exceptions, so they get exit code 2 like every other usage error.
+    .exitOverride()
+    .showHelpAfterError()
+    .addHelpText('after', EXIT_HELP);
+
+  program
+    .command('run')
+    .description('Start the runner until SIGINT/SIGTERM, then stop gracefully (a second signal exits at once).')
+    .option('--schedule <cron>', 'node-cron expression of the ticks', RUNNER_DEFAULTS.schedule)
+    .option('--concurrency <n>', 'recomputes at once', count('--concurrency'), RUNNER_DEFAULTS.concurrency)
+    .option('--max-per-tick <n>', 'most parents claimed per tick', count('--max-per-tick'), RUNNER_DEFAULTS.maxPerTick)
+    .option('--max-tick-ms <ms>', 'a tick stops claiming after this long', count('--max-tick-ms'), RUNNER_DEFAULTS.maxTickMs)
+    .option(
+      '--stop-timeout-ms <ms>',
+      'how long a stop waits for recomputes in flight',
+      count('--stop-timeout-ms', 0),
+      RUNNER_DEFAULTS.stopTimeoutMs,
+    )
+    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics', count('--metrics-port', 0))
+    .action(
+      async (o: {
+        schedule: string;
+        concurrency: number;
+        maxPerTick: number;
+        maxTickMs: number;
+        stopTimeoutMs: number;
+        metricsPort?: number;
+      }) => {
+        await withApp(program.opts<Globals>(), async (coalescer) => {
+          const runner = coalescer.runner({
+            schedule: o.schedule,
+            concurrency: o.concurrency,
+            maxPerTick: o.maxPerTick,
+            maxTickMs: o.maxTickMs,
+            stopTimeoutMs: o.stopTimeoutMs,
+          });
+          let metrics: MetricsServer | undefined;
+          if (o.metricsPort !== undefined) {
+            metrics = await serveMetrics(coalescer, runner, o.metricsPort);
+            process.stderr.write(`coalesce: metrics on http://127.0.0.1:${metrics.port}/metrics\n`);
+          }
+          runner.start();
+          process.stderr.write(
+            `coalesce: running namespace "${coalescer.namespace}" on "${o.schedule}"; SIGINT or SIGTERM stops it\n`,
+          );
+          const signal = await new Promise<NodeJS.Signals>((resolve) => {
+            const once = (sig: NodeJS.Signals): void => {
+              process.removeListener('SIGINT', once);
+              process.removeListener('SIGTERM', once);
+              process.once('SIGINT', () => process.exit(EXIT.interrupted));
+              process.once('SIGTERM', () => process.exit(EXIT.interrupted));
+              resolve(sig);
+            };
+            process.on('SIGINT', once);
+            process.on('SIGTERM', once);
+          });
+          process.stderr.write(`coalesce: ${signal}: stopping (recomputes in flight finish; a second signal exits at once)\n`);
+          await runner.stop();
+          await metrics?.close();
+          process.stderr.write(`coalesce: stopped after ${runner.counts.ticks} ticks\n`);
+        });
+      },
+    );
+
+  program
+    .command('drain')
+    .description('Drain once: recompute every pending parent (and those marked meanwhile), then exit.')
+    .option('--once', 'one full drain (the only mode; kept for clarity in scripts)')
+    .option('--concurrency <n>', 'recomputes at once', count('--concurrency'), 4)
+    .option('--max <n>', 'stop after claiming this many parents', count('--max'))
+    .option('--json', 'print the summary as JSON')
+    .action(async (o: { concurrency: number; max?: number; json?: boolean }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const bar = new Progress('drain');
+        const r = await coalescer.drain({
+          concurrency: o.concurrency,
+          ...(o.max === undefined ? {} : { max: o.max }),
+          onProgress: (p) =>
+            bar.update(p.recomputed + p.failed, Math.max(p.pendingAtStart, p.claimed), `lost races ${p.lostRaces}`),
+        });
+        bar.done();
+        if (o.json) print(JSON.stringify(r));
+        else {
+          print(`recomputed ${r.recomputed} of ${r.claimed} claimed in ${ms(r.durationMs)}`);
+          print(
+            `failed ${r.failed} (dead-lettered ${r.deadLettered}), marked again meanwhile ${r.rearmed}, lost races ${r.lostRaces}`,
+          );
+          if (r.reaped > 0) print(`expired leases given back first: ${r.reaped}`);
+        }
+        if (r.failed > 0) process.exitCode = EXIT.failed;
+      });
+    });
+
+  program
+    .command('status')
+    .description('Pending, in flight, expired leases, retries, dead, lag and the hottest parents.')
+    .option('--json', 'print as JSON')
+    .option('--top <n>', 'how many of the hottest parents to list', count('--top', 0), 10)
+    .action(async (o: { json?: boolean; top: number }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const [s, hottest] = await Promise.all([coalescer.stats(), o.top > 0 ? coalescer.hottest(o.top) : []]);
+        const { marker: _marker, ...stats } = s;
+        if (o.json) {
+          print(JSON.stringify({ namespace: coalescer.namespace, ...stats, hottest }));
+          return;
+        }
+        print(`namespace       ${coalescer.namespace}`);
+        print(`pending         ${s.pending}`);
+        print(`in flight       ${s.inflight}`);
+        print(`expired leases  ${s.expired}`);
+        print(`retrying        ${s.delayed}`);
+        if (s.settling > 0) print(`settling        ${s.settling}`);
+        if (s.overdue > 0) print(`overdue         ${s.overdue}`);
+        if (s.dead > 0) print(`dead            ${s.dead}   (coalesce dead list)`);
+        print(`oldest pending  ${ms(s.oldestPendingMs)}`);
+        print(`wait p50 / p99  ${ms(s.wait.p50Ms)} / ${ms(s.wait.p99Ms)}   (first mark to recompute, last ${s.wait.samples})`);
+        if (hottest.length > 0) {
+          print('hottest:');
+          for (const h of hottest) print(`  ${String(h.heat).padStart(8)}  ${h.member}`);
+        }
+      });
+    });
+
+  program
+    .command('mark')
+    .description('Mark parents by id, e.g. after a bulk SQL change the subscriber cannot see.')
+    .argument('<parent>', 'parent entity name, e.g. Order')
+    .argument('<id...>', 'ids to mark')
+    .action(async (parent: string, ids: string[]) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        coalescer.registry.parentOf(parent);
+        const n = await coalescer.mark(parent, ids);
+        print(`marked ${n} ${parent} parent${n === 1 ? '' : 's'}`);
+      });
+    });
+
+  program
+    .command('rebuild')
+    .description('Mark every row of a parent type, in batches by primary key (after a new recompute formula, or an outage).')
+    .argument('<parent>', 'parent entity name, e.g. Order')
+    .option('--batch <n>', 'rows read and marked per batch', count('--batch'), 1000)
+    .action(async (name: string, o: { batch: number }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const parent = coalescer.registry.parentOf(name);
+        const repo = coalescer.options.dataSource.getRepository<ObjectLiteral>(parent.metadata.target);
+        const key = parent.primary.propertyPath;
+        const total = await repo.count();
+        const bar = new Progress(`rebuild ${name}`);
+        let marked = 0;
+        let last: unknown;
+        // Keyset pagination: memory stays one batch however large the table.
+        for (;;) {
+          const qb = repo.createQueryBuilder('p').select(`p.${key}`, 'id').orderBy(`p.${key}`, 'ASC').limit(o.batch);
+          if (last !== undefined) qb.where(`p.${key} > :last`, { last });
+          const rows = await qb.getRawMany<{ id: string | number }>();
+          if (rows.length === 0) break;
+          await coalescer.mark(
+            parent.name,
+            rows.map((r) => r.id),
+          );
+          marked += rows.length;
+          last = rows[rows.length - 1]?.id;
+          bar.update(marked, Math.max(total, marked));
+          if (rows.length < o.batch) break;
+        }
+        bar.done();
+        print(`marked ${marked} ${name} parent${marked === 1 ? '' : 's'}; the runner (or coalesce drain) recomputes them`);
+      });
+    });
+
+  const dead = program.command('dead').description('Dead-lettered parents: list, retry, purge.');
+  dead
+    .command('list')
+    .description('List dead parents, oldest first, with their last error.')
+    .option('--limit <n>', 'how many', count('--limit'), 100)
+    .option('--json', 'print as JSON')
+    .action(async (o: { limit: number; json?: boolean }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const list = await coalescer.dead.list({ limit: o.limit });
+        if (o.json) print(JSON.stringify(list));
+        else if (list.length === 0) print('no dead parents');
+        else
+          for (const d of list)
+            print(`${d.member}  attempts ${d.attempts}  heat ${heatOf(d.score)}  ${new Date(d.at).toISOString()}  ${d.error}`);
+      });
+    });
+  for (const [verb, what] of [
+    ['retry', 'Give dead parents a fresh start (back to pending).'],
+    ['purge', 'Remove dead parents for good.'],
+  ] as const) {
+    dead
+      .command(verb)
+      .description(what)
+      .argument('[member...]', 'members such as Order:42')
+      .option('--all', `${verb} every dead parent`)
+      .action(async (members: string[], o: { all?: boolean }) => {
+        if (!o.all && members.length === 0) throw new UsageError(`dead ${verb}: name members (e.g. Order:42) or pass --all`);
+        await withApp(program.opts<Globals>(), async (coalescer) => {
+          const n = await coalescer.dead[verb](o.all ? 'all' : members);
+          print(`${verb === 'retry' ? 'retried' : 'purged'} ${n} dead parent${n === 1 ? '' : 's'}`);
+        });
+      });
+  }
+  return program;
+}
+
+/** Exit code and one-line message for an error. */
+export function describeError(error: unknown): { code: number; message: string } {
+  if (error instanceof CommanderError) {
+    // Commander has printed the message (and help) already.
+    const done =
+      error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version';
+    return { code: done ? EXIT.ok : EXIT.usage, message: '' };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof UsageError || error instanceof RegistrationError || error instanceof ConfigError) {
+    return { code: EXIT.usage, message };
+  }
+  const text = `${message} ${String((error as { code?: unknown })?.code ?? '')}`;
+  if (error instanceof ConnectionError || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|max retries per request/i.test(text)) {
+    return { code: EXIT.unreachable, message: `${message} (is the service running? see README)` };
+  }
+  return { code: EXIT.failed, message };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    const { code, message } = describeError(error);
+    if (message) process.stderr.write(`coalesce: ${message.split('\n')[0]}\n`);
+    if (program.opts<Globals>().verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    process.exitCode = code;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv).then(() => {
+    // The app's pools may hold timers: once the command is done, the process is.
+    setImmediate(() => process.exit(process.exitCode ?? EXIT.ok));
+  });
+}
