@@ -11,7 +11,6 @@ import {
   redisUrl,
   seedOrders,
   shopCoalescer,
-  suffix,
   waitFor,
   type TestDb,
 } from '../helpers';
