@@ -10,6 +10,7 @@ import { Store, type DeadEntry } from './redis/store';
 import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions } from './registry';
 import { Marker, addMark, type MarkerStats } from './capture/marker';
 import { CaptureSubscriber } from './capture/subscriber';
+import { Outbox } from './capture/outbox';
 import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
 import { Runner, type RunnerOptions } from './runner/runner';
 
@@ -39,6 +40,8 @@ export interface CoalescerStats {
   oldestPendingMs: number | null;
   /** Wait from first mark to recompute start over the last (up to 1000) recomputes, in ms. */
   wait: { samples: number; p50Ms: number | null; p99Ms: number | null };
+  /** Marks waiting in the outbox table to be relayed to Redis (null when the table is missing). */
+  outbox: number | null;
   /** What this process's marker sent. */
   marker: Readonly<MarkerStats>;
 }
@@ -76,6 +79,9 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   private readonly ownsRedis: boolean;
   private readonly marker: Marker;
   private readonly drainer: Drainer;
+  /** The durable outbox of marks Redis did not take. */
+  readonly outbox: Outbox;
+  private redisChecked = false;
   private subscriber: CaptureSubscriber | undefined;
   private policiesWritten: Promise<void> | undefined;
   private closed = false;
@@ -103,6 +109,22 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
     this.store = new Store(this.redis, keysFor(o.namespace));
     this.marker = new Marker(new Store(this.markerRedis, this.store.keys), this.logger, o.clock);
+    this.outbox = new Outbox(o.dataSource, o.namespace, this.store, this.logger, o.clock, o.outboxTable);
+    this.marker.onUndelivered(async (entries, error) => {
+      try {
+        await this.outbox.write(entries);
+        this.logger.warn(
+          { err: errorMessage(error), marks: entries.length },
+          'Redis did not take the marks: kept in the outbox, the next drain relays them',
+        );
+      } catch (outboxError) {
+        this.outbox.explainMissingTable(outboxError);
+        this.logger.error(
+          { err: errorMessage(error), outbox: errorMessage(outboxError), marks: entries.map((e) => e.member) },
+          'marks could not be sent nor kept: these parents stay stale until marked again (coalesce mark / rebuild)',
+        );
+      }
+    });
     this.drainer = new Drainer(
       this.store,
       this.registry,
@@ -142,13 +164,60 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       return Promise.reject(new RegistrationError('attach(): no parent registered; call parent() and child() first'));
     }
     if (!this.subscriber) {
-      this.subscriber = new CaptureSubscriber(this.registry, this.marker, this.logger);
+      this.subscriber = new CaptureSubscriber(
+        this.registry,
+        this.marker,
+        this.logger,
+        this.options.delivery === 'outbox' ? this.outbox : undefined,
+      );
       ds.subscribers.push(this.subscriber);
     }
     // The host must start even when Redis is down; the policies go out with the next drain or mark.
-    return this.publishPolicies().catch((error: unknown) => {
-      this.logger.warn({ err: errorMessage(error) }, 'attach(): Redis did not answer; parent policies will be published later');
-    });
+    return Promise.all([
+      this.publishPolicies().catch((error: unknown) => {
+        this.logger.warn({ err: errorMessage(error) }, 'attach(): Redis did not answer; parent policies will be published later');
+      }),
+      this.checkRedisSettings(),
+    ]).then(() => undefined);
+  }
+
+  /**
+   * Warns once when Redis may lose marks: an eviction policy other than noeviction drops
+   * pending parents under memory pressure, and without persistence a restart loses them. Both
+   * leave parents stale with nobody told. CONFIG may be disabled: then nothing is said.
+   */
+  private async checkRedisSettings(): Promise<void> {
+    if (this.redisChecked) return;
+    this.redisChecked = true;
+    try {
+      const [policy, aof, save] = await Promise.all(
+        ['maxmemory-policy', 'appendonly', 'save'].map(async (name) => ((await this.redis.config('GET', name)) as string[])[1]),
+      );
+      if (policy !== undefined && policy !== 'noeviction') {
+        this.logger.warn(
+          { maxmemoryPolicy: policy },
+          'Redis maxmemory-policy is not noeviction: under memory pressure Redis may evict pending parents, which then stay stale',
+        );
+      }
+      if (aof === 'no' && (save === '' || save === undefined)) {
+        this.logger.warn(
+          {},
+          'Redis has no persistence (appendonly no, no save points): a Redis restart loses pending marks; run `coalesce rebuild` after one',
+        );
+      }
+    } catch {
+      // CONFIG is often disabled on managed Redis: nothing to say then.
+    }
+  }
+
+  /** Relays the marks waiting in the outbox to Redis; returns how many. Also done at the start of every drain. */
+  async relayOutbox(): Promise<number> {
+    try {
+      return await this.outbox.relay();
+    } catch (error) {
+      if (this.outbox.explainMissingTable(error)) return 0;
+      throw error;
+    }
   }
 
   /**
@@ -208,7 +277,14 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     check('max', max, 0);
     check('window', window, 1);
     check('maxMs', maxMs, 0);
-    return this.publishPolicies().then(() => this.drainer.drain(options));
+    return this.publishPolicies()
+      .then(() =>
+        this.relayOutbox().catch((error: unknown) => {
+          // Redis or PostgreSQL is failing; the drain will say which. The rows are kept.
+          this.logger.warn({ err: errorMessage(error) }, 'outbox relay failed; its marks stay in the outbox');
+        }),
+      )
+      .then(() => this.drainer.drain(options));
   }
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */
@@ -229,7 +305,11 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Sizes of the namespace's sets and the age of the oldest pending mark. */
   async stats(): Promise<CoalescerStats> {
     const now = this.options.clock();
-    const [c, waits] = await Promise.all([this.store.counts(now), this.store.recentWaits()]);
+    const [c, waits, outbox] = await Promise.all([
+      this.store.counts(now),
+      this.store.recentWaits(),
+      this.outbox.size().catch(() => null),
+    ]);
     return {
       pending: c.pending,
       inflight: c.inflight,
@@ -240,6 +320,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       overdue: c.overdue,
       oldestPendingMs: c.oldestSince === undefined ? null : Math.max(0, now - c.oldestSince),
       wait: { samples: waits.length, p50Ms: percentile(waits, 0.5), p99Ms: percentile(waits, 0.99) },
+      outbox,
       marker: { ...this.marker.stats },
     };
   }

@@ -45,6 +45,19 @@ export interface CoalescerOptions {
    * @defaultValue none: hottest first, always
    */
   maxWaitMs?: number;
+  /**
+   * How marks reach Redis. `'redis'`: sent after the commit, and kept in the outbox table only
+   * when Redis does not take them. `'outbox'`: also written to the outbox inside the host's
+   * transaction (one multi-row insert before COMMIT), so even a process killed right after
+   * COMMIT loses nothing; the rows are deleted once Redis has the marks.
+   * @defaultValue 'redis'
+   */
+  delivery?: 'redis' | 'outbox';
+  /**
+   * Table of undelivered marks (created by the CoalesceOutbox migration), in the DataSource's schema.
+   * @defaultValue 'coalesce_outbox'
+   */
+  outboxTable?: string;
   /** Source of time in ms; tests pass their own. @defaultValue Date.now */
   clock?: () => number;
 }
@@ -60,6 +73,8 @@ export interface ResolvedOptions {
   readonly retry: Readonly<RetryOptions>;
   readonly markTimeoutMs: number;
   readonly maxWaitMs: number | undefined;
+  readonly delivery: 'redis' | 'outbox';
+  readonly outboxTable: string;
   readonly clock: () => number;
 }
 
@@ -79,6 +94,8 @@ const schema = z.object({
   recomputeTimeoutMs: ms(10, 86_400_000).optional(),
   markTimeoutMs: ms(10, 60_000),
   maxWaitMs: ms(0, 86_400_000).optional(),
+  delivery: z.enum(['redis', 'outbox']),
+  outboxTable: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain table name (letters, digits, "_")'),
   retry: z.object({
     attempts: z.number().int().min(1).max(1000),
     baseMs: ms(0, 86_400_000),
@@ -124,6 +141,8 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     recomputeTimeoutMs: options.recomputeTimeoutMs,
     markTimeoutMs: options.markTimeoutMs ?? DEFAULTS.markTimeoutMs,
     maxWaitMs: options.maxWaitMs,
+    delivery: options.delivery ?? 'redis',
+    outboxTable: options.outboxTable ?? 'coalesce_outbox',
     retry: { ...DEFAULTS.retry, ...options.retry },
   };
   const parsed = schema.safeParse(input);
@@ -148,6 +167,8 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     retry: Object.freeze(v.retry),
     markTimeoutMs: v.markTimeoutMs,
     maxWaitMs: v.maxWaitMs,
+    delivery: v.delivery,
+    outboxTable: v.outboxTable,
     clock: options.clock ?? Date.now,
   });
 }

@@ -47,12 +47,14 @@ export class Marker {
     this.undeliveredHandler = handler;
   }
 
-  async send(entries: readonly MarkEntry[]): Promise<void> {
-    if (entries.length === 0) return;
+  /** Sends marks; true when Redis took them, false when they went to the undelivered handler. */
+  async send(entries: readonly MarkEntry[]): Promise<boolean> {
+    if (entries.length === 0) return true;
     try {
       this.stats.roundTrips += 1;
       await this.store.mark(entries, this.clock());
       this.stats.marks += entries.length;
+      return true;
     } catch (error) {
       this.stats.undelivered += entries.length;
       try {
@@ -63,6 +65,7 @@ export class Marker {
           'marks could not be sent nor kept',
         );
       }
+      return false;
     }
   }
 }

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { MarkEntry } from '../redis/store';
 import { foreignKeyOf, type ChildLink, type Registry } from '../registry';
 import { addMark, type Marker } from './marker';
+import type { Outbox } from './outbox';
 
 type Batch = Map<string, MarkEntry>;
 
@@ -24,12 +25,28 @@ type Batch = Map<string, MarkEntry>;
 export class CaptureSubscriber implements EntitySubscriberInterface {
   // Keyed by QueryRunner, not kept in queryRunner.data: TypeORM replaces `data` in save({ data }).
   private readonly pending = new WeakMap<QueryRunner, Map<number, Batch>>();
+  /** Outbox rows written inside a transaction (strict delivery), to delete once Redis has them. */
+  private readonly written = new WeakMap<QueryRunner, string[]>();
 
   constructor(
     private readonly registry: Registry,
     private readonly marker: Marker,
     private readonly logger: Logger,
+    private readonly strict: Outbox | undefined,
   ) {}
+
+  /**
+   * Strict delivery: the outermost transaction's marks go into the outbox inside it, so they
+   * commit with the change. A failure here fails the host's transaction, as it must.
+   */
+  async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+    const qr = event.queryRunner;
+    if (!this.strict || depthOf(qr) > 1) return;
+    const levels = this.pending.get(qr);
+    if (!levels) return;
+    const ids = await this.strict.write(merged(levels), qr);
+    this.written.set(qr, ids);
+  }
 
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
     return this.capture(event.queryRunner, event.metadata, (link) => [foreignKeyOf(link, event.entity)]);
@@ -77,9 +94,21 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
       return Promise.resolve();
     }
     this.pending.delete(qr);
-    const all: Batch = new Map();
-    for (const level of levels.values()) for (const entry of level.values()) addMark(all, entry);
-    return this.marker.send([...all.values()]);
+    const ids = this.written.get(qr);
+    this.written.delete(qr);
+    return this.flush(merged(levels), ids);
+  }
+
+  private async flush(entries: MarkEntry[], outboxIds: string[] | undefined): Promise<void> {
+    const delivered = await this.marker.send(entries);
+    if (!delivered || !outboxIds || !this.strict) return;
+    // Redis has the marks: their outbox rows are done. Left behind, they are only sent twice.
+    await this.strict.remove(outboxIds).catch((error: unknown) => {
+      this.logger.warn(
+        { err: String(error), rows: outboxIds.length },
+        'could not delete delivered outbox rows; they will be relayed again',
+      );
+    });
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
@@ -89,6 +118,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     const depth = qr.isTransactionActive ? depthOf(qr) : 0;
     for (const level of [...levels.keys()]) if (level > depth) levels.delete(level);
     if (levels.size === 0) this.pending.delete(qr);
+    if (depth === 0) this.written.delete(qr);
   }
 
   private captureRemoval(event: RemoveEvent<ObjectLiteral>): Promise<void> {
@@ -116,7 +146,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
       this.logger.debug({ child: metadata.name }, 'child change with no resolvable parent; use mark() on bulk paths');
       return Promise.resolve();
     }
-    if (!qr.isTransactionActive) return this.marker.send([...batch.values()]);
+    if (!qr.isTransactionActive) return this.marker.send([...batch.values()]).then(() => undefined);
     let levels = this.pending.get(qr);
     if (!levels) {
       levels = new Map();
@@ -128,6 +158,13 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     levels.set(depth, level);
     return Promise.resolve();
   }
+}
+
+/** Every level's marks, summed per member. */
+function merged(levels: Map<number, Batch>): MarkEntry[] {
+  const all: Batch = new Map();
+  for (const level of levels.values()) for (const entry of level.values()) addMark(all, entry);
+  return [...all.values()];
 }
 
 /** Savepoint depth of a query runner (TypeORM keeps it protected); 1 inside a plain transaction. */

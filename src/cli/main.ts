@@ -187,6 +187,8 @@ export function buildProgram(): Command {
         if (s.settling > 0) print(`settling        ${s.settling}`);
         if (s.overdue > 0) print(`overdue         ${s.overdue}`);
         if (s.dead > 0) print(`dead            ${s.dead}   (coalesce dead list)`);
+        if (s.outbox === null) print('outbox          table missing: run the CoalesceOutbox migration');
+        else if (s.outbox > 0) print(`outbox          ${s.outbox}   (marks waiting for Redis; the next drain relays them)`);
         print(`oldest pending  ${ms(s.oldestPendingMs)}`);
         print(`wait p50 / p99  ${ms(s.wait.p50Ms)} / ${ms(s.wait.p99Ms)}   (first mark to recompute, last ${s.wait.samples})`);
         if (hottest.length > 0) {
