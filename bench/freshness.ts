@@ -1,6 +1,7 @@
 import 'reflect-metadata';
-import { DataSource, EntitySchema } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import { Coalescer } from '../src';
+import { BenchParent as Parent, parentDataSource } from './parent';
 
 /** Sizes of the freshness run. */
 export interface FreshnessOptions {
@@ -37,12 +38,6 @@ export interface FreshnessResult {
   withMaxWait: FreshnessRun & { maxWaitMs: number };
   withoutMaxWait: FreshnessRun;
 }
-
-const Parent = new EntitySchema<{ id: number }>({
-  name: 'BenchParent',
-  tableName: 'bench_parent',
-  columns: { id: { type: 'int', primary: true } },
-});
 
 function quantile(sorted: readonly number[], q: number): number {
   if (sorted.length === 0) return 0;
@@ -121,14 +116,13 @@ async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: numbe
  * cold parents marked once wait: their p99 wait with and without maxWaitMs, in the same run.
  */
 export async function benchFreshness(o: FreshnessOptions): Promise<FreshnessResult> {
-  const dataSource = new DataSource({ type: 'postgres', url: o.databaseUrl, entities: [Parent], logging: false });
-  await dataSource.initialize();
+  const dataSource = await parentDataSource(o.databaseUrl, `bench_fresh_${process.pid}`);
   try {
     o.log(`freshness: ${o.cold} cold parents behind ${o.hot} hot ones, ${o.perTick} claims per ${o.tickMs} ms tick`);
     const withoutMaxWait = await run(dataSource, o, undefined);
     const withMaxWait = { ...(await run(dataSource, o, o.maxWaitMs)), maxWaitMs: o.maxWaitMs };
     return { withMaxWait, withoutMaxWait };
   } finally {
-    await dataSource.destroy();
+    await dataSource.drop();
   }
 }

@@ -218,9 +218,10 @@ export class Drainer {
       const claims = await this.store.claim(members, this.clock() + this.settings.leaseMs, this.nextToken(), WAIT_SAMPLE);
       result.lostRaces += members.length - claims.length;
       result.claimed += claims.length;
-      if (claims.length < members.length) {
-        // Another worker reads the same top: move elsewhere in it to meet it less.
-        offset = maxWindow > 1 ? Math.floor(Math.random() * maxWindow) : 0;
+      if (claims.length < members.length && maxWindow > 1) {
+        // Another worker reads the same part of the set: move one to three windows further
+        // down (past the end, the next read starts from the top again), so workers spread out.
+        offset += size * (1 + Math.floor(Math.random() * 3));
       }
       return claims;
     };

@@ -1,0 +1,67 @@
+import 'reflect-metadata';
+import { DataSource } from 'typeorm';
+import { Order, OrderLine } from '../examples/shop/entities';
+import { migrations } from '../migrations';
+
+/** Median of `values` (0 for none). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return 0;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Rounds to `digits` decimals, for figures in JSON. */
+export function round(value: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** Progress to stderr, so stdout keeps the tables and the JSON line. */
+export function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** Prints rows as an aligned table. */
+export function table(title: string, rows: Record<string, string | number>[]): void {
+  if (rows.length === 0) return;
+  const cols = Object.keys(rows[0] as object);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padStart(width[i] as number)).join('  ');
+  process.stdout.write(`\n${title}\n${line(cols)}\n${line(width.map((w) => '-'.repeat(w)))}\n`);
+  for (const r of rows) process.stdout.write(`${line(cols.map((c) => String(r[c])))}\n`);
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A DataSource on a fresh schema of the bench's own, with the shop tables; `drop()` removes it. */
+export async function benchDataSource(
+  url: string,
+  schema: string,
+  poolSize = 10,
+): Promise<DataSource & { drop(): Promise<void> }> {
+  const admin = new DataSource({ type: 'postgres', url });
+  await admin.initialize();
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await admin.query(`CREATE SCHEMA "${schema}"`);
+  await admin.destroy();
+  const ds = new DataSource({
+    type: 'postgres',
+    url,
+    schema,
+    entities: [Order, OrderLine],
+    migrations,
+    migrationsRun: true,
+    logging: false,
+    extra: { options: `-c search_path=${schema}`, max: poolSize },
+  });
+  await ds.initialize();
+  return Object.assign(ds, {
+    async drop() {
+      if (ds.isInitialized) {
+        await ds.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await ds.destroy();
+      }
+    },
+  });
+}
