@@ -52,6 +52,7 @@ export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult
   const modes: { key: string; mode: DrainRow['mode']; workers: number; run: () => Promise<{ ms: number; lost: number }> }[] = [
     { key: 'literal-1', mode: 'literal', workers: 1, run: () => inproc(1, 1) },
     ...[1, 4, 8].map((w) => ({ key: `inproc-${w}`, mode: 'inproc' as const, workers: w, run: () => inproc(w) })),
+    { key: 'processes-1', mode: 'processes', workers: 1, run: () => processes(1) },
     { key: 'processes-4', mode: 'processes', workers: 4, run: () => processes(4) },
   ];
   async function inproc(concurrency: number, window?: number): Promise<{ ms: number; lost: number }> {

@@ -82,6 +82,7 @@ export async function benchEndToEnd(o: EndToEndOptions): Promise<EndToEndResult>
       }
     };
     await Promise.all(Array.from({ length: o.writers }, writer));
+    await one.flushed();
     const saveMs = performance.now() - t0;
     one.detach();
 

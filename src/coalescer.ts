@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import type { Logger } from 'pino';
@@ -18,6 +19,8 @@ import { Runner, type RunnerOptions } from './runner/runner';
 export interface CoalescerEvents {
   recomputed: [RecomputedEvent];
   failed: [FailedEvent];
+  /** After each `drain()` that completed (a runner's ticks included), with what it did. */
+  drained: [DrainResult];
 }
 
 /** Sizes and ages of one namespace. */
@@ -65,6 +68,8 @@ export interface DeadLetters {
 /** Dead parents handled per script call by `retry('all')` / `purge('all')`. */
 const DEAD_BATCH = 500;
 
+let workerSeq = 0;
+
 /**
  * Keeps derived data on parent rows fresh: marks parents when their children change and
  * recomputes each marked parent once, in the background.
@@ -72,6 +77,8 @@ const DEAD_BATCH = 500;
 export class Coalescer extends EventEmitter<CoalescerEvents> {
   readonly options: ResolvedOptions;
   readonly logger: Logger;
+  /** This coalescer's worker in log lines: `host:pid:n`. */
+  readonly worker = `${hostname()}:${process.pid}:${(workerSeq += 1)}`;
   readonly registry: Registry;
   readonly store: Store;
   private readonly redis: Redis;
@@ -108,7 +115,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     }
     this.registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
     this.store = new Store(this.redis, keysFor(o.namespace));
-    this.marker = new Marker(new Store(this.markerRedis, this.store.keys), this.logger, o.clock);
+    this.marker = new Marker(new Store(this.markerRedis, this.store.keys), this.logger, o.clock, o.awaitMarks);
     this.outbox = new Outbox(o.dataSource, o.namespace, this.store, this.logger, o.clock, o.outboxTable);
     this.marker.onUndelivered(async (entries, error) => {
       try {
@@ -130,10 +137,20 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       this.registry,
       o.dataSource,
       { leaseMs: o.leaseMs, recomputeTimeoutMs: o.recomputeTimeoutMs, retry: o.retry },
-      this.logger,
-      { recomputed: (e) => this.emit('recomputed', e), failed: (e) => this.emit('failed', e) },
+      // Every drain line (failures, recompute loggers) says which worker wrote it.
+      this.logger.child({ worker: this.worker }),
+      { recomputed: (e) => this.report('recomputed', e), failed: (e) => this.report('failed', e) },
       o.clock,
     );
+  }
+
+  /** Emits an event; a host's listener that throws is logged, never taken for a failed recompute. */
+  private report<E extends keyof CoalescerEvents>(event: E, ...args: CoalescerEvents[E]): void {
+    try {
+      (this.emit as (event: E, ...args: CoalescerEvents[E]) => boolean)(event, ...args);
+    } catch (error) {
+      this.logger.error({ err: errorMessage(error), event }, 'an event listener threw; ignored');
+    }
   }
 
   /** The namespace's key prefix. */
@@ -265,6 +282,14 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return batch.size;
   }
 
+  /**
+   * Resolves when every mark the subscriber has started to send (they go out in the background
+   * unless `awaitMarks`) has reached Redis or the outbox.
+   */
+  flushed(): Promise<void> {
+    return this.marker.settled();
+  }
+
   /** Claims, recomputes and acknowledges pending parents until none is left or a bound is hit. */
   drain(options: DrainOptions = {}): Promise<DrainResult> {
     const { concurrency = 1, max, window, maxMs } = options;
@@ -277,14 +302,19 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     check('max', max, 0);
     check('window', window, 1);
     check('maxMs', maxMs, 0);
-    return this.publishPolicies()
+    // This process's own marks still in flight belong to this drain.
+    return Promise.all([this.marker.settled(), this.publishPolicies()])
       .then(() =>
         this.relayOutbox().catch((error: unknown) => {
           // Redis or PostgreSQL is failing; the drain will say which. The rows are kept.
           this.logger.warn({ err: errorMessage(error) }, 'outbox relay failed; its marks stay in the outbox');
         }),
       )
-      .then(() => this.drainer.drain(options));
+      .then(() => this.drainer.drain(options))
+      .then((result) => {
+        this.report('drained', result);
+        return result;
+      });
   }
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */
@@ -366,6 +396,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     if (this.closed) return;
     this.closed = true;
     this.detach();
+    await this.marker.settled();
     await quit(this.markerRedis);
     if (this.ownsRedis) await quit(this.redis);
   }

@@ -46,6 +46,14 @@ export interface CoalescerOptions {
    */
   maxWaitMs?: number;
   /**
+   * Whether a host's save waits for Redis to take the transaction's marks. By default it does
+   * not: the marks go out right after COMMIT in the background (one round trip per transaction,
+   * failures to the outbox), so the save path costs no Redis round trip. `flushed()` waits for
+   * marks in flight, and `close()` does too.
+   * @defaultValue false
+   */
+  awaitMarks?: boolean;
+  /**
    * How marks reach Redis. `'redis'`: sent after the commit, and kept in the outbox table only
    * when Redis does not take them. `'outbox'`: also written to the outbox inside the host's
    * transaction (one multi-row insert before COMMIT), so even a process killed right after
@@ -74,6 +82,7 @@ export interface ResolvedOptions {
   readonly markTimeoutMs: number;
   readonly maxWaitMs: number | undefined;
   readonly delivery: 'redis' | 'outbox';
+  readonly awaitMarks: boolean;
   readonly outboxTable: string;
   readonly clock: () => number;
 }
@@ -95,6 +104,7 @@ const schema = z.object({
   markTimeoutMs: ms(10, 60_000),
   maxWaitMs: ms(0, 86_400_000).optional(),
   delivery: z.enum(['redis', 'outbox']),
+  awaitMarks: z.boolean(),
   outboxTable: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain table name (letters, digits, "_")'),
   retry: z.object({
     attempts: z.number().int().min(1).max(1000),
@@ -142,6 +152,7 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     markTimeoutMs: options.markTimeoutMs ?? DEFAULTS.markTimeoutMs,
     maxWaitMs: options.maxWaitMs,
     delivery: options.delivery ?? 'redis',
+    awaitMarks: options.awaitMarks ?? false,
     outboxTable: options.outboxTable ?? 'coalesce_outbox',
     retry: { ...DEFAULTS.retry, ...options.retry },
   };
@@ -168,6 +179,7 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     markTimeoutMs: v.markTimeoutMs,
     maxWaitMs: v.maxWaitMs,
     delivery: v.delivery,
+    awaitMarks: v.awaitMarks,
     outboxTable: v.outboxTable,
     clock: options.clock ?? Date.now,
   });

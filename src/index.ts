@@ -7,7 +7,9 @@ export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './
 export type { RetryOptions } from './drain/backoff';
 export type { DeadEntry } from './redis/store';
 export { Runner, RUNNER_DEFAULTS } from './runner/runner';
-export type { RunnerEvents, RunnerOptions, RunnerStatus, TickEvent } from './runner/runner';
+export type { RunnerCounts, RunnerEvents, RunnerOptions, RunnerStatus, TickEvent } from './runner/runner';
+export { coalescerMetrics, serveMetrics } from './metrics';
+export type { CoalescerMetrics, MetricsOptions, MetricsServer } from './metrics';
 export {
   CoalesceError,
   ConfigError,

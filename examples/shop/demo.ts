@@ -157,6 +157,7 @@ async function simulate(
     saves += 1;
   }
 
+  await coalescer.flushed();
   const before = await coalescer.stats();
   say(`${saves} child saves left ${before.pending} orders pending; draining with concurrency ${opts.concurrency}...`);
   const tty = process.stdout.isTTY && !process.env.CI;

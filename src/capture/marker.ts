@@ -28,11 +28,14 @@ export function addMark(batch: Map<string, MarkEntry>, entry: MarkEntry): void {
 export class Marker {
   readonly stats: MarkerStats = { marks: 0, roundTrips: 0, undelivered: 0 };
   private undeliveredHandler: UndeliveredHandler;
+  private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly clock: () => number,
+    /** When false, the save path does not wait for Redis: sends run in the background. */
+    private readonly awaitMarks = true,
   ) {
     this.undeliveredHandler = async (entries, error) => {
       this.logger.error(
@@ -40,6 +43,23 @@ export class Marker {
         'marks could not be sent to Redis; the parents will be stale until they are marked again',
       );
     };
+  }
+
+  /**
+   * Runs a send for the save path: awaited when marks are awaited, else started at once and
+   * tracked, so the host's save returns without a Redis round trip. Never rejects.
+   */
+  dispatch(send: () => Promise<unknown>): Promise<void> {
+    const p = send().catch((error: unknown) => this.logger.error({ err: errorMessage(error) }, 'sending marks failed'));
+    if (this.awaitMarks) return p.then(() => undefined);
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+    return Promise.resolve();
+  }
+
+  /** Resolves when every send started so far has ended (delivered, or handed to the outbox). */
+  async settled(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
   }
 
   /** Replaces what happens to marks Redis did not take (the outbox plugs in here). */

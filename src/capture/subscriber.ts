@@ -96,7 +96,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     this.pending.delete(qr);
     const ids = this.written.get(qr);
     this.written.delete(qr);
-    return this.flush(merged(levels), ids);
+    return this.marker.dispatch(() => this.flush(merged(levels), ids));
   }
 
   private async flush(entries: MarkEntry[], outboxIds: string[] | undefined): Promise<void> {
@@ -146,7 +146,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
       this.logger.debug({ child: metadata.name }, 'child change with no resolvable parent; use mark() on bulk paths');
       return Promise.resolve();
     }
-    if (!qr.isTransactionActive) return this.marker.send([...batch.values()]).then(() => undefined);
+    if (!qr.isTransactionActive) return this.marker.dispatch(() => this.marker.send([...batch.values()]));
     let levels = this.pending.get(qr);
     if (!levels) {
       levels = new Map();

@@ -5,8 +5,8 @@ import type { Coalescer } from '../coalescer';
 import { ConfigError, ConnectionError, RegistrationError } from '../errors';
 import { heatOf } from '../registry';
 import { serveMetrics, type MetricsServer } from '../metrics';
-import { RUNNER_DEFAULTS } from '../runner/runner';
-import { APP_SHAPE, loadApp, UsageError } from './app';
+import { RUNNER_DEFAULTS, resolveRunnerOptions } from '../runner/runner';
+import { loadApp, UsageError } from './app';
 import { Progress } from './progress';
 
 /** Exit codes, as `coalesce --help` lists them. */
@@ -15,16 +15,23 @@ export const EXIT = Object.freeze({ ok: 0, failed: 1, usage: 2, unreachable: 3, 
 const EXIT_HELP = `
 Exit codes:
   0    done
-  1    done, but some recomputes failed (they are retried or dead-lettered), or an unexpected error
+  1    some recomputes failed (they are retried or dead-lettered), or an unexpected error
   2    usage error: bad arguments, a bad --app module, an unknown parent, a bad option
   3    Redis or PostgreSQL cannot be reached
   130  a second SIGINT/SIGTERM during a graceful stop
 
-The --app module: ${APP_SHAPE}. Example (examples/shop/app.ts, built to dist/examples/shop/app.js):
+Logs are the app's pino logger's; the default one writes warnings and errors to stderr, and
+COALESCE_LOG_LEVEL=info adds one line per runner tick.
+
+The --app module (or COALESCE_APP): a JavaScript module, CommonJS or ESM (compile TypeScript
+first), whose default export is a Coalescer, or a function (possibly async) returning one, with
+its DataSource initialized and its parents and children registered. The CLI closes both the
+Coalescer and its DataSource on exit. The demo's (examples/shop/app.ts, built to
+dist/examples/shop/app.js):
   export default async function createApp() {
     await dataSource.initialize();
     const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL });
-    coalescer.parent(Order, { recompute: ... });
+    coalescer.parent(Order, { recompute: (id, { manager }) => recomputeOrders(manager, [id]) });
     coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
     return coalescer;
   }`;
@@ -75,7 +82,10 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces with errors')
     // Usage errors come back as exceptions, so they get exit code 2 like every other usage error.
     .exitOverride()
-    .showHelpAfterError()
+    // Commander's errors are one line too, in the same voice as ours.
+    .configureOutput({
+      outputError: (text, write) => write(`coalesce: ${text.replace(/^error: /, '').trimEnd()} (see --help)\n`),
+    })
     .addHelpText('after', EXIT_HELP);
 
   program
@@ -91,7 +101,12 @@ export function buildProgram(): Command {
       count('--stop-timeout-ms', 0),
       RUNNER_DEFAULTS.stopTimeoutMs,
     )
-    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics', count('--metrics-port', 0))
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics on <host>:<port>/metrics (0: any free port)',
+      count('--metrics-port', 0),
+    )
+    .option('--metrics-host <host>', 'interface of the metrics endpoint', '127.0.0.1')
     .action(
       async (o: {
         schedule: string;
@@ -100,19 +115,30 @@ export function buildProgram(): Command {
         maxTickMs: number;
         stopTimeoutMs: number;
         metricsPort?: number;
+        metricsHost: string;
       }) => {
+        const options = {
+          schedule: o.schedule,
+          concurrency: o.concurrency,
+          maxPerTick: o.maxPerTick,
+          maxTickMs: o.maxTickMs,
+          stopTimeoutMs: o.stopTimeoutMs,
+        };
+        // A bad schedule is said before the app is loaded, services up or not.
+        resolveRunnerOptions(options);
         await withApp(program.opts<Globals>(), async (coalescer) => {
-          const runner = coalescer.runner({
-            schedule: o.schedule,
-            concurrency: o.concurrency,
-            maxPerTick: o.maxPerTick,
-            maxTickMs: o.maxTickMs,
-            stopTimeoutMs: o.stopTimeoutMs,
-          });
+          const runner = coalescer.runner(options);
           let metrics: MetricsServer | undefined;
           if (o.metricsPort !== undefined) {
-            metrics = await serveMetrics(coalescer, runner, o.metricsPort);
-            process.stderr.write(`coalesce: metrics on http://127.0.0.1:${metrics.port}/metrics\n`);
+            metrics = await serveMetrics(coalescer, runner, o.metricsPort, o.metricsHost).catch((error: unknown) => {
+              throw new UsageError(
+                `--metrics-port ${o.metricsPort}: cannot listen on ${o.metricsHost}: ${(error as Error).message}`,
+                {
+                  cause: error,
+                },
+              );
+            });
+            process.stderr.write(`coalesce: metrics on http://${o.metricsHost}:${metrics.port}/metrics\n`);
           }
           runner.start();
           process.stderr.write(
@@ -143,13 +169,15 @@ export function buildProgram(): Command {
     .option('--once', 'one full drain (the only mode; kept for clarity in scripts)')
     .option('--concurrency <n>', 'recomputes at once', count('--concurrency'), 4)
     .option('--max <n>', 'stop after claiming this many parents', count('--max'))
+    .option('--max-ms <ms>', 'stop claiming after this long (what is claimed finishes)', count('--max-ms'))
     .option('--json', 'print the summary as JSON')
-    .action(async (o: { concurrency: number; max?: number; json?: boolean }) => {
+    .action(async (o: { concurrency: number; max?: number; maxMs?: number; json?: boolean }) => {
       await withApp(program.opts<Globals>(), async (coalescer) => {
         const bar = new Progress('drain');
         const r = await coalescer.drain({
           concurrency: o.concurrency,
           ...(o.max === undefined ? {} : { max: o.max }),
+          ...(o.maxMs === undefined ? {} : { maxMs: o.maxMs }),
           onProgress: (p) =>
             bar.update(p.recomputed + p.failed, Math.max(p.pendingAtStart, p.claimed), `lost races ${p.lostRaces}`),
         });
@@ -284,10 +312,9 @@ export function buildProgram(): Command {
 /** Exit code and one-line message for an error. */
 export function describeError(error: unknown): { code: number; message: string } {
   if (error instanceof CommanderError) {
-    // Commander has printed the message (and help) already.
-    const done =
-      error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version';
-    return { code: done ? EXIT.ok : EXIT.usage, message: '' };
+    // Commander has printed the message (or the help) already. Help asked for exits 0; help
+    // shown because no command was given is a usage error.
+    return { code: error.exitCode === 0 ? EXIT.ok : EXIT.usage, message: '' };
   }
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof UsageError || error instanceof RegistrationError || error instanceof ConfigError) {

@@ -230,8 +230,16 @@ export class Drainer {
     let wake: (() => void) | undefined;
     const slotFreed = (): Promise<void> => new Promise<void>((resolve) => (wake = resolve));
     let prefetch: Promise<Claimed[] | 'empty'> | undefined;
+    // An abort must not wait for a slot: it gives back what is claimed and unstarted at once.
+    const onAbort = (): void => {
+      const resume = wake;
+      wake = undefined;
+      resume?.();
+    };
+    options.signal?.addEventListener('abort', onAbort);
     while (!aborted()) {
-      while (running.size >= concurrency) await slotFreed();
+      while (running.size >= concurrency && !aborted()) await slotFreed();
+      if (aborted()) break;
       if (queue.length === 0) {
         if (!prefetch && !canClaim()) break;
         const got = await (prefetch ?? claimWindow());
@@ -276,12 +284,23 @@ export class Drainer {
       });
       running.add(p);
     }
+    options.signal?.removeEventListener('abort', onAbort);
+    // Give back the unstarted claims before waiting for the recomputes in flight, which may
+    // outlast a shutdown's patience.
+    const giveBack = async (): Promise<void> => {
+      const leftover = await prefetch;
+      const unstarted = queue.splice(0).flatMap((t) => t.items.map((i) => i.claim));
+      if (Array.isArray(leftover)) unstarted.push(...leftover);
+      if (unstarted.length > 0) result.released += await this.store.release(unstarted, this.clock());
+    };
+    // Whatever happens, the drain ends only when nothing it started runs.
+    const gaveBack = await giveBack().then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
     await Promise.all(running);
-    const leftover = await prefetch;
     await acks.settle();
-    const unstarted = queue.splice(0).flatMap((t) => t.items.map((i) => i.claim));
-    if (Array.isArray(leftover)) unstarted.push(...leftover);
-    if (unstarted.length > 0) result.released += await this.store.release(unstarted, this.clock());
+    if (gaveBack) throw gaveBack.error;
     result.durationMs = this.clock() - started;
     options.onProgress?.(result);
     return result;

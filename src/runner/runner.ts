@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { hostname } from 'node:os';
 import cron, { type Logger as CronLogger, type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -39,7 +38,7 @@ export interface RunnerOptions {
 /** Lifecycle of a runner. */
 export type RunnerStatus = 'idle' | 'running' | 'stopping' | 'stopped';
 
-/** Emitted after each tick that ran (a skipped tick emits nothing but is counted). */
+/** Emitted after each tick that ran (a skipped tick emits nothing but is counted in `counts`). */
 export interface TickEvent {
   /** What the tick's drain did; undefined when it failed. */
   result: DrainResult | undefined;
@@ -58,6 +57,8 @@ export interface RunnerEvents {
 /** What the runner needs of a coalescer. */
 export interface Drainable {
   readonly logger: Logger;
+  /** Name of this process's worker, bound to the runner's log lines. */
+  readonly worker: string;
   drain(options: DrainOptions): Promise<DrainResult>;
   releaseInflight(): Promise<number>;
   on(event: 'recomputed', listener: (e: RecomputedEvent) => void): unknown;
@@ -99,18 +100,36 @@ export function resolveRunnerOptions(options: RunnerOptions): Readonly<Required<
   return Object.freeze(parsed.data);
 }
 
-let runnerSeq = 0;
+/** What a runner has done since it was made. */
+export interface RunnerCounts {
+  /** Ticks run (failed ones included). */
+  ticks: number;
+  /** Ticks due while the previous one was still running: skipped, never run alongside it. */
+  skipped: number;
+  /** Ticks whose drain threw (Redis or PostgreSQL unreachable...). */
+  failed: number;
+  /** Ticks node-cron could not fire on time (the event loop was blocked past its tolerance). */
+  missed: number;
+}
 
 /**
  * Drains a coalescer on a node-cron schedule. Ticks never overlap in one process (a tick due
  * while one runs is skipped and counted); several runners, in several processes, may drain
  * one namespace at once. Failures of a tick are logged and emitted, never thrown into the
  * scheduler. Signal handling is the host's (the CLI's).
+ *
+ * @example
+ * ```ts
+ * const runner = coalescer.runner({ schedule: '*\/2 * * * * *', concurrency: 8 });
+ * runner.on('tick', ({ result, durationMs }) => console.log(result?.recomputed, durationMs));
+ * runner.start();
+ * process.once('SIGTERM', () => void runner.stop().then(() => coalescer.close()));
+ * ```
  */
 export class Runner extends EventEmitter<RunnerEvents> {
   readonly options: Readonly<Required<RunnerOptions>>;
-  /** Ticks run, and ticks skipped because the previous one was still running. */
-  readonly counts = { ticks: 0, skipped: 0, failed: 0 };
+  /** What this runner has done: ticks run, skipped, failed, missed. */
+  readonly counts: RunnerCounts = { ticks: 0, skipped: 0, failed: 0, missed: 0 };
   private state: RunnerStatus = 'idle';
   private task: ScheduledTask | undefined;
   private current: Promise<void> | undefined;
@@ -128,9 +147,10 @@ export class Runner extends EventEmitter<RunnerEvents> {
   ) {
     super();
     this.options = resolveRunnerOptions(options);
-    this.logger = coalescer.logger.child({ worker: `${hostname()}:${process.pid}:runner-${(runnerSeq += 1)}` });
+    this.logger = coalescer.logger.child({ worker: coalescer.worker });
   }
 
+  /** `idle` until started, `running`, `stopping` while `stop()` waits for the work in flight, then `stopped`. */
   get status(): RunnerStatus {
     return this.state;
   }
@@ -144,6 +164,12 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.task = cron.createTask(this.options.schedule, () => this.tick(), {
       name: 'typeorm-coalesce',
       logger: cronLogger(this.logger),
+    });
+    // node-cron warns once per slot it could not fire on time; count them instead (a listener
+    // silences its warning), like overlapping ticks.
+    this.task.on('execution:missed', () => {
+      this.counts.missed += 1;
+      this.logger.debug({ missed: this.counts.missed }, 'tick missed: the event loop was blocked when it was due');
     });
     void this.task.start();
     this.state = 'running';
@@ -192,16 +218,23 @@ export class Runner extends EventEmitter<RunnerEvents> {
       const { claimed, recomputed, failed, lostRaces, rearmed, reaped, released } = result;
       this.logger.info({ claimed, recomputed, failed, lostRaces, rearmed, reaped, released, durationMs }, 'tick');
     }
-    this.emit('tick', { result, error, durationMs });
+    try {
+      this.emit('tick', { result, error, durationMs });
+    } catch (listenerError) {
+      // A host's listener must not turn a tick into a failure of the scheduler.
+      this.logger.error({ err: errorMessage(listenerError) }, 'a tick listener threw; ignored');
+    }
   }
 
   /**
-   * Stops scheduling, stops the tick in flight from claiming more, waits for its recomputes
-   * up to `stopTimeoutMs`, then gives the parents still being recomputed back to pending.
-   * Resolves when nothing runs. Idempotent.
+   * Stops scheduling, stops the tick in flight from claiming more (the parents it claimed and
+   * has not started go back to pending at once), waits for its recomputes up to
+   * `stopTimeoutMs`, then gives the parents still being recomputed back to pending, so that
+   * nothing waits on a lease after the process exits. Resolves when nothing of this runner
+   * runs, or when what still runs was given back. Idempotent.
    */
   stop(): Promise<void> {
-    if (this.state === 'idle') {
+    if (this.state === 'idle' && !this.current) {
       this.state = 'stopped';
       return Promise.resolve();
     }
@@ -236,7 +269,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.coalescer.off('recomputed', this.forward.recomputed);
     this.coalescer.off('failed', this.forward.failed);
     this.state = 'stopped';
-    this.logger.info({ ticks: this.counts.ticks, skipped: this.counts.skipped }, 'runner stopped');
+    this.logger.info({ ...this.counts }, 'runner stopped');
   }
 }
 

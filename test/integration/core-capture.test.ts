@@ -40,8 +40,11 @@ describe('capture: what the subscriber marks', () => {
   }
   const orders = () => db.dataSource.getRepository(Order);
   const lines = () => db.dataSource.getRepository(OrderLine);
-  const heat = async (): Promise<Record<string, number>> =>
-    Object.fromEntries((await coalescer.hottest(100)).map((h) => [h.member, h.heat]));
+  const heat = async (): Promise<Record<string, number>> => {
+    // Marks leave after COMMIT in the background: wait for them, as a reader in the same process must.
+    await coalescer.flushed();
+    return Object.fromEntries((await coalescer.hottest(100)).map((h) => [h.member, h.heat]));
+  };
   async function order(customer = 'c'): Promise<number> {
     return (await orders().save(orders().create({ customer }))).id;
   }
@@ -112,6 +115,7 @@ describe('capture: what the subscriber marks', () => {
         for (let i = 0; i < 50; i += 1)
           await m.save(m.create(OrderLine, { orderId: a, sku: `x${i}`, qty: 1, unitPrice: '1.00' }));
       });
+      await coalescer.flushed();
     });
     expect(sent).toHaveLength(1);
     expect(await heat()).toEqual({ [`Order:${a}`]: 50 });
@@ -139,6 +143,7 @@ describe('capture: what the subscriber marks', () => {
           throw new Error('form rejected');
         }),
       ).rejects.toThrow('form rejected');
+      await coalescer.flushed();
     });
     expect(sent).toHaveLength(0);
     expect(await heat()).toEqual({});
@@ -162,6 +167,7 @@ describe('capture: what the subscriber marks', () => {
         await qr.manager.save(qr.manager.create(OrderLine, { orderId: b, sku: 'n3', qty: 1, unitPrice: '1.00' }));
         await qr.rollbackTransaction(); // ROLLBACK TO SAVEPOINT: b's mark is dropped
         await qr.commitTransaction(); // COMMIT
+        await coalescer.flushed();
       });
     } finally {
       await qr.release();
@@ -180,6 +186,7 @@ describe('capture: what the subscriber marks', () => {
           await inner.save(inner.create(OrderLine, { orderId: a, sku: 'i', qty: 1, unitPrice: '1.00' }));
         });
       });
+      await coalescer.flushed();
     });
     expect(sent).toHaveLength(1);
     expect(await heat()).toEqual({ [`Order:${a}`]: 2 });
@@ -300,6 +307,7 @@ describe('capture: entity forms and several parents', () => {
     const team = await db.dataSource.getRepository(Team).save({ members: 0 });
     const project = await db.dataSource.getRepository(Project).save({ tasks: 0 });
     await db.dataSource.getRepository(Task).save({ teamId: team.id, projectId: project.id, title: 't' });
+    await coalescer.flushed();
     const hot = (await coalescer.hottest(10)).map((h) => h.member).sort();
     expect(hot).toEqual([`Project:${project.id}`, `Team:${team.id}`]);
     await coalescer.drain();
@@ -309,6 +317,7 @@ describe('capture: entity forms and several parents', () => {
   it('a foreign key given as a many-to-one relation is read from the relation', async () => {
     const tag = await db.dataSource.getRepository(Tag).save({ code: 'x' });
     await db.dataSource.getRepository(Tagging).save({ tag });
+    await coalescer.flushed();
     expect((await coalescer.hottest(10)).map((h) => h.member)).toEqual([`Tag:${tag.id}`]);
   });
 });

@@ -118,11 +118,13 @@ describe('faults: Redis down, workers killed, PostgreSQL errors', () => {
     const orders = await seedOrders(db.dataSource, 20, 0);
     const lines = db.dataSource.getRepository(OrderLine);
     for (const [i, id] of orders.entries()) await lines.save(lines.create(line(id, i)));
+    await c.flushed();
     expect((await c.stats()).pending).toBe(20);
 
     // Down while the form keeps saving: every save still succeeds.
     await redis.kill();
     for (const [i, id] of orders.slice(0, 10).entries()) await lines.save(lines.create(line(id, 100 + i)));
+    await c.flushed();
     expect(Number((await db.dataSource.query('SELECT count(*) AS n FROM coalesce_outbox'))[0].n)).toBe(10);
 
     // Back (its append-only file kept the earlier marks); the drain relays the outbox first.
@@ -185,6 +187,7 @@ describe('faults: Redis down, workers killed, PostgreSQL errors', () => {
     await db.dataSource.transaction(async (m) => {
       for (let i = 0; i < 5; i += 1) await m.save(m.create(OrderLine, line(orderId as number, i)));
     });
+    await c.flushed();
     expect(await c.hottest()).toEqual([{ member: `Order:${orderId}`, heat: 5 }]);
     expect((await c.stats()).outbox).toBe(0);
     await c.drain();

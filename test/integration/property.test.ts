@@ -118,6 +118,7 @@ describe('property: any history of child changes, drains and crashes converges',
             }
           }
           await Promise.all(drains);
+          await coalescer.flushed();
           // Wait out the crashed workers' leases, then drain until nothing is left anywhere.
           for (let round = 0; round < 20; round += 1) {
             await sleep(LEASE_MS);

@@ -36,6 +36,7 @@ describe('capture and drain, end to end', () => {
           await m.save(m.create(OrderLine, { orderId: order.id, sku: `s${i}`, qty: 2, unitPrice: '1.50' }));
         }
       });
+      await coalescer.flushed();
     });
     expect(commands).toHaveLength(1);
     expect(await coalescer.hottest(5)).toEqual([{ member: `Order:${orderId}`, heat: 50 }]);
