@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { DataSource, EntitySchema } from 'typeorm';
 import { coalesceMigrations } from '../migrations';
+import { freshSchema } from './util';
 
 /** A parent type with no table: drain benchmarks recompute nothing, they measure the claim protocol. */
 export const BenchParent = new EntitySchema<{ id: number }>({
@@ -18,13 +19,7 @@ export async function parentDataSource(
   schema: string,
   create = true,
 ): Promise<DataSource & { drop(): Promise<void> }> {
-  if (create) {
-    const admin = new DataSource({ type: 'postgres', url });
-    await admin.initialize();
-    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await admin.query(`CREATE SCHEMA "${schema}"`);
-    await admin.destroy();
-  }
+  if (create) await freshSchema(url, schema);
   const ds = new DataSource({
     type: 'postgres',
     url,

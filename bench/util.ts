@@ -34,17 +34,22 @@ export function table(title: string, rows: Record<string, string | number>[]): v
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Creates `schema` empty (dropping one left by an earlier run). */
+export async function freshSchema(url: string, schema: string): Promise<void> {
+  const admin = new DataSource({ type: 'postgres', url });
+  await admin.initialize();
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  await admin.query(`CREATE SCHEMA "${schema}"`);
+  await admin.destroy();
+}
+
 /** A DataSource on a fresh schema of the bench's own, with the shop tables; `drop()` removes it. */
 export async function benchDataSource(
   url: string,
   schema: string,
   poolSize = 10,
 ): Promise<DataSource & { drop(): Promise<void> }> {
-  const admin = new DataSource({ type: 'postgres', url });
-  await admin.initialize();
-  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  await admin.query(`CREATE SCHEMA "${schema}"`);
-  await admin.destroy();
+  await freshSchema(url, schema);
   const ds = new DataSource({
     type: 'postgres',
     url,

@@ -125,6 +125,11 @@ export async function dispose(coalescer: Coalescer): Promise<void> {
   await coalescer.close();
 }
 
+/** Disposes every coalescer in `list` (see {@link dispose}); for afterAll. */
+export async function disposeAll(list: readonly Coalescer[]): Promise<void> {
+  for (const c of list) await dispose(c);
+}
+
 /** A plain Redis client on the test server; close it with `quit()`. */
 export function redisClient(): Redis {
   return new Redis(redisUrl());

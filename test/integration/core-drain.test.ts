@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { Coalescer, type ParentOptions, RecomputeTimeoutError } from '../../src';
-import { createTestDb, redisClient, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
+import { createTestDb, disposeAll, redisClient, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
 
 @Entity({ name: 'drain_doc' })
 class Doc {
@@ -42,10 +42,7 @@ describe('drain: claims, leases, re-arming, failures', () => {
     db = await createTestDb('drain', { entities: [Doc, Sku] });
   });
   afterAll(async () => {
-    for (const c of open) {
-      await c.store.clear();
-      await c.close();
-    }
+    await disposeAll(open);
     await db.destroy();
   });
 

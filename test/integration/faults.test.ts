@@ -23,6 +23,7 @@ import {
   waitFor,
   type TestDb,
 } from '../helpers';
+import { redisAnswers } from '../probe';
 
 const root = join(__dirname, '..', '..');
 
@@ -52,18 +53,7 @@ class OwnRedis {
       ],
       { stdio: 'ignore' },
     );
-    await waitFor(async () => {
-      const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    }, `redis-server on port ${this.port}`);
+    await waitFor(() => redisAnswers(this.url), `redis-server on port ${this.port}`);
   }
 
   /** Kills the server at once (SIGKILL), as a crash would. */

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EntitySchema } from 'typeorm';
 import { Coalescer, type ParentOptions } from '../../src';
-import { createTestDb, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
 
 // Two parent types with no children: the tests mark them explicitly and control time with an
 // injected clock, so "within maxWaitMs plus one tick" is asserted in the coalescer's own time.
@@ -18,10 +18,7 @@ describe('freshness: maxWaitMs, settleMs, priorities, lag', () => {
     db = await createTestDb('freshness', { entities: [Alpha, Beta] });
   });
   afterAll(async () => {
-    for (const c of open) {
-      await c.store.clear();
-      await c.close();
-    }
+    await disposeAll(open);
     await db.destroy();
   });
 
