@@ -130,13 +130,9 @@ export function buildProgram(): Command {
           const runner = coalescer.runner(options);
           let metrics: MetricsServer | undefined;
           if (o.metricsPort !== undefined) {
+            const where = `${o.metricsHost}:${o.metricsPort}`;
             metrics = await serveMetrics(coalescer, runner, o.metricsPort, o.metricsHost).catch((error: unknown) => {
-              throw new UsageError(
-                `--metrics-port ${o.metricsPort}: cannot listen on ${o.metricsHost}: ${(error as Error).message}`,
-                {
-                  cause: error,
-                },
-              );
+              throw new UsageError(`--metrics-port: cannot listen on ${where}: ${(error as Error).message}`, { cause: error });
             });
             process.stderr.write(`coalesce: metrics on http://${o.metricsHost}:${metrics.port}/metrics\n`);
           }
@@ -155,10 +151,15 @@ export function buildProgram(): Command {
             process.on('SIGINT', once);
             process.on('SIGTERM', once);
           });
-          process.stderr.write(`coalesce: ${signal}: stopping (recomputes in flight finish; a second signal exits at once)\n`);
+          process.stderr.write(
+            `coalesce: ${signal}: stopping (recomputes in flight finish, up to --stop-timeout-ms; a second signal exits at once)\n`,
+          );
           await runner.stop();
           await metrics?.close();
-          process.stderr.write(`coalesce: stopped after ${runner.counts.ticks} ticks\n`);
+          const { ticks, skipped } = runner.counts;
+          process.stderr.write(
+            `coalesce: stopped after ${ticks} tick${ticks === 1 ? '' : 's'} (${skipped} skipped while one was running)\n`,
+          );
         });
       },
     );

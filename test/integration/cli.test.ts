@@ -1,7 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Coalescer } from '../../src';
+import { Progress } from '../../src/cli/progress';
 import {
   countMismatches,
   createTestDb,
@@ -41,6 +44,13 @@ describe('the coalesce command line', () => {
       TEST_NAMESPACE: coalescer.namespace,
     };
   });
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    // A test fails if it leaves a runner process running.
+    const left = children.splice(0).filter((c) => c.exitCode === null && c.signalCode === null);
+    for (const c of left) c.kill('SIGKILL');
+    expect(left.map((c) => c.pid)).toEqual([]);
+  });
   afterAll(async () => {
     await dispose(coalescer);
     await db.destroy();
@@ -48,6 +58,7 @@ describe('the coalesce command line', () => {
 
   function start(args: string[], extra: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<Run>; output: () => Run } {
     const child = spawn(process.execPath, [cli, ...args], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -66,6 +77,13 @@ describe('the coalesce command line', () => {
     const sub = await run(['dead', 'purge', '--help']);
     expect(sub.code).toBe(0);
     expect(sub.stdout).toContain('--all');
+    const runHelp = await run(['run', '--help']);
+    for (const word of ['--schedule', '--concurrency', '--max-per-tick', '--max-tick-ms', '--stop-timeout-ms', '--metrics-port'])
+      expect(runHelp.stdout).toContain(word);
+    // No command: the help, as a usage error.
+    const none = await run(['--app', app]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('Usage: coalesce');
   });
 
   it('mark, status --json, drain --once: the orders end up fresh', async () => {
@@ -78,8 +96,18 @@ describe('the coalesce command line', () => {
     const s = JSON.parse(status.stdout) as { pending: number; hottest: unknown[]; namespace: string };
     expect(s).toMatchObject({ pending: 5, namespace: coalescer.namespace });
     expect(s.hottest).toHaveLength(3);
-    const human = await run(withApp('status'));
+    // Two more marks of one order in one call: one member, two more heat, hottest first.
+    const hot = `Order:${ids[2]}`;
+    expect((await run(withApp('mark', 'Order', String(ids[2]), String(ids[2])))).stdout).toContain('marked 1 Order parent\n');
+    const again = JSON.parse((await run(withApp('status', '--json', '--top', '2'))).stdout) as typeof s;
+    expect(again.hottest).toEqual([{ member: hot, heat: 3 }, expect.objectContaining({ heat: 1 })]);
+    const human = await run(withApp('status', '--top', '1'));
+    expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/pending\s+5/);
+    expect(human.stdout).toMatch(/in flight\s+0/);
+    expect(human.stdout).toMatch(/expired leases\s+0/);
+    expect(human.stdout).toMatch(/oldest pending\s+\d/);
+    expect(human.stdout).toMatch(new RegExp(`hottest:\\n\\s+3  ${hot}\\n$`));
     const drained = await run(withApp('drain', '--once', '--json'));
     expect(drained.code).toBe(0);
     expect(JSON.parse(drained.stdout)).toMatchObject({ recomputed: 5, failed: 0 });
@@ -106,6 +134,9 @@ describe('the coalesce command line', () => {
     expect(JSON.parse(drained.stdout)).toMatchObject({ deadLettered: 1 });
     const list = await run(withApp('dead', 'list', '--json'));
     expect(JSON.parse(list.stdout)).toMatchObject([{ member: 'Order:not-a-number', attempts: 1 }]);
+    const listed = await run(withApp('dead', 'list'));
+    expect(listed.stdout).toMatch(/^Order:not-a-number {2}attempts 1 {2}heat 5 .*not an integer/);
+    expect((await run(withApp('status'))).stdout).toMatch(/dead\s+1/);
     expect((await run(withApp('dead', 'retry'))).code).toBe(2);
     expect((await run(withApp('dead', 'retry', 'Order:not-a-number'))).stdout).toContain('retried 1 dead parent');
     expect((await coalescer.stats()).pending).toBe(1);
@@ -139,6 +170,70 @@ describe('the coalesce command line', () => {
     expect(verbose.stderr).toMatch(/\n\s+at /);
   });
 
+  it('more usage errors, each one line with exit code 2', async () => {
+    const oneLine = (r: Run): void => expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    const unknownRebuild = await run(withApp('rebuild', 'Invoice'));
+    expect(unknownRebuild.code).toBe(2);
+    expect(unknownRebuild.stderr).toContain('Invoice is not a registered parent (known: Order)');
+    oneLine(unknownRebuild);
+    const badId = await run(withApp('mark', 'Order', '12', 'abc'));
+    expect(badId.code).toBe(2);
+    expect(badId.stderr).toContain('id "abc" is not an integer');
+    oneLine(badId);
+    const unknownOption = await run(withApp('status', '--frob'));
+    expect(unknownOption.code).toBe(2);
+    expect(unknownOption.stderr).toContain("unknown option '--frob'");
+    oneLine(unknownOption);
+    // A bad schedule is said before the app is loaded: no Redis needed to learn it.
+    const badSchedule = await run(withApp('run', '--schedule', 'every minute'), { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(badSchedule.code).toBe(2);
+    expect(badSchedule.stderr).toContain('"schedule" = "every minute"');
+    oneLine(badSchedule);
+    // A factory that throws after opening its DataSource: one line, and the process still ends.
+    const failing = await run(withApp('status'), { FAIL_APP: 'no tenant configured' });
+    expect(failing.code).toBe(2);
+    expect(failing.stderr).toContain('creating the Coalescer failed: no tenant configured');
+    oneLine(failing);
+    // The metrics port is taken.
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const busy = await run(withApp('run', '--metrics-port', String(port)));
+      expect(busy.code).toBe(2);
+      expect(busy.stderr).toContain(`cannot listen on 127.0.0.1:${port}`);
+      oneLine(busy);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  it('the progress bar draws on a terminal only', () => {
+    const written: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        written.push(chunk.toString());
+        done();
+      },
+    }) as unknown as NodeJS.WriteStream;
+    const ci = process.env.CI;
+    delete process.env.CI;
+    try {
+      new Progress('drain', stream).update(5, 10);
+      expect(written).toEqual([]);
+      stream.isTTY = true;
+      const bar = new Progress('drain', stream);
+      bar.update(5, 10, 'lost races 0');
+      bar.update(10, 10);
+      bar.done();
+      expect(written[0]).toMatch(/^\rdrain \[#{15}\.{15}\] 50% 5\/10 lost races 0/);
+      expect(written[1]).toMatch(/^\rdrain \[#{30}\] 100% 10\/10/);
+      expect(written[2]).toBe('\n');
+    } finally {
+      if (ci !== undefined) process.env.CI = ci;
+    }
+  });
+
   it('run drains on its schedule, serves metrics, and stops on SIGTERM with exit 0', async () => {
     const ids = await seedOrders(db.dataSource, 4, 2);
     await coalescer.mark('Order', ids);
@@ -165,6 +260,43 @@ describe('the coalesce command line', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('stopped after');
     expect(await countMismatches(db.dataSource.manager)).toBe(0);
+  });
+
+  it('SIGTERM with recomputes outlasting --stop-timeout-ms: exit 0, every parent recomputed or back in pending', async () => {
+    const ids = await seedOrders(db.dataSource, 12, 2);
+    await coalescer.mark('Order', ids);
+    const proc = start(withApp('run', '--schedule', '* * * * * *', '--concurrency', '2', '--stop-timeout-ms', '50'), {
+      SLOW_MS: '2000',
+    });
+    await waitFor(async () => (await coalescer.stats()).inflight >= 2, 'recomputes in flight');
+    proc.child.kill('SIGTERM');
+    const r = await proc.done;
+    expect(r.code).toBe(0);
+    // Nothing waits on a lease: the running and the claimed-ahead parents were given back.
+    expect(await coalescer.stats()).toMatchObject({ pending: ids.length, inflight: 0 });
+    await coalescer.drain({ concurrency: 4 });
+    expect(await countMismatches(db.dataSource.manager)).toBe(0);
+  });
+
+  it('a second signal during the graceful stop exits at once with 130; the leases bring the parents back', async () => {
+    const ids = await seedOrders(db.dataSource, 6, 1);
+    await coalescer.mark('Order', ids);
+    const proc = start(withApp('run', '--schedule', '* * * * * *', '--concurrency', '2'), {
+      SLOW_MS: '1500',
+      LEASE_MS: '4000',
+    });
+    await waitFor(async () => (await coalescer.stats()).inflight > 0, 'recomputes in flight');
+    proc.child.kill('SIGTERM');
+    await waitFor(() => proc.output().stderr.includes('stopping'), 'the graceful stop to begin');
+    proc.child.kill('SIGINT');
+    const r = await proc.done;
+    expect(r.code).toBe(130);
+    expect(r.stderr).not.toContain('stopped after');
+    // Exiting at once is a crash: what was in flight comes back when its lease expires.
+    await waitFor(async () => (await coalescer.stats()).expired > 0, 'the leases to expire', 10_000);
+    await coalescer.drain({ concurrency: 4 });
+    expect(await countMismatches(db.dataSource.manager)).toBe(0);
+    expect(await coalescer.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
   });
 
   it('SIGTERM during a drain loses nothing', async () => {
