@@ -397,6 +397,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.closed = true;
     this.detach();
     await this.marker.settled();
+    await this.drainer.close(this.options.recomputeTimeoutMs);
     await quit(this.markerRedis);
     if (this.ownsRedis) await quit(this.redis);
   }

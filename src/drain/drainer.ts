@@ -124,6 +124,8 @@ export class Drainer {
   private tokenSeq = 0;
   /** Claims whose recompute is running now, in any drain of this drainer. */
   private readonly inflight = new Set<Claimed>();
+  /** Recomputes past their timeout that have not ended yet, with their members. */
+  private readonly overdue = new Map<Promise<void>, string[]>();
   private readonly watchdog: Watchdog;
 
   constructor(
@@ -359,6 +361,27 @@ export class Drainer {
   }
 
   /**
+   * Waits up to `maxWaitMs` for recomputes that outlived their timeout, so that when they end
+   * their parents are marked once more before the connections close. Those still running then
+   * are named in a warning: their late writes are not covered.
+   */
+  async close(maxWaitMs: number): Promise<void> {
+    if (this.overdue.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.overdue.keys()]),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, maxWaitMs))),
+    ]);
+    clearTimeout(timer);
+    if (this.overdue.size > 0) {
+      this.logger.warn(
+        { members: [...this.overdue.values()].flat() },
+        'closing while recomputes that outlived their timeout still run: if they write late, mark these parents again',
+      );
+    }
+  }
+
+  /**
    * Gives back to pending the parents whose recompute is still running (a shutdown that will
    * not wait for them longer). Their late acks then change nothing.
    */
@@ -442,11 +465,40 @@ export class Drainer {
     const ids = items.map((i) => i.id as ParentId);
     const ctx = new LazyContext(this.dataSource, this.logger, parent.name, ids, Math.max(...items.map((i) => i.claim.attempts)));
     return new Promise<void>((resolve, reject) => {
+      let timeout: RecomputeTimeoutError | undefined;
+      let settle: () => void = () => undefined;
       const watch = this.watchdog.watch(() => {
-        const error = new RecomputeTimeoutError(items[0]?.claim.member ?? parent.name, this.settings.recomputeTimeoutMs);
-        ctx.abort(error);
-        reject(error);
+        timeout = new RecomputeTimeoutError(items[0]?.claim.member ?? parent.name, this.settings.recomputeTimeoutMs);
+        ctx.abort(timeout);
+        // Still running: close() waits for it, so its parents can be marked again when it ends.
+        const overdue = new Promise<void>((resolve) => (settle = resolve));
+        this.overdue.set(
+          overdue,
+          items.map((i) => i.claim.member),
+        );
+        void overdue.then(() => this.overdue.delete(overdue));
+        reject(timeout);
       });
+      // A recompute that ignores its signal may still write after its retry did, from an
+      // older read: when it does end, its parents get one more recompute. One that stopped
+      // with the abort's own reason did not write.
+      const late = (settledWith?: unknown): void => {
+        if (!timeout) return;
+        if (settledWith === timeout) {
+          settle();
+          return;
+        }
+        const entries = items.map((i) => ({ member: i.claim.member, increment: 1, base: parent.base }));
+        this.store
+          .mark(entries, this.clock())
+          .catch((error: unknown) => {
+            this.logger.error(
+              { err: errorMessage(error), members: entries.map((e) => e.member) },
+              'could not mark again after a late recompute',
+            );
+          })
+          .finally(settle);
+      };
       let pending: Promise<void>;
       try {
         pending = call(ids, ctx);
@@ -456,10 +508,12 @@ export class Drainer {
       pending.then(
         () => {
           this.watchdog.unwatch(watch);
+          late();
           resolve();
         },
         (error: unknown) => {
           this.watchdog.unwatch(watch);
+          late(error);
           reject(error);
         },
       );

@@ -118,12 +118,15 @@ describe('drain: claims, leases, re-arming, failures', () => {
     expect(r.reaped).toBe(1);
     expect(r.recomputed).toBe(1);
     expect(tracker.counts.get('Doc:5')).toBe(1);
-    // A late ack from the crashed worker changes nothing.
+    // A late ack from the worker that lost its lease ends nothing, but its write may have
+    // landed after the newer recompute: the parent is marked for one more.
     expect(await crashed.store.ack([{ member: 'Doc:5', token: 'crashed:1', base: 0 }], Date.now())).toEqual({
       acked: 0,
       rearmed: 0,
       lost: 1,
     });
+    expect((await survivor.drain()).recomputed).toBe(1);
+    expect(tracker.counts.get('Doc:5')).toBe(2);
   });
 
   it('the heat of a parent given back after a crash is kept', async () => {
@@ -276,6 +279,37 @@ describe('drain: claims, leases, re-arming, failures', () => {
     expect(r.failed).toBe(1);
     expect(aborted).toBeInstanceOf(RecomputeTimeoutError);
     expect((await c.dead.list())[0]?.error).toMatch(/RecomputeTimeoutError/);
+  });
+
+  it('a recompute that ignores its signal and ends late causes one more recompute', async () => {
+    const ns = `drain-${suffix()}`;
+    const tracker = new Tracker();
+    let release: () => void = () => undefined;
+    let calls = 0;
+    const c = make(ns, tracker, {
+      leaseMs: 2_000,
+      recomputeTimeoutMs: 100,
+      retry: { attempts: 3, baseMs: 0, maxMs: 0 },
+      recompute: async (id) => {
+        calls += 1;
+        // The first run outlives its timeout and then writes; later runs are quick.
+        if (calls === 1) await new Promise<void>((resolve) => (release = resolve));
+        await tracker.around(`Doc:${id}`);
+      },
+    });
+    await c.mark(Doc, 4);
+    expect((await c.drain()).failed).toBe(1);
+    await waitFor(async () => {
+      await c.drain();
+      return tracker.counts.get('Doc:4') === 1;
+    }, 'the retry to recompute');
+    release();
+    // The late write landed after the retry's: the parent is recomputed once more.
+    await waitFor(async () => {
+      await c.drain();
+      return tracker.counts.get('Doc:4') === 3;
+    }, 'one more recompute after the late write');
+    expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
   });
 
   it('malformed members are dead-lettered with a reason and the drain goes on', async () => {

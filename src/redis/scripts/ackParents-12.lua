@@ -16,7 +16,8 @@
   settleMs from now (its last mark was at most now), never past first mark + maxWaitMs.
 
   Output: { acked, rearmed, lost } where lost counts leases that had expired and were given
-  to another worker (their ack changes nothing).
+  back or to another worker: each such parent is marked once more, since this late recompute's
+  write may have landed after a newer one.
 ]]
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
@@ -69,6 +70,20 @@ for i, member in ipairs(members) do
     end
   else
     lost = lost + 1
+    -- This recompute outlived its lease: another worker may have recomputed the parent since,
+    -- and this one's write, from an older read, may have landed last. One more recompute
+    -- settles it: a mark, held back if another worker holds the parent now.
+    if record then
+      redis.call('HINCRBY', KEYS[5], member, 1)
+      redis.call('HSETNX', KEYS[6], member, now)
+    else
+      if redis.call('ZSCORE', KEYS[3], member) then
+        redis.call('ZINCRBY', KEYS[3], 1, member)
+      else
+        redis.call('ZADD', KEYS[3], string.format('%.17g', bases[i] + 1), member)
+      end
+      redis.call('ZADD', KEYS[4], 'NX', now, member)
+    end
   end
 end
 if #ours > 0 then
