@@ -21,8 +21,11 @@ export async function recomputeOrders(manager: EntityManager, ids: number[]): Pr
   );
 }
 
-/** Orders whose stored total or line count differ from their lines (0 when all are fresh). */
-export async function countMismatches(manager: EntityManager): Promise<number> {
+/**
+ * Orders whose stored total or line count differ from their lines (0 when all are fresh):
+ * every order, or those of `ids`.
+ */
+export async function countMismatches(manager: EntityManager, ids?: readonly number[]): Promise<number> {
   const orders = manager.connection.getMetadata(Order).tablePath;
   const lines = manager.connection.getMetadata(OrderLine).tablePath;
   const [row] = (await manager.query(
@@ -30,7 +33,9 @@ export async function countMismatches(manager: EntityManager): Promise<number> {
        FROM ${orders} o
        LEFT JOIN (SELECT order_id, sum(qty * unit_price) AS total, count(*)::int AS n
                     FROM ${lines} WHERE deleted_at IS NULL GROUP BY order_id) a ON a.order_id = o.id
-      WHERE o.total <> coalesce(a.total, 0) OR o.line_count <> coalesce(a.n, 0)`,
+      WHERE (o.total <> coalesce(a.total, 0) OR o.line_count <> coalesce(a.n, 0))
+        AND ($1::int[] IS NULL OR o.id = ANY($1::int[]))`,
+    [ids ?? null],
   )) as { n: number }[];
   return row?.n ?? 0;
 }

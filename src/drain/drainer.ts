@@ -239,52 +239,59 @@ export class Drainer {
       resume?.();
     };
     options.signal?.addEventListener('abort', onAbort);
-    while (!aborted()) {
-      while (running.size >= concurrency && !aborted()) await slotFreed();
-      if (aborted()) break;
-      if (queue.length === 0) {
-        if (!prefetch && !canClaim()) break;
-        const got = await (prefetch ?? claimWindow());
-        prefetch = undefined;
-        if (got === 'empty') {
-          if (running.size > 0) {
-            // A parent in flight may be marked again and come back at its ack.
-            await slotFreed();
-            continue;
-          }
-          if ((await acks.settle()) > 0) continue;
-          break;
-        }
-        if (got.length === 0) {
-          // Every member was taken by another worker: read the top again.
-          lostRounds += 1;
-          if (lostRounds >= MAX_LOST_ROUNDS) {
-            this.logger.warn({ lostRounds }, 'every claim lost to other workers; ending this drain');
+    // A failure (Redis gone mid-drain) must not leave work behind: it is thrown only once
+    // every recompute this drain started has ended and its unstarted claims are given back.
+    let failure: { error: unknown } | undefined;
+    try {
+      while (!aborted()) {
+        while (running.size >= concurrency && !aborted()) await slotFreed();
+        if (aborted()) break;
+        if (queue.length === 0) {
+          if (!prefetch && !canClaim()) break;
+          const got = await (prefetch ?? claimWindow());
+          prefetch = undefined;
+          if (got === 'empty') {
+            if (running.size > 0) {
+              // A parent in flight may be marked again and come back at its ack.
+              await slotFreed();
+              continue;
+            }
+            if ((await acks.settle()) > 0) continue;
             break;
           }
-          continue;
+          if (got.length === 0) {
+            // Every member was taken by another worker: read the top again.
+            lostRounds += 1;
+            if (lostRounds >= MAX_LOST_ROUNDS) {
+              this.logger.warn({ lostRounds }, 'every claim lost to other workers; ending this drain');
+              break;
+            }
+            continue;
+          }
+          lostRounds = 0;
+          queue.push(...this.tasksOf(got));
+          options.onProgress?.({ ...result, durationMs: this.clock() - started });
+          // Claim the next window while this one runs.
+          if (canClaim()) prefetch = claimWindow();
+          if (aborted()) break;
         }
-        lostRounds = 0;
-        queue.push(...this.tasksOf(got));
-        options.onProgress?.({ ...result, durationMs: this.clock() - started });
-        // Claim the next window while this one runs.
-        if (canClaim()) prefetch = claimWindow();
-        if (aborted()) break;
+        const task = queue.shift();
+        if (!task) continue;
+        // Recomputes that finish at once never leave the microtask queue: let I/O in now and
+        // then, so the next window's claim goes out while this window is still running.
+        if ((startedTasks += 1) % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        const p = this.run(task, result, acks).then((ms) => {
+          avgTaskMs = timedTasks === 0 ? ms : avgTaskMs * 0.8 + ms * 0.2;
+          timedTasks += 1;
+          running.delete(p);
+          const resume = wake;
+          wake = undefined;
+          resume?.();
+        });
+        running.add(p);
       }
-      const task = queue.shift();
-      if (!task) continue;
-      // Recomputes that finish at once never leave the microtask queue: let I/O in now and
-      // then, so the next window's claim goes out while this window is still running.
-      if ((startedTasks += 1) % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const p = this.run(task, result, acks).then((ms) => {
-        avgTaskMs = timedTasks === 0 ? ms : avgTaskMs * 0.8 + ms * 0.2;
-        timedTasks += 1;
-        running.delete(p);
-        const resume = wake;
-        wake = undefined;
-        resume?.();
-      });
-      running.add(p);
+    } catch (error) {
+      failure = { error };
     }
     options.signal?.removeEventListener('abort', onAbort);
     // Give back the unstarted claims before waiting for the recomputes in flight, which may
@@ -301,8 +308,12 @@ export class Drainer {
       (error: unknown) => ({ error }),
     );
     await Promise.all(running);
-    await acks.settle();
-    if (gaveBack) throw gaveBack.error;
+    const acked = await acks.settle().then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
+    const thrown = failure ?? gaveBack ?? acked;
+    if (thrown) throw thrown.error;
     result.durationMs = this.clock() - started;
     options.onProgress?.(result);
     return result;
