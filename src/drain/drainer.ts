@@ -1,10 +1,13 @@
 import { hostname } from 'node:os';
 import type { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
-import type { AckEntry, Claimed, FailEntry, Store, WindowEntry } from '../redis/store';
+import type { Claimed, FailEntry, Store, WindowEntry } from '../redis/store';
 import type { ParentId, ParentType, RecomputeContext, Registry } from '../registry';
 import { errorMessage, MalformedMemberError, RecomputeTimeoutError } from '../errors';
 import { backoffMs, type RetryOptions } from './backoff';
+import { AckBuffer } from './acks';
+import { LazyContext } from './context';
+import { Watchdog } from './watchdog';
 
 /** Options of one drain. */
 export interface DrainOptions {
@@ -591,153 +594,6 @@ export class Drainer {
         event.dead ? 'recompute failed; parent dead-lettered' : 'recompute failed; will retry',
       );
       this.hooks.failed(event);
-    }
-  }
-}
-
-/**
- * Recompute context whose signal and logger are made only when the recompute reads them:
- * most recomputes never do, and a drain makes hundreds of thousands of contexts.
- */
-class LazyContext implements RecomputeContext {
-  private controller: AbortController | undefined;
-  private child: Logger | undefined;
-  private abortedWith: unknown;
-
-  constructor(
-    private readonly dataSource: DataSource,
-    private readonly parentLogger: Logger,
-    private readonly parentName: string,
-    private readonly ids: readonly ParentId[],
-    readonly attempt: number,
-  ) {}
-
-  get manager(): DataSource['manager'] {
-    return this.dataSource.manager;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.abortedWith !== undefined) this.controller.abort(this.abortedWith);
-    }
-    return this.controller.signal;
-  }
-
-  get logger(): Logger {
-    this.child ??= this.parentLogger.child({ parent: this.parentName, ids: this.ids.length === 1 ? this.ids[0] : this.ids });
-    return this.child;
-  }
-
-  abort(reason: unknown): void {
-    this.abortedWith = reason;
-    this.controller?.abort(reason);
-  }
-}
-
-/**
- * Acknowledgements of recomputed parents, sent in batches without holding up the drain;
- * `settle()` waits for all of them (and reports how many parents came back to pending).
- */
-class AckBuffer {
-  private entries: AckEntry[] = [];
-  private readonly inflight = new Set<Promise<void>>();
-  private error: unknown;
-  private rearmedSinceSettle = 0;
-
-  constructor(
-    private readonly store: Store,
-    private readonly result: DrainResult,
-    private readonly logger: Logger,
-    private readonly batch: number,
-    private readonly clock: () => number,
-  ) {}
-
-  add(entry: AckEntry): void {
-    this.entries.push(entry);
-    if (this.entries.length >= this.batch) this.flush();
-  }
-
-  /** Sends what is buffered, waits for every ack in flight; returns parents re-armed since the last settle. */
-  async settle(): Promise<number> {
-    this.flush();
-    while (this.inflight.size > 0) await Promise.all(this.inflight);
-    if (this.error !== undefined) {
-      const error = this.error;
-      this.error = undefined;
-      throw error;
-    }
-    const rearmed = this.rearmedSinceSettle;
-    this.rearmedSinceSettle = 0;
-    return rearmed;
-  }
-
-  private flush(): void {
-    if (this.entries.length === 0) return;
-    const entries = this.entries;
-    this.entries = [];
-    const p = this.store
-      .ack(entries, this.clock())
-      .then(
-        ({ rearmed, lost }) => {
-          this.result.rearmed += rearmed;
-          this.rearmedSinceSettle += rearmed;
-          if (lost > 0) this.logger.warn({ lost }, 'recomputed parents whose lease had expired and passed to another worker');
-        },
-        (error: unknown) => {
-          // The leases stay and expire: the parents are recomputed again, never lost.
-          this.error ??= error;
-        },
-      )
-      .finally(() => this.inflight.delete(p));
-    this.inflight.add(p);
-  }
-}
-
-interface Watch {
-  readonly until: number;
-  readonly fire: () => void;
-}
-
-/**
- * Times out recomputes with one shared timer rather than one per recompute: it ticks only
- * while something is watched, at a tenth of the timeout (10 ms to 250 ms), so a timeout fires
- * within that much after `timeoutMs`.
- */
-class Watchdog {
-  private readonly watches = new Set<Watch>();
-  private timer: NodeJS.Timeout | undefined;
-  private readonly tickMs: number;
-
-  constructor(private readonly timeoutMs: number) {
-    this.tickMs = Math.min(250, Math.max(10, Math.floor(timeoutMs / 10)));
-  }
-
-  watch(fire: () => void): Watch {
-    const watch = { until: performance.now() + this.timeoutMs, fire };
-    this.watches.add(watch);
-    if (!this.timer) {
-      this.timer = setInterval(() => this.check(), this.tickMs);
-      this.timer.unref();
-    }
-    return watch;
-  }
-
-  unwatch(watch: Watch): void {
-    this.watches.delete(watch);
-    if (this.watches.size === 0 && this.timer) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
-  }
-
-  private check(): void {
-    const now = performance.now();
-    for (const watch of this.watches) {
-      if (watch.until <= now) {
-        this.unwatch(watch);
-        watch.fire();
-      }
     }
   }
 }

@@ -1,0 +1,43 @@
+import type { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import type { ParentId, RecomputeContext } from '../registry';
+
+/**
+ * Recompute context whose signal and logger are made only when the recompute reads them:
+ * most recomputes never do, and a drain makes hundreds of thousands of contexts.
+ */
+export class LazyContext implements RecomputeContext {
+  private controller: AbortController | undefined;
+  private child: Logger | undefined;
+  private abortedWith: unknown;
+
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly parentLogger: Logger,
+    private readonly parentName: string,
+    private readonly ids: readonly ParentId[],
+    readonly attempt: number,
+  ) {}
+
+  get manager(): DataSource['manager'] {
+    return this.dataSource.manager;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortedWith !== undefined) this.controller.abort(this.abortedWith);
+    }
+    return this.controller.signal;
+  }
+
+  get logger(): Logger {
+    this.child ??= this.parentLogger.child({ parent: this.parentName, ids: this.ids.length === 1 ? this.ids[0] : this.ids });
+    return this.child;
+  }
+
+  abort(reason: unknown): void {
+    this.abortedWith = reason;
+    this.controller?.abort(reason);
+  }
+}
