@@ -36,6 +36,11 @@ export class Marker {
     private readonly clock: () => number,
     /** When false, the save path does not wait for Redis: sends run in the background. */
     private readonly awaitMarks = true,
+    /**
+     * False while the connection is known to be down (lost and reconnecting): marks then go
+     * straight to the undelivered handler instead of waiting for the timeout in the offline queue.
+     */
+    private readonly reachable: () => boolean = () => true,
   ) {
     this.undeliveredHandler = async (entries, error) => {
       this.logger.error(
@@ -52,12 +57,16 @@ export class Marker {
   dispatch(send: () => Promise<unknown>): Promise<void> {
     const p = send().catch((error: unknown) => this.logger.error({ err: errorMessage(error) }, 'sending marks failed'));
     if (this.awaitMarks) return p.then(() => undefined);
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
+    this.track(p);
     return Promise.resolve();
   }
 
-  /** Resolves when every send started so far has ended (delivered, or handed to the outbox). */
+  private track(p: Promise<unknown>): void {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  /** Resolves when every send started so far has ended: delivered, or kept by the undelivered handler (the outbox). */
   async settled(): Promise<void> {
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
   }
@@ -67,25 +76,35 @@ export class Marker {
     this.undeliveredHandler = handler;
   }
 
-  /** Sends marks; true when Redis took them, false when they went to the undelivered handler. */
-  async send(entries: readonly MarkEntry[]): Promise<boolean> {
+  /**
+   * Sends marks; true when Redis took them, false when it did not. Marks Redis did not take go
+   * to the undelivered handler (unless `keep` is false: they are kept elsewhere already) in the
+   * background, tracked by {@link settled}: the caller may hold a pooled connection (a save's
+   * commit hook does) that keeping them needs, and waiting here would deadlock a full pool.
+   */
+  async send(entries: readonly MarkEntry[], { keep = true }: { keep?: boolean } = {}): Promise<boolean> {
     if (entries.length === 0) return true;
     try {
+      if (!this.reachable()) throw new Error('the Redis connection is down (reconnecting)');
       this.stats.roundTrips += 1;
       await this.store.mark(entries, this.clock());
       this.stats.marks += entries.length;
       return true;
     } catch (error) {
       this.stats.undelivered += entries.length;
-      try {
-        await this.undeliveredHandler(entries, error);
-      } catch (handlerError) {
-        this.logger.error(
-          { err: errorMessage(handlerError), cause: errorMessage(error), marks: entries.map((e) => e.member) },
-          'marks could not be sent nor kept',
-        );
-      }
+      if (keep) this.track(this.keep(entries, error));
       return false;
+    }
+  }
+
+  private async keep(entries: readonly MarkEntry[], error: unknown): Promise<void> {
+    try {
+      await this.undeliveredHandler(entries, error);
+    } catch (handlerError) {
+      this.logger.error(
+        { err: errorMessage(handlerError), cause: errorMessage(error), marks: entries.map((e) => e.member) },
+        'marks could not be sent nor kept',
+      );
     }
   }
 }

@@ -100,7 +100,8 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
   }
 
   private async flush(entries: MarkEntry[], outboxIds: string[] | undefined): Promise<void> {
-    const delivered = await this.marker.send(entries);
+    // Strict delivery: rows written in the transaction already keep these marks.
+    const delivered = await this.marker.send(entries, { keep: outboxIds === undefined });
     if (!delivered || !outboxIds || !this.strict) return;
     // Redis has the marks: their outbox rows are done. Left behind, they are only sent twice.
     await this.strict.remove(outboxIds).catch((error: unknown) => {
