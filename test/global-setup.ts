@@ -1,18 +1,21 @@
 import type { TestProject } from 'vitest/node' with { 'resolution-mode': 'import' };
-import { postgresAnswers, redisAnswers } from './probe';
+import { mysqlAnswers, postgresAnswers, redisAnswers } from './probe';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     databaseUrl: string;
     redisUrl: string;
+    mysqlUrl: string;
   }
 }
 
 const LOCAL_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379';
+const LOCAL_MYSQL_URL = 'mysql://root@127.0.0.1:3306/test';
 
 /**
- * Finds PostgreSQL and Redis for the suite: DATABASE_URL / REDIS_URL when set (CI sets them),
+ * Finds PostgreSQL, MySQL/MariaDB and Redis for the suite: DATABASE_URL / MYSQL_URL / REDIS_URL
+ * when set (CI sets them),
  * else the local servers, else containers where a Docker engine answers. Without any of them
  * the suite fails loudly: an integration suite that silently skips proves nothing.
  */
@@ -20,9 +23,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const stops: (() => Promise<unknown>)[] = [];
   let databaseUrl = process.env.DATABASE_URL;
   let redisUrl = process.env.REDIS_URL;
+  let mysqlUrl = process.env.MYSQL_URL;
   if (!databaseUrl && (await postgresAnswers(LOCAL_DATABASE_URL))) databaseUrl = LOCAL_DATABASE_URL;
   if (!redisUrl && (await redisAnswers(LOCAL_REDIS_URL))) redisUrl = LOCAL_REDIS_URL;
-  if (!databaseUrl || !redisUrl) {
+  if (!mysqlUrl && (await mysqlAnswers(LOCAL_MYSQL_URL))) mysqlUrl = LOCAL_MYSQL_URL;
+  if (!databaseUrl || !redisUrl || !mysqlUrl) {
     try {
       if (!databaseUrl) {
         const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
@@ -36,9 +41,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
         stops.push(() => redis.stop());
         redisUrl = redis.getConnectionUrl();
       }
+      if (!mysqlUrl) {
+        const { MariaDbContainer } = await import('@testcontainers/mariadb');
+        const maria = await new MariaDbContainer('mariadb:10.11').withRootPassword('root').start();
+        stops.push(() => maria.stop());
+        mysqlUrl = `mysql://root:root@${maria.getHost()}:${maria.getPort()}/${maria.getDatabase()}`;
+      }
     } catch (error) {
       throw new Error(
-        'No PostgreSQL or Redis for the integration tests: set DATABASE_URL and REDIS_URL, start the local ' +
+        'No PostgreSQL, MySQL/MariaDB or Redis for the integration tests: set DATABASE_URL, MYSQL_URL and REDIS_URL, start the local ' +
           'servers (see README), or run a Docker engine for testcontainers. ' +
           `(containers: ${(error as Error).message})`,
       );
@@ -46,8 +57,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   if (!(await postgresAnswers(databaseUrl))) throw new Error(`PostgreSQL does not answer at ${databaseUrl}`);
   if (!(await redisAnswers(redisUrl))) throw new Error(`Redis does not answer at ${redisUrl}`);
+  if (!(await mysqlAnswers(mysqlUrl))) throw new Error(`MySQL/MariaDB does not answer at ${mysqlUrl}`);
   project.provide('databaseUrl', databaseUrl);
   project.provide('redisUrl', redisUrl);
+  project.provide('mysqlUrl', mysqlUrl);
   return async () => {
     for (const stop of stops) await stop();
   };

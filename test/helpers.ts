@@ -14,6 +14,11 @@ export { Order, OrderLine, recomputeOrders, countMismatches };
 
 export const databaseUrl = (): string => inject('databaseUrl');
 export const redisUrl = (): string => inject('redisUrl');
+export const mysqlUrl = (): string => inject('mysqlUrl');
+
+/** The databases the suite runs against; tests that hold for both loop over this. */
+export const DIALECTS = ['postgres', 'mariadb'] as const;
+export type Dialect = (typeof DIALECTS)[number];
 
 /** A short random suffix for schemas and namespaces, so test files never share state. */
 export function suffix(): string {
@@ -27,20 +32,63 @@ export function testLogger(): Logger {
 
 export interface TestDb {
   dataSource: DataSource;
+  /** The PostgreSQL schema, or the MySQL/MariaDB database, the test owns. */
   schema: string;
-  /** Drops the schema and closes the DataSource. */
+  dialect: Dialect;
+  /** Drops the schema (database) and closes the DataSource. */
   destroy(): Promise<void>;
 }
 
 /**
- * A DataSource on a schema of its own. By default the shop tables are made by the project's
- * migrations; give `entities` (with `synchronize`) for other test entities.
+ * A DataSource on a schema of its own (on MySQL/MariaDB, a database of its own). By default the
+ * shop tables are made by the project's migrations on PostgreSQL and by synchronize on
+ * MySQL/MariaDB; give `entities` (with `synchronize`) for other test entities.
  */
 export async function createTestDb(
   name: string,
-  options: { entities?: (Function | EntitySchema)[]; synchronize?: boolean; poolSize?: number } = {},
+  options: {
+    entities?: (Function | EntitySchema)[];
+    synchronize?: boolean;
+    poolSize?: number;
+    dialect?: Dialect;
+    /** Extra migrations to run after the schema is made (the outbox's, say). */
+    migrations?: DataSourceOptions['migrations'];
+  } = {},
 ): Promise<TestDb> {
+  const dialect = options.dialect ?? 'postgres';
   const schema = `t_${name.replace(/\W/g, '_').toLowerCase()}_${suffix()}`;
+  const entities = options.entities ?? [Order, OrderLine];
+  if (dialect === 'mariadb') {
+    const admin = new DataSource({ type: 'mariadb', url: mysqlUrl() });
+    await admin.initialize();
+    await admin.query(`CREATE DATABASE \`${schema}\``);
+    await admin.destroy();
+    const url = new URL(mysqlUrl());
+    url.pathname = `/${schema}`;
+    const extra = options.migrations ?? [];
+    const dataSource = new DataSource({
+      type: 'mariadb',
+      url: url.toString(),
+      entities,
+      synchronize: options.synchronize ?? true,
+      migrations: extra,
+      migrationsRun: (extra as unknown[]).length > 0,
+      logging: false,
+      poolSize: options.poolSize ?? 10,
+    });
+    await dataSource.initialize();
+    return {
+      dataSource,
+      schema,
+      dialect,
+      async destroy() {
+        if (dataSource.isInitialized) {
+          await dataSource.query(`DROP DATABASE \`${schema}\``);
+          await dataSource.destroy();
+        }
+      },
+    };
+  }
   const admin = new DataSource({ type: 'postgres', url: databaseUrl() });
   await admin.initialize();
   await admin.query(`CREATE SCHEMA "${schema}"`);
@@ -50,9 +98,9 @@ export async function createTestDb(
     type: 'postgres',
     url: databaseUrl(),
     schema,
-    entities: options.entities ?? [Order, OrderLine],
-    migrations: synchronize ? [] : migrations,
-    migrationsRun: !synchronize,
+    entities,
+    migrations: synchronize ? (options.migrations ?? []) : [...migrations, ...((options.migrations as Function[]) ?? [])],
+    migrationsRun: !synchronize || options.migrations !== undefined,
     synchronize,
     logging: false,
     extra: { options: `-c search_path=${schema}`, max: options.poolSize ?? 10 },
@@ -62,6 +110,7 @@ export async function createTestDb(
   return {
     dataSource,
     schema,
+    dialect,
     async destroy() {
       if (dataSource.isInitialized) {
         await dataSource.query(`DROP SCHEMA "${schema}" CASCADE`);

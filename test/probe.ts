@@ -1,5 +1,6 @@
 import { Client } from 'pg';
 import { Redis } from 'ioredis';
+import { createConnection } from 'mysql2/promise';
 
 /** True when PostgreSQL at `url` answers a query. */
 export async function postgresAnswers(url: string): Promise<boolean> {
@@ -26,5 +27,20 @@ export async function redisAnswers(url: string): Promise<boolean> {
     return false;
   } finally {
     redis.disconnect();
+  }
+}
+
+/** True when MySQL/MariaDB at `url` (mysql://user:password@host:port/database) answers a query. */
+export async function mysqlAnswers(url: string): Promise<boolean> {
+  try {
+    const connection = await createConnection({ uri: url, connectTimeout: 2000 });
+    try {
+      await connection.query('SELECT 1');
+      return true;
+    } finally {
+      await connection.end().catch(() => undefined);
+    }
+  } catch {
+    return false;
   }
 }

@@ -11,7 +11,9 @@ import {
   PrimaryGeneratedColumn,
 } from 'typeorm';
 
-// Column types are explicit: the test runner's transpiler emits no decorator metadata.
+// Column types are explicit (the test runner's transpiler emits no decorator metadata) and
+// portable: the shop runs on PostgreSQL and on MySQL/MariaDB. Date columns take the driver's
+// own type (timestamp / datetime(6)).
 
 /** A parent: its total and line count are derived from its lines. */
 @Entity({ name: 'shop_order' })
@@ -30,7 +32,7 @@ export class Order {
   @Column({ name: 'line_count', type: 'int', default: 0 })
   lineCount!: number;
 
-  @Column({ name: 'recomputed_at', type: 'timestamptz', nullable: true })
+  @Column({ name: 'recomputed_at', type: 'timestamp', nullable: true })
   recomputedAt!: Date | null;
 
   @OneToMany(() => OrderLine, (line) => line.order)
@@ -61,9 +63,9 @@ export class OrderLine {
   @Column({ name: 'unit_price', type: 'numeric', precision: 12, scale: 2 })
   unitPrice!: string;
 
-  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  @CreateDateColumn({ name: 'created_at' })
   createdAt!: Date;
 
-  @DeleteDateColumn({ name: 'deleted_at', type: 'timestamptz', nullable: true })
+  @DeleteDateColumn({ name: 'deleted_at', nullable: true })
   deletedAt!: Date | null;
 }
