@@ -6,6 +6,8 @@ export type { ChildOptions, ParentId, ParentOptions, Priority, RecomputeContext 
 export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 export type { RetryOptions } from './drain/backoff';
 export type { DeadEntry } from './redis/store';
+export type { RedisClient } from './redis/scripts';
+export type { Housework } from './housekeeping';
 export { Runner, RUNNER_DEFAULTS } from './runner/runner';
 export type { RunnerCounts, RunnerEvents, RunnerOptions, RunnerStatus, TickEvent } from './runner/runner';
 export { coalescerMetrics, serveMetrics } from './metrics';
@@ -14,7 +16,9 @@ export {
   CoalesceError,
   ConfigError,
   ConnectionError,
+  LeaseLostError,
   MalformedMemberError,
   RecomputeTimeoutError,
   RegistrationError,
+  StoppingError,
 } from './errors';

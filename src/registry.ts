@@ -2,17 +2,28 @@ import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLit
 import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
 import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
 import type { Logger } from 'pino';
-import { MalformedMemberError, RegistrationError } from './errors';
+import { RegistrationError } from './errors';
+import { canonicalId, classify, idKindOf, idValue, type Classified, type IdKind, type ParentId } from './members';
 
-/** A parent's primary key value. */
-export type ParentId = string | number;
+export type { ParentId } from './members';
 
 /** What a recompute is given besides the parent id(s). */
 export interface RecomputeContext {
   /** The DataSource's entity manager; open a transaction with it if the recompute needs one. */
   readonly manager: EntityManager;
-  /** Aborted when the recompute passes `recomputeTimeoutMs`; pass it on to long work. */
+  /**
+   * Aborted when the recompute must stop: it ran past `recomputeTimeoutMs`
+   * (`RecomputeTimeoutError`), its worker lost the lease (another worker may recompute
+   * the parent now: `LeaseLostError`), or its worker is stopping (`StoppingError`).
+   * Pass it on to long work (queries, HTTP calls) and stop when it fires.
+   */
   readonly signal: AbortSignal;
+  /**
+   * The claim's fencing token: every later claim of the namespace has a larger one. A recompute
+   * that must never let an older run's write land last can store it with the parent and write
+   * only `WHERE fence < :fence`.
+   */
+  readonly fence: number;
   /** Failed attempts before this one (0 on the first try). */
   readonly attempt: number;
   /** Logger bound to the parent(s) being recomputed. */
@@ -86,7 +97,8 @@ export interface ParentType {
   readonly name: string;
   readonly metadata: EntityMetadata;
   readonly primary: ColumnMetadata;
-  readonly numericId: boolean;
+  /** How ids are spelled in members (one member per parent). */
+  readonly idKind: IdKind;
   readonly base: number;
   readonly batchSize: number;
   readonly settleMs: number;
@@ -101,23 +113,6 @@ export interface ChildLink {
   readonly column: ColumnMetadata;
   readonly relation: RelationMetadata | undefined;
 }
-
-const NUMERIC_TYPES = new Set([
-  'int',
-  'int2',
-  'int4',
-  'integer',
-  'smallint',
-  'tinyint',
-  'mediumint',
-  'number',
-  'float',
-  'double',
-  'real',
-  'decimal',
-  'numeric',
-]);
-const INTEGER = /^-?\d{1,16}$/;
 
 /** Parents and children of one coalescer, resolved against the DataSource's metadata. */
 export class Registry {
@@ -171,7 +166,7 @@ export class Registry {
       name: metadata.name,
       metadata,
       primary,
-      numericId: isNumericColumn(primary),
+      idKind: idKindOf(primary),
       base: PRIORITY_BASE[priority],
       batchSize,
       settleMs: options.settleMs ?? 0,
@@ -236,37 +231,19 @@ export class Registry {
     return [...this.parents.values()];
   }
 
-  /** Member of a parent: `"<Type>:<id>"`. */
+  /** Member of a parent: `"<Type>:<id>"`, with the id spelled canonically; a RegistrationError for a bad id. */
   encode(parent: ParentType, id: unknown): string {
-    if (parent.numericId) {
-      const n = typeof id === 'string' && INTEGER.test(id) ? Number(id) : id;
-      if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
-        throw new RegistrationError(`${parent.name}: id ${JSON.stringify(id)} is not an integer`);
-      }
-      return `${parent.name}:${n}`;
-    }
-    if ((typeof id !== 'string' && typeof id !== 'number' && typeof id !== 'bigint') || String(id) === '') {
-      throw new RegistrationError(`${parent.name}: id ${JSON.stringify(id)} is not a string or number`);
-    }
-    return `${parent.name}:${String(id)}`;
+    return `${parent.name}:${canonicalId(parent.name, parent.idKind, id)}`;
   }
 
-  /** Parent type and id of a member; a MalformedMemberError when it cannot be decoded. */
-  decode(member: string): { parent: ParentType; id: ParentId } {
-    const colon = member.indexOf(':');
-    if (colon <= 0) throw new MalformedMemberError(member, 'expected "<Type>:<id>"');
-    const name = member.slice(0, colon);
-    const raw = member.slice(colon + 1);
-    const parent = this.parents.get(name);
-    if (!parent) {
-      throw new MalformedMemberError(member, `unknown parent type ${name} (known: ${this.parentNames().join(', ') || 'none'})`);
-    }
-    if (raw === '') throw new MalformedMemberError(member, 'empty id');
-    if (!parent.numericId) return { parent, id: raw };
-    if (!INTEGER.test(raw) || !Number.isSafeInteger(Number(raw))) {
-      throw new MalformedMemberError(member, `id ${JSON.stringify(raw)} of ${name} is not an integer`);
-    }
-    return { parent, id: Number(raw) };
+  /** The id a recompute receives for an id given to `mark()` (canonical, typed as the key). */
+  idOf(parent: ParentType, id: unknown): ParentId {
+    return idValue(parent.idKind, canonicalId(parent.name, parent.idKind, id));
+  }
+
+  /** What a member read from Redis is; `foreign` are the types other processes registered. */
+  classify(key: Buffer, foreign: ReadonlySet<string> = new Set()): Classified<ParentType> {
+    return classify(key, this.parents, foreign);
   }
 
   private metadataOf(target: EntityTarget<ObjectLiteral>, role: string): EntityMetadata {
@@ -286,10 +263,6 @@ function describeTarget(target: EntityTarget<ObjectLiteral>): string {
     if (typeof named.name === 'string') return named.name;
   }
   return String(target);
-}
-
-function isNumericColumn(column: ColumnMetadata): boolean {
-  return column.type === Number || (typeof column.type === 'string' && NUMERIC_TYPES.has(column.type));
 }
 
 /** Value of the child's foreign key in `entity`, through the explicit column or the relation object. */

@@ -251,3 +251,24 @@ export async function waitFor(check: () => Promise<boolean> | boolean, what: str
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+/** A claim taken by {@link crashedClaims}: what a worker that died before its ack leaves behind. */
+export interface CrashedClaim {
+  key: Buffer;
+  member: string;
+  token: string;
+}
+
+/**
+ * Claims the `n` hottest parents the way a worker does, then never renews nor acknowledges them
+ * (a worker killed mid-recompute). Their leases expire after `leaseMs`.
+ */
+export async function crashedClaims(coalescer: Coalescer, n: number, leaseMs: number): Promise<CrashedClaim[]> {
+  await coalescer.clock.sync();
+  const { top } = await coalescer.store.readWindow(coalescer.clock.now(), n, 0);
+  const { token, won } = await coalescer.store.claim(top, coalescer.clock.now() + leaseMs);
+  return won.map((w) => {
+    const key = (top[w.index] as { key: Buffer }).key;
+    return { key, member: key.toString(), token };
+  });
+}

@@ -14,6 +14,7 @@ import type { MarkEntry } from '../redis/store';
 import { foreignKeyOf, type ChildLink, type Registry } from '../registry';
 import { addMark, type Marker } from './marker';
 import type { Outbox } from './outbox';
+import { errorMessage } from '../errors';
 
 type Batch = Map<string, MarkEntry>;
 
@@ -25,8 +26,8 @@ type Batch = Map<string, MarkEntry>;
 export class CaptureSubscriber implements EntitySubscriberInterface {
   // Keyed by QueryRunner, not kept in queryRunner.data: TypeORM replaces `data` in save({ data }).
   private readonly pending = new WeakMap<QueryRunner, Map<number, Batch>>();
-  /** Outbox rows written inside a transaction (strict delivery), to delete once Redis has them. */
-  private readonly written = new WeakMap<QueryRunner, string[]>();
+  /** The outbox batch written inside a transaction (strict delivery), to record as sent once Redis has it. */
+  private readonly written = new WeakMap<QueryRunner, string>();
 
   constructor(
     private readonly registry: Registry,
@@ -44,8 +45,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     if (!this.strict || depthOf(qr) > 1) return;
     const levels = this.pending.get(qr);
     if (!levels) return;
-    const ids = await this.strict.write(merged(levels), qr);
-    this.written.set(qr, ids);
+    this.written.set(qr, await this.strict.write(merged(levels), qr));
   }
 
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
@@ -94,21 +94,19 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
       return Promise.resolve();
     }
     this.pending.delete(qr);
-    const ids = this.written.get(qr);
+    const batch = this.written.get(qr);
     this.written.delete(qr);
-    return this.marker.dispatch(() => this.flush(merged(levels), ids));
+    return this.marker.dispatch(() => this.flush(merged(levels), batch));
   }
 
-  private async flush(entries: MarkEntry[], outboxIds: string[] | undefined): Promise<void> {
+  private async flush(entries: MarkEntry[], batch: string | undefined): Promise<void> {
     // Strict delivery: rows written in the transaction already keep these marks.
-    const delivered = await this.marker.send(entries, { keep: outboxIds === undefined });
-    if (!delivered || !outboxIds || !this.strict) return;
-    // Redis has the marks: their outbox rows are done. Left behind, they are only sent twice.
-    await this.strict.remove(outboxIds).catch((error: unknown) => {
-      this.logger.warn(
-        { err: String(error), rows: outboxIds.length },
-        'could not delete delivered outbox rows; they will be relayed again',
-      );
+    const sent = await this.marker.send(entries, { keep: batch === undefined });
+    if (!sent.delivered || batch === undefined || !this.strict) return;
+    // Redis has the marks: their rows say so (and stay until the parents are recomputed, in
+    // case Redis loses them). Left unrecorded, they are only sent twice.
+    await this.strict.sent(batch, sent.epoch).catch((error: unknown) => {
+      this.logger.warn({ err: errorMessage(error), batch }, 'could not record delivered outbox rows; they will be relayed again');
     });
   }
 

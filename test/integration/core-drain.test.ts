@@ -1,7 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { Coalescer, type ParentOptions, RecomputeTimeoutError } from '../../src';
-import { createTestDb, disposeAll, redisClient, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
+import {
+  createTestDb,
+  crashedClaims,
+  disposeAll,
+  redisClient,
+  redisUrl,
+  suffix,
+  testLogger,
+  waitFor,
+  type TestDb,
+} from '../helpers';
 
 @Entity({ name: 'drain_doc' })
 class Doc {
@@ -108,7 +118,7 @@ describe('drain: claims, leases, re-arming, failures', () => {
     const crashed = make(ns, tracker, { leaseMs: 300 });
     for (let i = 0; i < 3; i += 1) await crashed.mark(Doc, 5);
     // The crashed worker claims and dies before its ack.
-    const [claim] = await crashed.store.claim(await crashed.store.window(0, 1), Date.now() + 300, 'crashed:1');
+    const [claim] = await crashedClaims(crashed, 1, 300);
     expect(claim?.member).toBe('Doc:5');
     const survivor = make(ns, tracker, { leaseMs: 300 });
     expect((await survivor.drain()).recomputed).toBe(0);
@@ -120,10 +130,10 @@ describe('drain: claims, leases, re-arming, failures', () => {
     expect(tracker.counts.get('Doc:5')).toBe(1);
     // A late ack from the worker that lost its lease ends nothing, but its write may have
     // landed after the newer recompute: the parent is marked for one more.
-    expect(await crashed.store.ack([{ member: 'Doc:5', token: 'crashed:1', base: 0 }], Date.now())).toEqual({
+    expect(await crashed.store.ack([{ key: claim!.key, token: claim!.token, base: 0 }], crashed.clock.now())).toEqual({
       acked: 0,
       rearmed: 0,
-      lost: 1,
+      superseded: 1,
     });
     expect((await survivor.drain()).recomputed).toBe(1);
     expect(tracker.counts.get('Doc:5')).toBe(2);
@@ -133,7 +143,7 @@ describe('drain: claims, leases, re-arming, failures', () => {
     const ns = `drain-${suffix()}`;
     const c = make(ns, new Tracker(), { leaseMs: 200 });
     for (let i = 0; i < 7; i += 1) await c.mark(Doc, 9);
-    await c.store.claim(await c.store.windowWithScores(0, 1), Date.now() + 200, 'crashed:2');
+    await crashedClaims(c, 1, 200);
     await c.mark(Doc, 9); // a mark during the hold
     await waitFor(async () => (await c.stats()).expired === 1, 'the lease to expire');
     await c.requeue();
