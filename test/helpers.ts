@@ -243,14 +243,7 @@ export async function seedOrders(dataSource: DataSource, n: number, lines = 1): 
   return ids;
 }
 
-/** Waits until `check` is true, polling; throws after `timeoutMs` with `what` in the message. */
-export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+export { waitFor } from './wait';
 
 /** A claim taken by {@link crashedClaims}: what a worker that died before its ack leaves behind. */
 export interface CrashedClaim {

@@ -407,10 +407,11 @@ export class Store {
 
   /** Dead-lettered parents, oldest first. */
   async listDead(offset: number, count: number): Promise<DeadEntry[]> {
-    const members = await this.client.zrange(this.keys.dead, offset, offset + count - 1);
+    // As bytes: a member that is not UTF-8 still finds its record.
+    const members = await this.client.zrangeBuffer(this.keys.dead, offset, offset + count - 1);
     if (members.length === 0) return [];
-    const records = await this.client.hmget(this.keys.deadInfo, ...members);
-    return members.map((member, i) => parseDead(member, records[i] ?? null));
+    const records = await this.client.hmgetBuffer(this.keys.deadInfo, ...members);
+    return members.map((member, i) => parseDead(member.toString(), records[i]?.toString() ?? null));
   }
 
   /** Gives dead parents a fresh start: the named ones (any number), or up to `limit` of the oldest. */
