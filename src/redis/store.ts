@@ -84,6 +84,18 @@ export interface Counts {
   readonly oldestSince: number | undefined;
 }
 
+/** Pending members counted per parent type by {@link Store.pendingByType}. */
+export interface PendingByType {
+  /** Type name -> members of that type among those scanned. */
+  readonly byType: Record<string, number>;
+  /** Members scanned. */
+  readonly scanned: number;
+  /** Size of the pending set. */
+  readonly total: number;
+  /** True when every pending member was scanned, so `byType` is exact. */
+  readonly exact: boolean;
+}
+
 interface ScriptDef {
   readonly name: string;
   readonly file: string;
@@ -409,6 +421,42 @@ export class Store {
     const out: { member: string; score: number }[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i] as string, score: Number(flat[i + 1]) });
     return out;
+  }
+
+  /**
+   * Pending members per type (the part of the member before its first `:`), from a ZSCAN of at
+   * most about `maxScanned` members, so a huge pending set costs a bounded read. `exact` is
+   * true when the scan covered the whole set; otherwise `byType` counts the members scanned
+   * (ZSCAN's order is the hash table's, not the scores', so it is a fair sample).
+   */
+  async pendingByType(maxScanned: number): Promise<PendingByType> {
+    const byType: Record<string, number> = {};
+    let scanned = 0;
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.client.zscan(this.keys.pending, cursor, 'COUNT', Math.min(1000, maxScanned));
+      // ZSCAN replies member, score, member, score...
+      for (let i = 0; i < flat.length; i += 2) {
+        const member = flat[i] as string;
+        const colon = member.indexOf(':');
+        const type = colon > 0 ? member.slice(0, colon) : member;
+        byType[type] = (byType[type] ?? 0) + 1;
+        scanned += 1;
+      }
+      cursor = next;
+    } while (cursor !== '0' && scanned < maxScanned);
+    const total = await this.client.zcard(this.keys.pending);
+    return { byType, scanned, total, exact: cursor === '0' };
+  }
+
+  /** Pending members whose score lies in each `[min, max)` range (max may be Infinity), in one round trip. */
+  async pendingInRanges(ranges: readonly (readonly [number, number])[]): Promise<number[]> {
+    const multi = this.client.multi();
+    for (const [min, max] of ranges) multi.zcount(this.keys.pending, min, max === Infinity ? '+inf' : `(${max}`);
+    return ((await multi.exec()) ?? []).map(([err, n]) => {
+      if (err) throw err;
+      return Number(n);
+    });
   }
 
   /** Deletes every key of the namespace (tests, `coalesce reset`). */
