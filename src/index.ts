@@ -12,6 +12,12 @@ export { Runner, RUNNER_DEFAULTS } from './runner/runner';
 export type { RunnerCounts, RunnerEvents, RunnerOptions, RunnerStatus, TickEvent } from './runner/runner';
 export { coalescerMetrics, serveMetrics } from './metrics';
 export type { CoalescerMetrics, MetricsOptions, MetricsServer } from './metrics';
+export { serveDashboard } from './dashboard/server';
+export type { DashboardServer } from './dashboard/server';
+export { DASHBOARD_DEFAULTS } from './dashboard/options';
+export type { DashboardOptions } from './dashboard/options';
+export type { DashboardState, DeadFigure, FailedSample, Sample, SamplePoint, TypeFigure } from './dashboard/state';
+export type { Activity, DrainedActivity, FailedActivity, RecomputedActivity } from './dashboard/activity';
 export {
   CoalesceError,
   ConfigError,

@@ -5,6 +5,8 @@ import type { Coalescer } from '../coalescer';
 import { ConfigError, ConnectionError, RegistrationError } from '../errors';
 import { heatOf } from '../registry';
 import { serveMetrics, type MetricsServer } from '../metrics';
+import { serveDashboard, type DashboardServer } from '../dashboard/server';
+import { resolveDashboardOptions, type DashboardOptions } from '../dashboard/options';
 import { RUNNER_DEFAULTS, resolveRunnerOptions } from '../runner/runner';
 import { loadApp, UsageError } from './app';
 import { Progress } from './progress';
@@ -69,6 +71,37 @@ async function closeApp(coalescer: Coalescer): Promise<void> {
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
+/** Resolves with the first SIGINT/SIGTERM; a second one exits at once with {@link EXIT.interrupted}. */
+function firstSignal(): Promise<NodeJS.Signals> {
+  return new Promise<NodeJS.Signals>((resolve) => {
+    const once = (sig: NodeJS.Signals): void => {
+      process.removeListener('SIGINT', once);
+      process.removeListener('SIGTERM', once);
+      process.once('SIGINT', () => process.exit(EXIT.interrupted));
+      process.once('SIGTERM', () => process.exit(EXIT.interrupted));
+      resolve(sig);
+    };
+    process.on('SIGINT', once);
+    process.on('SIGTERM', once);
+  });
+}
+
+/** Starts the dashboard for the CLI: a port it cannot take is a usage error naming the option. */
+async function startDashboard(coalescer: Coalescer, options: DashboardOptions, portOption: string): Promise<DashboardServer> {
+  const server = await serveDashboard(coalescer, options).catch((error: unknown) => {
+    if (error instanceof ConfigError) throw error;
+    const where = `${options.host ?? '127.0.0.1'}:${options.port}`;
+    throw new UsageError(`${portOption}: cannot listen on ${where}: ${(error as Error).message}`, { cause: error });
+  });
+  const hint = options.token === undefined ? '' : ' (open it with ?token=<your token>)';
+  process.stderr.write(`coalesce: dashboard of namespace "${coalescer.namespace}" on ${server.url}${hint}\n`);
+  return server;
+}
+
+/** Help of the dashboard's token options; the environment variable keeps the token out of `ps`. */
+const DASHBOARD_TOKEN_HELP =
+  'secret every dashboard request must carry, required off loopback (default: $COALESCE_DASHBOARD_TOKEN)';
+
 function ms(value: number | null): string {
   if (value === null) return '-';
   if (value < 1000) return `${value} ms`;
@@ -107,6 +140,9 @@ export function buildProgram(): Command {
       count('--metrics-port', 0),
     )
     .option('--metrics-host <host>', 'interface of the metrics endpoint', '127.0.0.1')
+    .option('--dashboard-port <port>', 'serve the dashboard on <host>:<port> (0: any free port)', count('--dashboard-port', 0))
+    .option('--dashboard-host <host>', 'interface of the dashboard', '127.0.0.1')
+    .option('--dashboard-token <token>', DASHBOARD_TOKEN_HELP, process.env.COALESCE_DASHBOARD_TOKEN)
     .action(
       async (o: {
         schedule: string;
@@ -116,6 +152,9 @@ export function buildProgram(): Command {
         stopTimeoutMs: number;
         metricsPort?: number;
         metricsHost: string;
+        dashboardPort?: number;
+        dashboardHost: string;
+        dashboardToken?: string;
       }) => {
         const options = {
           schedule: o.schedule,
@@ -124,8 +163,13 @@ export function buildProgram(): Command {
           maxTickMs: o.maxTickMs,
           stopTimeoutMs: o.stopTimeoutMs,
         };
-        // A bad schedule is said before the app is loaded, services up or not.
+        // A bad schedule or dashboard option is said before the app is loaded, services up or not.
         resolveRunnerOptions(options);
+        const dashboard =
+          o.dashboardPort === undefined
+            ? undefined
+            : { port: o.dashboardPort, host: o.dashboardHost, ...(o.dashboardToken ? { token: o.dashboardToken } : {}) };
+        if (dashboard) resolveDashboardOptions(dashboard);
         await withApp(program.opts<Globals>(), async (coalescer) => {
           const runner = coalescer.runner(options);
           let metrics: MetricsServer | undefined;
@@ -136,26 +180,18 @@ export function buildProgram(): Command {
             });
             process.stderr.write(`coalesce: metrics on http://${o.metricsHost}:${metrics.port}/metrics\n`);
           }
+          const dashboardServer = dashboard && (await startDashboard(coalescer, { ...dashboard, runner }, '--dashboard-port'));
           runner.start();
           process.stderr.write(
             `coalesce: running namespace "${coalescer.namespace}" on "${o.schedule}"; SIGINT or SIGTERM stops it\n`,
           );
-          const signal = await new Promise<NodeJS.Signals>((resolve) => {
-            const once = (sig: NodeJS.Signals): void => {
-              process.removeListener('SIGINT', once);
-              process.removeListener('SIGTERM', once);
-              process.once('SIGINT', () => process.exit(EXIT.interrupted));
-              process.once('SIGTERM', () => process.exit(EXIT.interrupted));
-              resolve(sig);
-            };
-            process.on('SIGINT', once);
-            process.on('SIGTERM', once);
-          });
+          const signal = await firstSignal();
           process.stderr.write(
             `coalesce: ${signal}: stopping (recomputes in flight finish, up to --stop-timeout-ms; a second signal exits at once)\n`,
           );
           await runner.stop();
           await metrics?.close();
+          await dashboardServer?.close();
           const { ticks, skipped } = runner.counts;
           process.stderr.write(
             `coalesce: stopped after ${ticks} tick${ticks === 1 ? '' : 's'} (${skipped} skipped while one was running)\n`,
@@ -163,6 +199,26 @@ export function buildProgram(): Command {
         });
       },
     );
+
+  program
+    .command('dashboard')
+    .description(
+      'Serve a live page of the namespace (figures, lag plots, hottest and dead parents with retry/purge) until SIGINT/SIGTERM.',
+    )
+    .requiredOption('--port <port>', 'port to listen on (0: any free port)', count('--port', 0))
+    .option('--host <host>', 'interface to listen on; anything but loopback needs --token', '127.0.0.1')
+    .option('--token <token>', DASHBOARD_TOKEN_HELP, process.env.COALESCE_DASHBOARD_TOKEN)
+    .action(async (o: { port: number; host: string; token?: string }) => {
+      const options = { port: o.port, host: o.host, ...(o.token ? { token: o.token } : {}) };
+      // A host off loopback without a token is refused before the app is loaded.
+      resolveDashboardOptions(options);
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const server = await startDashboard(coalescer, options, '--port');
+        const signal = await firstSignal();
+        process.stderr.write(`coalesce: ${signal}: stopping the dashboard\n`);
+        await server.close();
+      });
+    });
 
   program
     .command('drain')

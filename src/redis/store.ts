@@ -92,6 +92,18 @@ export interface EpochCheck {
   readonly rebuilding: number;
 }
 
+/** Pending members counted per parent type by {@link Store.pendingByType}. */
+export interface PendingByType {
+  /** Type name -> members of that type among those scanned. */
+  readonly byType: Record<string, number>;
+  /** Members scanned. */
+  readonly scanned: number;
+  /** Size of the pending set. */
+  readonly total: number;
+  /** True when every pending member was scanned, so `byType` is exact. */
+  readonly exact: boolean;
+}
+
 /** Most members sent in one script call; larger inputs are split so no call is unbounded. */
 export const MAX_BATCH = 500;
 
@@ -486,6 +498,42 @@ export class Store {
   async time(): Promise<number> {
     const [s, us] = await this.client.time();
     return Number(s) * 1000 + Number(us) / 1000;
+  }
+
+  /**
+   * Pending members per type (the part of the member before its first `:`), from a ZSCAN of at
+   * most about `maxScanned` members, so a huge pending set costs a bounded read. `exact` is
+   * true when the scan covered the whole set; otherwise `byType` counts the members scanned
+   * (ZSCAN's order is the hash table's, not the scores', so it is a fair sample).
+   */
+  async pendingByType(maxScanned: number): Promise<PendingByType> {
+    const byType: Record<string, number> = {};
+    let scanned = 0;
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.client.zscan(this.keys.pending, cursor, 'COUNT', Math.min(1000, maxScanned));
+      // ZSCAN replies member, score, member, score...
+      for (let i = 0; i < flat.length; i += 2) {
+        const member = flat[i] as string;
+        const colon = member.indexOf(':');
+        const type = colon > 0 ? member.slice(0, colon) : member;
+        byType[type] = (byType[type] ?? 0) + 1;
+        scanned += 1;
+      }
+      cursor = next;
+    } while (cursor !== '0' && scanned < maxScanned);
+    const total = await this.client.zcard(this.keys.pending);
+    return { byType, scanned, total, exact: cursor === '0' };
+  }
+
+  /** Pending members whose score lies in each `[min, max)` range (max may be Infinity), in one round trip. */
+  async pendingInRanges(ranges: readonly (readonly [number, number])[]): Promise<number[]> {
+    const multi = this.client.multi();
+    for (const [min, max] of ranges) multi.zcount(this.keys.pending, min, max === Infinity ? '+inf' : `(${max}`);
+    return ((await multi.exec()) ?? []).map(([err, n]) => {
+      if (err) throw err;
+      return Number(n);
+    });
   }
 
   /** Deletes every key of the namespace (tests, and `coalesce` after a deliberate reset). */
