@@ -31,7 +31,7 @@ describe('resolveOptions', () => {
     [{ leaseMs: 1.5 }, /"leaseMs" = 1.5/],
     [{ namespace: 'has space' }, /"namespace" = "has space": must be 1-64 characters/],
     [{ namespace: '' }, /"namespace" = ""/],
-    [{ leaseMs: 100 }, /"leaseMs" = 100/],
+    [{ leaseMs: 99 }, /"leaseMs" = 99/],
     [{ leaseMS: 5_000 }, /unknown option "leaseMS": did you mean "leaseMs"\?/],
     [{ retry: { attemps: 3 } }, /unknown option "retry.attemps": did you mean "retry.attempts"\?/],
     [{ logger: console }, /"logger": expected a pino logger .* it has no child \(console is not one/],
