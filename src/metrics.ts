@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Coalescer, CoalescerStats } from './coalescer';
 import type { DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 import type { Runner, TickEvent } from './runner/runner';
+import type { Housework } from './housekeeping';
 import { errorMessage } from './errors';
 
 /** Options of {@link coalescerMetrics}. */
@@ -148,11 +149,40 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
     duration.observe({ parent: e.parent }, e.durationMs / 1000);
   };
   const onFailed = (e: FailedEvent): void => failures.inc({ parent: e.parent ?? 'unknown', dead: String(e.dead) });
-  const onDrained = (r: DrainResult): void => lostRaces.inc(r.lostRaces);
+  const superseded = new Counter({
+    name: 'coalesce_superseded_total',
+    help: 'Acks and failures of claims whose lease had passed on: each marked its parent once more.',
+    registers: [registry],
+  });
+  const losses = new Counter({
+    name: 'coalesce_redis_losses_total',
+    help: "Times this process found that Redis had lost the namespace's data (its epoch was gone).",
+    registers: [registry],
+  });
+  const rebuilt = new Counter({
+    name: 'coalesce_rebuild_marked_total',
+    help: 'Parents marked by the rebuild that follows a Redis data loss.',
+    registers: [registry],
+  });
+  const relayed = new Counter({
+    name: 'coalesce_outbox_relayed_total',
+    help: 'Marks relayed from the outbox table to Redis.',
+    registers: [registry],
+  });
+  const onDrained = (r: DrainResult): void => {
+    lostRaces.inc(r.lostRaces);
+    superseded.inc(r.superseded);
+  };
+  const onHousework = (w: Housework): void => {
+    if (w.redisLost) losses.inc();
+    rebuilt.inc(w.rebuilt);
+    relayed.inc(w.relayed);
+  };
   const onTick = (t: TickEvent): void => ticks.observe(t.durationMs / 1000);
   coalescer.on('recomputed', onRecomputed);
   coalescer.on('failed', onFailed);
   coalescer.on('drained', onDrained);
+  coalescer.on('housework', onHousework);
   runner?.on('tick', onTick);
 
   return {
@@ -161,6 +191,7 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
       coalescer.off('recomputed', onRecomputed);
       coalescer.off('failed', onFailed);
       coalescer.off('drained', onDrained);
+      coalescer.off('housework', onHousework);
       runner?.off('tick', onTick);
     },
   };

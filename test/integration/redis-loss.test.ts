@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConnectionError, type Coalescer, type Housework } from '../../src';
+import { Coalescer, ConnectionError, LeaseLostError, type Housework } from '../../src';
 import {
   countMismatches,
   createTestDb,
@@ -8,6 +8,8 @@ import {
   RecomputeLog,
   seedOrders,
   shopCoalescer,
+  suffix,
+  testLogger,
   waitFor,
   type TestDb,
 } from '../helpers';
@@ -78,6 +80,50 @@ describe('Redis failing, and Redis losing its data', () => {
       return s.pending + s.inflight + s.delayed === 0;
     }, 'every order to be recomputed');
     expect(await stale(db, ids)).toBe(0);
+  });
+
+  it('a worker that cannot renew its leases aborts its recomputes before the leases can pass to another worker', async () => {
+    const redis = await ownRedis(true);
+    const c = new Coalescer({
+      dataSource: db.dataSource,
+      redis: redis.url,
+      logger: testLogger(),
+      leaseMs: 900,
+      namespace: `renew-${suffix()}`,
+    });
+    closing.push(() => c.close());
+    let started = false;
+    let abortedAt: number | undefined;
+    let reason: unknown;
+    c.parent<number>(Order, {
+      // A long recompute that honours its signal.
+      recompute: (_id, { signal }) =>
+        new Promise<void>((_resolve, reject) => {
+          started = true;
+          signal.addEventListener('abort', () => {
+            abortedAt = c.clock.now();
+            reason = signal.reason;
+            reject(signal.reason as Error);
+          });
+        }),
+    });
+    const [orderId] = (await seedOrders(db.dataSource, 1, 1)) as [number];
+    await c.mark(Order, orderId);
+    const drain = c.drain().catch((e: unknown) => e);
+    await waitFor(() => started, 'the recompute to start');
+    // Renewals keep the lease while Redis answers...
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    expect(abortedAt).toBeUndefined();
+    // ...and once it does not (a hung server), the recompute is told to stop.
+    redis.pause();
+    await waitFor(() => abortedAt !== undefined, 'the recompute to be aborted', 5_000);
+    redis.resume();
+    expect(reason).toBeInstanceOf(LeaseLostError);
+    // It was aborted while its lease still stood: nobody else could have started it yet.
+    const deadline = Number(await c.store.client.zscore(c.store.keys.leases, `Order:${orderId}`));
+    expect(deadline).toBeGreaterThan(abortedAt as number);
+    await drain;
+    await waitFor(async () => (await c.stats()).expired === 1, 'the lease to expire');
   });
 
   it('20,000 parents marked while Redis is down are all kept in the outbox, then all recomputed', async () => {
