@@ -7,6 +7,7 @@ import { errorMessage, MalformedMemberError, RecomputeTimeoutError } from '../er
 import { backoffMs, type RetryOptions } from './backoff';
 import { AckBuffer } from './acks';
 import { LazyContext } from './context';
+import { runAsRecompute } from '../recompute-scope';
 import { Watchdog } from './watchdog';
 
 /** Options of one drain. */
@@ -515,7 +516,8 @@ export class Drainer {
       };
       let pending: Promise<void>;
       try {
-        pending = call(ids, ctx);
+        // Its writes are the recompute's own, not host writes of derived columns.
+        pending = runAsRecompute(() => call(ids, ctx));
       } catch (error) {
         pending = Promise.reject(error);
       }
