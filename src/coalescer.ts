@@ -11,6 +11,7 @@ import { Store, type DeadEntry } from './redis/store';
 import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions } from './registry';
 import { Marker, addMark, type MarkerStats } from './capture/marker';
 import { CaptureSubscriber } from './capture/subscriber';
+import { DerivedColumns, type ParentCaptureOptions } from './capture/derived';
 import { Outbox } from './capture/outbox';
 import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
 import { Runner, type RunnerOptions } from './runner/runner';
@@ -90,6 +91,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   readonly outbox: Outbox;
   private redisChecked = false;
   private subscriber: CaptureSubscriber | undefined;
+  private readonly derived = new DerivedColumns();
   private policiesWritten: Promise<void> | undefined;
   private closed = false;
 
@@ -158,9 +160,15 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return this.options.namespace;
   }
 
-  /** Registers a parent type and how to recompute it. */
-  parent<Id extends ParentId = ParentId>(target: EntityTarget<ObjectLiteral>, options: ParentOptions<Id>): this {
-    this.registry.addParent(target, options as ParentOptions);
+  /** Registers a parent type, how to recompute it, and which of its columns are derived. */
+  parent<Id extends ParentId = ParentId>(
+    target: EntityTarget<ObjectLiteral>,
+    options: ParentOptions<Id> & ParentCaptureOptions,
+  ): this {
+    const ds = this.options.dataSource;
+    // Checked before registering, so a bad list leaves nothing half registered.
+    const derived = ds.hasMetadata(target) ? DerivedColumns.resolve(ds.getMetadata(target), options.derived) : [];
+    this.derived.set(this.registry.addParent(target, options as ParentOptions), derived);
     this.policiesWritten = undefined;
     return this;
   }
@@ -186,6 +194,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         this.marker,
         this.logger,
         this.options.delivery === 'outbox' ? this.outbox : undefined,
+        this.derived,
       );
       ds.subscribers.push(this.subscriber);
     }
