@@ -155,7 +155,7 @@ export class Resolver {
         foreignKeys: foreignKeys(links),
         junctionParents: this.registry.junctionLinksOf(first.metadata),
         viaChildren: links.filter((l): l is JunctionLink => l.kind === 'junction'),
-        wantIds: matching.some((w) => w.kind === 'update'),
+        wantIds: matching.some((w) => this.rereads(w).length > 0),
         site: first.site,
       })
       .then((ids) => {
@@ -210,21 +210,28 @@ export class Resolver {
     if (w.kind !== 'update') return undefined;
     // New keys: what a QueryBuilder's SET wrote, else the picked rows read again.
     const found: Found[] = [];
-    const reread = new Set<ForeignKeyLink>();
     for (const link of foreignKeys(this.registry.linksOf(w.metadata))) {
       for (const values of w.valuesSets) {
-        if (values !== undefined && !mentions(link, values)) continue;
-        const read = readForeignKey(link, values);
-        if (!read.known) reread.add(link);
-        else if (read.value !== null) found.push({ parent: link.parent, id: read.value });
+        const read = values !== undefined && mentions(link, values) ? readForeignKey(link, values) : undefined;
+        if (read?.known && read.value !== null) found.push({ parent: link.parent, id: read.value });
       }
     }
     this.sink(e.queryRunner, found);
-    if (reread.size === 0 || w.ids.size === 0) return undefined;
-    const waits = [...w.ids.values()].map((id) =>
-      this.lookups.rows(e.queryRunner, w.metadata, id, [...reread], [], 'after', w.site),
-    );
+    const reread = this.rereads(w);
+    if (reread.length === 0 || w.ids.size === 0) return undefined;
+    const waits = [...w.ids.values()].map((id) => this.lookups.rows(e.queryRunner, w.metadata, id, reread, [], 'after', w.site));
     return settle(waits);
+  }
+
+  /**
+   * The links whose new key a watched update leaves unknown: written by a parent's save (no
+   * SET values) or by SQL in the SET. A SET without the key leaves it as it was.
+   */
+  private rereads(w: Watch): ForeignKeyLink[] {
+    if (w.kind !== 'update') return [];
+    return foreignKeys(this.registry.linksOf(w.metadata)).filter((link) =>
+      w.valuesSets.some((values) => values === undefined || (mentions(link, values) && !readForeignKey(link, values).known)),
+    );
   }
 
   private viaLinks(

@@ -61,9 +61,10 @@ describe.each(DIALECTS)('capture paths of one-to-many children (%s)', (dialect) 
   });
 
   it('cascade remove from the parent side marks it for each child removed', async () => {
-    const o = await newOrder({ relLines: [{ sku: 'r' }] as CpRelLine[], colLines: [{ sku: 'c' }] as CpColLine[] });
+    const o = await newOrder({ relLines: [{ sku: 'cascaded' }] as CpRelLine[], colLines: [{ sku: 'cascaded' }] as CpColLine[] });
     await orders().remove(await orders().findOneOrFail({ where: { id: o.id }, relations: { relLines: true, colLines: true } }));
-    expect(await ds().getRepository(CpRelLine).countBy({ sku: 'r' })).toBe(0);
+    expect(await ds().getRepository(CpRelLine).countBy({ sku: 'cascaded' })).toBe(0);
+    expect(await ds().getRepository(CpColLine).countBy({ sku: 'cascaded' })).toBe(0);
     // The parent is gone: its recompute finds no row, as for any deleted parent.
     expect(await h.heat()).toEqual({ [`CpOrder:${o.id}`]: 2 });
   });
