@@ -12,6 +12,7 @@ import { openClients, quit, type Clients } from './redis/connect';
 import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions } from './registry';
 import { Marker, addMark, type MarkerStats } from './capture/marker';
 import { CaptureSubscriber } from './capture/subscriber';
+import { DerivedColumns, type ParentCaptureOptions } from './capture/derived';
 import { Outbox } from './capture/outbox';
 import { EpochGuard } from './epoch';
 import { Housekeeper, type Housework } from './housekeeping';
@@ -98,6 +99,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   private readonly housekeeper: Housekeeper;
   private redisChecked = false;
   private subscriber: CaptureSubscriber | undefined;
+  private readonly derived = new DerivedColumns();
   private policiesWritten: Promise<void> | undefined;
   private closed = false;
 
@@ -180,10 +182,16 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return this.clients.where;
   }
 
-  /** Registers a parent type and how to recompute it. */
-  parent<Id extends ParentId = ParentId>(target: EntityTarget<ObjectLiteral>, options: ParentOptions<Id>): this {
+  /** Registers a parent type, how to recompute it, and which of its columns are derived. */
+  parent<Id extends ParentId = ParentId>(
+    target: EntityTarget<ObjectLiteral>,
+    options: ParentOptions<Id> & ParentCaptureOptions,
+  ): this {
     this.requireInitialized('parent()');
-    this.registry.addParent(target, options as ParentOptions);
+    const ds = this.options.dataSource;
+    // Checked before registering, so a bad list leaves nothing half registered.
+    const derived = ds.hasMetadata(target) ? DerivedColumns.resolve(ds.getMetadata(target), options.derived) : [];
+    this.derived.set(this.registry.addParent(target, options as ParentOptions), derived);
     this.policiesWritten = undefined;
     return this;
   }
@@ -223,6 +231,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         this.marker,
         this.logger,
         this.options.delivery === 'outbox' ? this.outbox : undefined,
+        this.derived,
       );
       ds.subscribers.push(this.subscriber);
     }

@@ -1,9 +1,11 @@
 import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
 import type { Logger } from 'pino';
 import { RegistrationError } from './errors';
 import { canonicalId, classify, idKindOf, idValue, type Classified, type IdKind, type ParentId } from './members';
+import { foreignKeyLink, junctionLink, readForeignKey, type ChildLink, type ForeignKeyLink, type JunctionLink } from './links';
+
+export type { ChildLink, ForeignKeyLink, JunctionLink } from './links';
 
 export type { ParentId } from './members';
 
@@ -66,16 +68,27 @@ export interface ParentOptions<Id extends ParentId = ParentId> {
   maxWaitMs?: number;
 }
 
-/** How a child points at one of its parents. */
+/**
+ * How a child points at one of its parents: give `foreignKey` (one-to-many) or `via`
+ * (many-to-many), not both.
+ */
 export interface ChildOptions {
   /** The parent entity (class, EntitySchema or name), registered with `parent()`. */
   parent: EntityTarget<ObjectLiteral>;
   /**
    * Property of the child that holds the parent's id: a column (`orderId`) or a many-to-one
-   * relation with one join column (`order`). An explicit column also lets a move from one
-   * parent to another mark the old parent.
+   * relation with one join column (`order`). An explicit column lets the subscriber read old and
+   * new parents from the event; a relation alone costs a batched SELECT when the event does not
+   * carry it.
    */
-  foreignKey: string;
+  foreignKey?: string;
+  /**
+   * Name of a many-to-many relation between the parent and the child, declared on either entity
+   * (`child(Post, { parent: User, via: 'favorites' })` with `User.favorites: Post[]`). Every link
+   * added to or removed from its join table marks the parent of that link, and every change of a
+   * child marks the parents it is linked to.
+   */
+  via?: string;
 }
 
 /** Score base per priority tier; heat is the score minus the base. Far apart so heat never crosses a tier. */
@@ -107,17 +120,12 @@ export interface ParentType {
   readonly recomputeMany: ParentOptions['recomputeMany'];
 }
 
-/** A registered child -> parent link. */
-export interface ChildLink {
-  readonly parent: ParentType;
-  readonly column: ColumnMetadata;
-  readonly relation: RelationMetadata | undefined;
-}
-
 /** Parents and children of one coalescer, resolved against the DataSource's metadata. */
 export class Registry {
   private readonly parents = new Map<string, ParentType>();
   private readonly links = new Map<EntityMetadata['target'], ChildLink[]>();
+  /** Many-to-many links by join table (every join table's metadata has the same empty target). */
+  private readonly junctions = new Map<string, JunctionLink[]>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -181,27 +189,30 @@ export class Registry {
   addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions): ChildLink {
     const metadata = this.metadataOf(target, 'child');
     const parent = this.parentOf(options.parent, `child ${metadata.name}`);
-    const fk = options.foreignKey;
-    let column = metadata.findColumnWithPropertyName(fk);
-    let relation = metadata.manyToOneRelations.find((r) => r.propertyName === fk);
-    if (!column && relation) {
-      if (relation.joinColumns.length !== 1) {
-        throw new RegistrationError(`child ${metadata.name}: relation "${fk}" must have exactly one join column`);
-      }
-      column = relation.joinColumns[0];
-    }
-    if (!column) {
-      const known = metadata.columns.map((c) => c.propertyName).join(', ');
+    const { foreignKey, via } = options;
+    if ((foreignKey === undefined) === (via === undefined)) {
       throw new RegistrationError(
-        `child ${metadata.name}: foreignKey "${fk}" is not a column or many-to-one relation (columns: ${known})`,
+        `child ${metadata.name}: give exactly one of foreignKey (a column or many-to-one relation) or via (a many-to-many relation), ` +
+          `got ${foreignKey === undefined ? 'neither' : `foreignKey "${foreignKey}" and via "${String(via)}"`}`,
       );
     }
-    relation ??= metadata.manyToOneRelations.find((r) => r.joinColumns.some((j) => j.databaseName === column.databaseName));
     const existing = this.links.get(metadata.target) ?? [];
-    if (existing.some((l) => l.parent === parent && l.column === column)) {
-      throw new RegistrationError(`child ${metadata.name} is already registered for parent ${parent.name} by "${fk}"`);
+    if (via !== undefined) {
+      const link = junctionLink(metadata, parent, via);
+      if (existing.some((l) => l.kind === 'junction' && l.parent === parent && l.parentColumn === link.parentColumn)) {
+        throw new RegistrationError(`child ${metadata.name} is already registered for parent ${parent.name} via "${via}"`);
+      }
+      this.links.set(metadata.target, [...existing, link]);
+      const key = link.junction.tablePath;
+      this.junctions.set(key, [...(this.junctions.get(key) ?? []), link]);
+      return link;
     }
-    const link: ChildLink = Object.freeze({ parent, column, relation });
+    const link = foreignKeyLink(metadata, parent, foreignKey as string);
+    if (existing.some((l) => l.kind === 'foreignKey' && l.parent === parent && l.column === link.column)) {
+      throw new RegistrationError(
+        `child ${metadata.name} is already registered for parent ${parent.name} by "${String(foreignKey)}"`,
+      );
+    }
     this.links.set(metadata.target, [...existing, link]);
     return link;
   }
@@ -221,6 +232,11 @@ export class Registry {
   /** The links of a child entity, or none if it is not a registered child. */
   linksOf(metadata: EntityMetadata): readonly ChildLink[] {
     return this.links.get(metadata.target) ?? [];
+  }
+
+  /** The many-to-many links whose join table `metadata` is, or none. */
+  junctionLinksOf(metadata: EntityMetadata): readonly JunctionLink[] {
+    return metadata.isJunction ? (this.junctions.get(metadata.tablePath) ?? []) : [];
   }
 
   parentNames(): string[] {
@@ -265,18 +281,8 @@ function describeTarget(target: EntityTarget<ObjectLiteral>): string {
   return String(target);
 }
 
-/** Value of the child's foreign key in `entity`, through the explicit column or the relation object. */
-export function foreignKeyOf(link: ChildLink, entity: ObjectLiteral | undefined): unknown {
-  if (!entity) return undefined;
-  const direct: unknown = entity[link.column.propertyName];
-  if (direct !== undefined && direct !== null && typeof direct !== 'object') return direct;
-  if (link.relation) {
-    const related: unknown = entity[link.relation.propertyName];
-    if (related !== null && typeof related === 'object') {
-      const referenced = link.relation.joinColumns[0]?.referencedColumn;
-      return referenced ? referenced.getEntityValue(related as ObjectLiteral) : undefined;
-    }
-    if (related !== undefined && related !== null) return related;
-  }
-  return direct === null ? null : undefined;
+/** Value of the child's foreign key in `entity`, through the explicit column or the relation object; undefined when not carried. */
+export function foreignKeyOf(link: ForeignKeyLink, entity: ObjectLiteral | undefined): unknown {
+  const read = readForeignKey(link, entity);
+  return read.known ? read.value : undefined;
 }

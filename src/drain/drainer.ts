@@ -8,6 +8,7 @@ import { heatOf } from '../registry';
 import { backoffMs, type RetryOptions } from './backoff';
 import { AckBuffer } from './acks';
 import { LazyContext } from './context';
+import { runAsRecompute } from '../recompute-scope';
 import { Invoker, type Outcome } from './invoke';
 import { LeaseKeeper, type Claim } from './leases';
 import { Claimer, type Claimed } from './claimer';
@@ -396,7 +397,8 @@ export class Drainer {
     try {
       return await this.invoker.invoke(
         ctx,
-        () => fn(ids, ctx),
+        // The recompute's own writes are not a host's: capture knows them by this scope.
+        () => runAsRecompute(() => fn(ids, ctx)),
         first.member,
         () => claims.map((c) => ({ member: c.member, increment: 1, base: parent.base })),
       );
