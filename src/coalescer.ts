@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { resolveOptions, type CoalescerOptions, type ResolvedOptions } from './config';
 import { defaultLogger } from './log';
 import { CoalesceError, ConfigError, ConnectionError, RegistrationError, errorMessage } from './errors';
-import { keysFor } from './redis/keys';
+import { eventChannel, keysFor } from './redis/keys';
 import { Store, type DeadEntry, type MarkEntry } from './redis/store';
 import { ServerClock } from './redis/clock';
 import { openClients, quit, type Clients } from './redis/connect';
@@ -19,6 +19,8 @@ import { Housekeeper, type Housework } from './housekeeping';
 import { dialectOf } from './db/dialect';
 import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
 import { Runner, type RunnerOptions } from './runner/runner';
+import { EventHub, type LiveEvent, type Subscription } from './events';
+import { parentState, waitFresh, type FreshOptions, type ParentState } from './fresh';
 
 /** Events a Coalescer emits. */
 export interface CoalescerEvents {
@@ -97,6 +99,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   private readonly drainer: Drainer;
   private readonly guard: EpochGuard;
   private readonly housekeeper: Housekeeper;
+  private readonly events: EventHub;
   private redisChecked = false;
   private subscriber: CaptureSubscriber | undefined;
   private readonly derived = new DerivedColumns();
@@ -110,10 +113,12 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.logger = (o.logger ?? defaultLogger()).child({ namespace: o.namespace });
     this.clients = openClients(o.redis, o.markTimeoutMs, this.logger);
     this.registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
-    this.store = new Store(this.clients.main, keysFor(o.namespace));
+    const channel = eventChannel(o.namespace);
+    this.store = new Store(this.clients.main, keysFor(o.namespace), channel);
     this.clock = new ServerClock(o.clock, () => this.store.time());
+    this.events = new EventHub(this.clients.main, this.store.keys, channel, this.worker, this.logger);
     const now = (): number => this.clock.now();
-    this.marker = new Marker(new Store(this.clients.marker, this.store.keys), this.logger, now, {
+    this.marker = new Marker(new Store(this.clients.marker, this.store.keys, channel), this.logger, now, {
       timeoutMs: o.markTimeoutMs,
       awaitMarks: o.awaitMarks,
       reachable: this.clients.reachable,
@@ -142,7 +147,16 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       { leaseMs: o.leaseMs, recomputeTimeoutMs: o.recomputeTimeoutMs, retry: o.retry },
       // Every drain line (failures, recompute loggers) says which worker wrote it.
       this.logger.child({ worker: this.worker }),
-      { recomputed: (e) => this.report('recomputed', e), failed: (e) => this.report('failed', e) },
+      {
+        recomputed: (e) => {
+          this.report('recomputed', e);
+          this.events.publish({ type: 'recomputed', ...e });
+        },
+        failed: (e) => {
+          this.report('failed', e);
+          this.events.publish({ type: 'failed', ...e, error: errorMessage(e.error) });
+        },
+      },
       this.clock,
     );
     this.guard = new EpochGuard(this.store, o.dataSource, o.namespace, this.logger);
@@ -383,7 +397,53 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     // The outbox rows of parents this drain recomputed are done with.
     await this.housekeeper.prune();
     this.report('drained', result);
+    this.events.publish({ type: 'drained', result });
     return result;
+  }
+
+  /**
+   * Calls `listener` with the namespace's live events from every process (recomputed, failed,
+   * drained), over Redis pub/sub, until the subscription is closed. Delivery is at most once.
+   */
+  subscribe(listener: (event: LiveEvent) => void): Promise<Subscription> {
+    return this.events.subscribe(listener);
+  }
+
+  /**
+   * Resolves once a recompute of the parent that started after this process's latest change to
+   * it (committed, and its mark sent) has been acknowledged: read your own writes. Resolves at
+   * once when nothing waits. Rejects with a FreshTimeoutError after `timeoutMs`, or a
+   * ParentDeadError when the parent is dead-lettered. `{ now: true }` recomputes it here at once.
+   */
+  async fresh(target: EntityTarget<ObjectLiteral> | string, id: ParentId, options: FreshOptions = {}): Promise<void> {
+    const parent = this.registry.parentOf(target);
+    const member = this.registry.encode(parent, id);
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
+      throw new ConfigError(`invalid fresh option "timeoutMs" = ${String(timeoutMs)}: expected an integer >= 0`);
+    }
+    // This process's own marks of the parent must be in Redis before the generation is read.
+    await this.marker.settled();
+    await this.clock.sync();
+    const runNow = options.now
+      ? async (): Promise<void> => {
+          await this.publishPolicies();
+          await this.store.promoteNow(member);
+          this.report('drained', await this.drainer.recomputeNow([member]));
+        }
+      : undefined;
+    await waitFresh(this.store, this.events, member, {
+      timeoutMs,
+      ...(runNow ? { runNow } : {}),
+      state: () => this.state(parent.name, id),
+    });
+  }
+
+  /** One parent's state (waiting, heat, age of its first change, in flight, retrying, dead), for an "updating..." badge. */
+  async state(target: EntityTarget<ObjectLiteral> | string, id: ParentId): Promise<ParentState> {
+    const member = this.registry.encode(this.registry.parentOf(target), id);
+    await this.clock.sync();
+    return parentState(this.store, member, this.clock.now());
   }
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */
@@ -495,6 +555,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.detach();
     await this.marker.settled();
     await this.drainer.close(this.options.recomputeTimeoutMs);
+    await this.events.stop();
     await quit(this.clients.marker);
     if (this.clients.owned) await quit(this.clients.main);
   }

@@ -53,6 +53,27 @@ export class StoppingError extends CoalesceError {
   }
 }
 
+/** `fresh()` gave up: no recompute covering the caller's changes was acknowledged in time. */
+export class FreshTimeoutError extends CoalesceError {
+  constructor(
+    readonly member: string,
+    readonly timeoutMs: number,
+    what: string,
+  ) {
+    super(`${member} was not recomputed within ${timeoutMs} ms (${what})`);
+  }
+}
+
+/** `fresh()` cannot be satisfied: the parent is dead-lettered (its recompute keeps failing). */
+export class ParentDeadError extends CoalesceError {
+  constructor(
+    readonly member: string,
+    readonly lastError: string,
+  ) {
+    super(`${member} is dead-lettered, so it will not be recomputed until retried: ${lastError}`);
+  }
+}
+
 /** Redis or the database could not be reached. */
 export class ConnectionError extends CoalesceError {}
 

@@ -9,6 +9,8 @@ export type { RetryOptions } from './drain/backoff';
 export type { DeadEntry } from './redis/store';
 export type { RedisClient } from './redis/scripts';
 export type { Housework } from './housekeeping';
+export type { LiveEvent, Subscription } from './events';
+export type { FreshOptions, ParentState } from './fresh';
 export { Runner, RUNNER_DEFAULTS } from './runner/runner';
 export type { RunnerCounts, RunnerEvents, RunnerOptions, RunnerStatus, TickEvent } from './runner/runner';
 export { coalescerMetrics, serveMetrics } from './metrics';
@@ -23,8 +25,10 @@ export {
   CoalesceError,
   ConfigError,
   ConnectionError,
+  FreshTimeoutError,
   LeaseLostError,
   MalformedMemberError,
+  ParentDeadError,
   RecomputeTimeoutError,
   RegistrationError,
   StoppingError,

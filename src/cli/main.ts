@@ -10,6 +10,7 @@ import { resolveDashboardOptions, type DashboardOptions } from '../dashboard/opt
 import { RUNNER_DEFAULTS, resolveRunnerOptions } from '../runner/runner';
 import { loadApp, UsageError } from './app';
 import { Progress } from './progress';
+import { markAll } from '../rebuild';
 
 /** Exit codes, as `coalesce --help` lists them. */
 export const EXIT = Object.freeze({ ok: 0, failed: 1, usage: 2, unreachable: 3, interrupted: 130 });
@@ -304,29 +305,68 @@ export function buildProgram(): Command {
     .action(async (name: string, o: { batch: number }) => {
       await withApp(program.opts<Globals>(), async (coalescer) => {
         const parent = coalescer.registry.parentOf(name);
-        const repo = coalescer.options.dataSource.getRepository<ObjectLiteral>(parent.metadata.target);
-        const key = parent.primary.propertyPath;
-        const total = await repo.count();
+        const total = await coalescer.options.dataSource.getRepository<ObjectLiteral>(parent.metadata.target).count();
         const bar = new Progress(`rebuild ${name}`);
-        let marked = 0;
-        let last: unknown;
-        // Keyset pagination: memory stays one batch however large the table.
-        for (;;) {
-          const qb = repo.createQueryBuilder('p').select(`p.${key}`, 'id').orderBy(`p.${key}`, 'ASC').limit(o.batch);
-          if (last !== undefined) qb.where(`p.${key} > :last`, { last });
-          const rows = await qb.getRawMany<{ id: string | number }>();
-          if (rows.length === 0) break;
-          await coalescer.mark(
-            parent.name,
-            rows.map((r) => r.id),
-          );
-          marked += rows.length;
-          last = rows[rows.length - 1]?.id;
-          bar.update(marked, Math.max(total, marked));
-          if (rows.length < o.batch) break;
-        }
+        const marked = await markAll(coalescer.options.dataSource, parent, (ids) => coalescer.mark(parent.name, ids), {
+          batch: o.batch,
+          onPage: (n) => bar.update(n, Math.max(total, n)),
+        });
         bar.done();
         print(`marked ${marked} ${name} parent${marked === 1 ? '' : 's'}; the runner (or coalesce drain) recomputes them`);
+      });
+    });
+
+  program
+    .command('state')
+    .description('One parent: waiting or not, heat, age of its first change, in flight, retrying, dead.')
+    .argument('<parent>', 'parent entity name, e.g. Order')
+    .argument('<id>', 'its id')
+    .option('--json', 'print as JSON')
+    .action(async (parent: string, id: string, o: { json?: boolean }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const s = await coalescer.state(parent, id);
+        if (o.json) {
+          print(JSON.stringify(s));
+          return;
+        }
+        const what = s.dead
+          ? `dead (attempts ${s.dead.attempts}): ${s.dead.error}`
+          : s.inflight
+            ? 'being recomputed now'
+            : s.retrying
+              ? `retrying (attempts ${s.retrying.attempts})`
+              : s.settling
+                ? 'settling'
+                : s.waiting
+                  ? 'pending'
+                  : 'fresh';
+        print(`${s.member}  ${what}`);
+        if (s.waiting) print(`  heat ${s.heat}, first change ${ms(s.firstMarkAgeMs)} ago`);
+        if (s.changedMeanwhile > 0) print(`  changed ${s.changedMeanwhile} times meanwhile: one more recompute follows`);
+      });
+    });
+
+  program
+    .command('watch')
+    .description("Print the namespace's live events (recomputed, failed, drained) from every process until SIGINT/SIGTERM.")
+    .option('--json', 'one JSON object per event')
+    .action(async (o: { json?: boolean }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const subscription = await coalescer.subscribe((e) => {
+          if (o.json) print(JSON.stringify(e));
+          else if (e.type === 'recomputed') print(`recomputed  ${e.member}  ${e.durationMs} ms  (${e.worker})`);
+          else if (e.type === 'failed') {
+            print(`failed      ${e.member}  attempt ${e.attempt}${e.dead ? ', dead' : ''}: ${e.error}  (${e.worker})`);
+          } else {
+            const r = e.result;
+            print(
+              `drained     ${r.recomputed} recomputed, ${r.failed} failed, ${r.lostRaces} lost races in ${ms(r.durationMs)}  (${e.worker})`,
+            );
+          }
+        });
+        process.stderr.write(`coalesce: watching namespace "${coalescer.namespace}"; SIGINT or SIGTERM stops\n`);
+        await firstSignal();
+        await subscription.close();
       });
     });
 

@@ -1,4 +1,4 @@
-import type { Store, Candidate } from '../redis/store';
+import type { Store, Candidate, Won } from '../redis/store';
 import type { ServerClock } from '../redis/clock';
 import type { Classified } from '../members';
 import type { ParentType } from '../registry';
@@ -77,32 +77,43 @@ export class Claimer {
       return [];
     }
     this.skippingForeign = false;
-    const leaseDeadline = this.clock.now() + this.leaseMs;
+    // Measured before the call: the lease counts from no later than its deadline was set.
     const validUntil = performance.now() + this.leaseMs;
-    const { token, won } = await this.store.claim(candidates, leaseDeadline, WAIT_SAMPLE);
+    const { token, won } = await this.store.claim(candidates, this.clock.now() + this.leaseMs, WAIT_SAMPLE);
     this.lostRaces += candidates.length - won.length;
     if (won.length < candidates.length && this.spread) {
       // Another worker reads the same part of the set: move one to three windows further down
       // (past the end, the next read starts from the top again), so workers spread out.
       this.offset += size * (1 + Math.floor(Math.random() * 3));
     }
-    return won.map((w) => {
-      const c = candidates[w.index] as Candidate;
-      const what = kinds[w.index] as Claimed['what'];
-      return {
-        what,
-        claim: {
-          key: c.key,
-          member: what.member,
-          score: w.score,
-          since: w.since,
-          attempts: w.attempts,
-          token,
-          validUntil,
-          lost: undefined,
-          onLost: undefined,
-        },
-      };
-    });
+    return claimedOf(candidates, kinds, token, won, validUntil);
   }
+}
+
+/** The claims a claim call won, each with what its member is; their leases hold until `validUntil` (performance.now()). */
+export function claimedOf(
+  candidates: readonly Candidate[],
+  kinds: readonly Claimed['what'][],
+  token: string,
+  won: readonly Won[],
+  validUntil: number,
+): Claimed[] {
+  return won.map((w) => {
+    const c = candidates[w.index] as Candidate;
+    const what = kinds[w.index] as Claimed['what'];
+    return {
+      what,
+      claim: {
+        key: c.key,
+        member: what.member,
+        score: w.score,
+        since: w.since,
+        attempts: w.attempts,
+        token,
+        validUntil,
+        lost: undefined,
+        onLost: undefined,
+      },
+    };
+  });
 }

@@ -11,7 +11,7 @@ import { LazyContext } from './context';
 import { runAsRecompute } from '../recompute-scope';
 import { Invoker, type Outcome } from './invoke';
 import { LeaseKeeper, type Claim } from './leases';
-import { Claimer, type Claimed } from './claimer';
+import { Claimer, claimedOf, type Claimed } from './claimer';
 import { emptyResult, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './types';
 
 export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './types';
@@ -254,6 +254,29 @@ export class Drainer {
     if (thrown) throw thrown.error;
     result.durationMs = this.clock.now() - started;
     options.onProgress?.(result);
+    return result;
+  }
+
+  /**
+   * Claims the named members now, if they are pending, and recomputes them in this process
+   * through the same leases and acknowledgements as a drain (never alongside another worker).
+   * Members held by another worker, or not pending, are left alone (counted as lost races).
+   */
+  async recomputeNow(members: readonly string[]): Promise<DrainResult> {
+    const result = emptyResult();
+    const candidates = members.map((m) => ({ key: Buffer.from(m), score: '' }));
+    const kinds = candidates.map((c) => this.registry.classify(c.key)).filter((k) => k.kind !== 'foreign');
+    if (kinds.length < candidates.length) throw new Error('recomputeNow(): only members of registered parent types');
+    const validUntil = performance.now() + this.settings.leaseMs;
+    const { token, won } = await this.store.claim(candidates, this.clock.now() + this.settings.leaseMs);
+    result.claimed = won.length;
+    result.lostRaces = candidates.length - won.length;
+    const claimed = claimedOf(candidates, kinds as Claimed['what'][], token, won, validUntil);
+    this.keeper.hold(claimed.map((c) => c.claim));
+    const acks = new AckBuffer(this.store, this.keeper, result, this.logger, DEFAULT_WINDOW, this.clock);
+    const tasks = await this.tasksOf(claimed, result, acks);
+    await Promise.all(tasks.map((t) => this.run(t, result, acks)));
+    await acks.settle();
     return result;
   }
 

@@ -37,8 +37,12 @@ export interface Keys {
   readonly epoch: string;
   /** STRING: counter of claim windows; each claim's fencing token is the next value. */
   readonly fence: string;
-  /** HASH member -> generation: bumped by every mark, covered by the claim that reads it. */
+  /** HASH member -> generation of its last mark (from `fence`), while a recompute has not covered it. */
   readonly generations: string;
+  /** HASH member -> generation the last acknowledged recompute covered, while newer marks wait. */
+  readonly ackedGens: string;
+  /** STRING with an expiry: present while some process listens on the event channel. */
+  readonly listening: string;
   /** HASH parent type -> last id marked by the rebuild that follows a Redis data loss. */
   readonly rebuild: string;
 }
@@ -46,6 +50,11 @@ export interface Keys {
 /** Every key of a namespace, for `clear()`. */
 export function allKeys(keys: Keys): string[] {
   return Object.values(keys) as string[];
+}
+
+/** The pub/sub channel of a namespace's events (acknowledgements, recomputes, failures, drains). */
+export function eventChannel(namespace: string): string {
+  return `{${namespace}}:events`;
 }
 
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -77,6 +86,8 @@ export function keysFor(namespace: string): Keys {
     epoch: k('epoch'),
     fence: k('fence'),
     generations: k('generations'),
+    ackedGens: k('ackedGens'),
+    listening: k('listening'),
     rebuild: k('rebuild'),
   });
 }

@@ -13,17 +13,18 @@ interface ScriptDef {
 
 /** Every script, one per file under scripts/, named `<verbNoun>-<numKeys>.lua`. */
 export const SCRIPTS = {
-  mark: { name: 'coalesceMarkParents', file: 'markParents-13.lua', keys: 13 },
+  mark: { name: 'coalesceMarkParents', file: 'markParents-14.lua', keys: 14 },
   readWindow: { name: 'coalesceReadWindow', file: 'readWindow-4.lua', keys: 4 },
   claim: { name: 'coalesceClaimParents', file: 'claimParents-8.lua', keys: 8 },
   extend: { name: 'coalesceExtendLeases', file: 'extendLeases-2.lua', keys: 2 },
-  ack: { name: 'coalesceAckParents', file: 'ackParents-15.lua', keys: 15 },
+  ack: { name: 'coalesceAckParents', file: 'ackParents-17.lua', keys: 17 },
   fail: { name: 'coalesceFailParents', file: 'failParents-14.lua', keys: 14 },
   requeue: { name: 'coalesceRequeueHeld', file: 'requeueHeld-10.lua', keys: 10 },
   revive: { name: 'coalesceReviveDead', file: 'reviveDead-12.lua', keys: 12 },
   checkEpoch: { name: 'coalesceCheckEpoch', file: 'checkEpoch-3.lua', keys: 3 },
   busy: { name: 'coalesceBusyMembers', file: 'busyMembers-7.lua', keys: 7 },
   advanceRebuild: { name: 'coalesceAdvanceRebuild', file: 'advanceRebuild-1.lua', keys: 1 },
+  promoteMember: { name: 'coalescePromoteMember', file: 'promoteMember-3.lua', keys: 3 },
 } as const satisfies Record<string, ScriptDef>;
 
 /** An argument of a script call: members may be raw bytes (a member that is not UTF-8). */
@@ -42,6 +43,7 @@ declare module 'ioredis' {
     coalesceCheckEpoch(...args: Arg[]): Result<[string, string, number, number], Context>;
     coalesceBusyMembers(...args: Arg[]): Result<number[] | number, Context>;
     coalesceAdvanceRebuild(...args: Arg[]): Result<number, Context>;
+    coalescePromoteMember(...args: Arg[]): Result<number, Context>;
   }
 }
 

@@ -82,6 +82,21 @@ export interface Counts {
   readonly oldestSince: number | undefined;
 }
 
+/** Everything Redis holds about one parent (see {@link Store.memberState}). */
+export interface MemberState {
+  readonly pendingScore: number | undefined;
+  readonly settlingUntil: number | undefined;
+  readonly settlingScore: number | undefined;
+  /** Ms of the first mark not yet covered by a recompute. */
+  readonly since: number | undefined;
+  readonly leaseDeadline: number | undefined;
+  readonly retryAt: number | undefined;
+  readonly attempts: number;
+  /** Heat of marks that arrived while it was held. */
+  readonly markedDuring: number;
+  readonly dead: DeadEntry | undefined;
+}
+
 /** What `checkEpoch` found; see checkEpoch-3.lua. */
 export interface EpochCheck {
   readonly status: 'ok' | 'fresh' | 'lost' | 'changed';
@@ -123,6 +138,8 @@ export class Store {
   constructor(
     readonly client: RedisClient,
     readonly keys: Keys,
+    /** The namespace's event channel, where acknowledgements are published for fresh() readers. */
+    readonly channel: string,
   ) {
     defineScripts(client);
   }
@@ -139,7 +156,7 @@ export class Store {
    * it ('' when Redis holds none).
    */
   async mark(entries: readonly MarkEntry[], now: number): Promise<{ marked: number; epoch: string }> {
-    const keys = [...this.markKeys(), this.keys.epoch, this.keys.generations];
+    const keys = [...this.markKeys(), this.keys.epoch, this.keys.generations, this.keys.fence];
     const batches = chunks(entries, MAX_BATCH);
     const flat = (batch: readonly MarkEntry[]): Arg[] => batch.flatMap((e) => [e.member, e.increment, e.base]);
     if (batches.length <= 1) {
@@ -238,7 +255,7 @@ export class Store {
     const k = this.keys;
     const total = { acked: 0, rearmed: 0, superseded: 0 };
     for (const batch of chunks(entries, MAX_BATCH)) {
-      const args: Arg[] = [now, batch.length];
+      const args: Arg[] = [now, batch.length, this.channel];
       for (const e of batch) args.push(e.key, e.token, e.base);
       for (const e of batch) if (e.waitMs !== undefined) args.push(Math.max(0, Math.round(e.waitMs)));
       const [acked, rearmed, superseded] = await this.client.coalesceAckParents(
@@ -257,6 +274,8 @@ export class Store {
         k.policy,
         k.waits,
         k.generations,
+        k.ackedGens,
+        k.listening,
         ...args,
       );
       total.acked += acked;
@@ -492,6 +511,63 @@ export class Store {
     const out: { member: string; score: number }[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i] as string, score: Number(flat[i + 1]) });
     return out;
+  }
+
+  /**
+   * The generation of a parent's last mark still waiting for a recompute (undefined: none
+   * waits), the one the last acknowledged recompute covered, and whether it is dead.
+   */
+  async generation(member: string): Promise<{ waiting: number | undefined; covered: number | undefined; dead: boolean }> {
+    const k = this.keys;
+    const replies =
+      (await this.client.multi().hget(k.generations, member).hget(k.ackedGens, member).zscore(k.dead, member).exec()) ?? [];
+    const values = replies.map(([err, value]) => {
+      if (err) throw err;
+      return value as string | null;
+    });
+    const num = (v: string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+    return { waiting: num(values[0]), covered: num(values[1]), dead: values[2] !== null && values[2] !== undefined };
+  }
+
+  /** Everything Redis holds about one parent, in one round trip. */
+  async memberState(member: string): Promise<MemberState> {
+    const k = this.keys;
+    const replies =
+      (await this.client
+        .multi()
+        .zscore(k.pending, member)
+        .zscore(k.settling, member)
+        .hget(k.settleHeat, member)
+        .zscore(k.since, member)
+        .zscore(k.leases, member)
+        .zscore(k.delayed, member)
+        .hget(k.attempts, member)
+        .hget(k.dirty, member)
+        .hget(k.deadInfo, member)
+        .zscore(k.dead, member)
+        .exec()) ?? [];
+    const v = replies.map(([err, value]) => {
+      if (err) throw err;
+      return value as string | null;
+    });
+    const num = (i: number): number | undefined => (v[i] === null || v[i] === undefined ? undefined : Number(v[i]));
+    return {
+      pendingScore: num(0),
+      settlingUntil: num(1),
+      settlingScore: num(2),
+      since: num(3),
+      leaseDeadline: num(4),
+      retryAt: num(5),
+      attempts: num(6) ?? 0,
+      markedDuring: num(7) ?? 0,
+      dead: num(9) === undefined ? undefined : parseDead(member, v[8] ?? null),
+    };
+  }
+
+  /** Ends a settling parent's quiet period now; false when it was not settling. */
+  async promoteNow(member: string): Promise<boolean> {
+    const k = this.keys;
+    return (await this.client.coalescePromoteMember(k.settling, k.settleHeat, k.pending, member)) === 1;
   }
 
   /** Redis' own clock, in ms. */

@@ -5,15 +5,20 @@
     KEYS[1] leases    KEYS[2] claims     KEYS[3] attempts  KEYS[4] pending
     KEYS[5] since     KEYS[6] dirty      KEYS[7] dirtyAt   KEYS[8] dead
     KEYS[9] deadInfo  KEYS[10] due       KEYS[11] settling KEYS[12] settleHeat
-    KEYS[13] policy   KEYS[14] waits     KEYS[15] generations
+    KEYS[13] policy   KEYS[14] waits     KEYS[15] generations KEYS[16] ackedGens
+    KEYS[17] listening
     ARGV[1] now (ms)
     ARGV[2] n: number of acknowledged parents
-    ARGV[3 .. 3n+2] triples: member, claim token, priority base
-    ARGV[3n+3 ..] waits (ms from first mark to recompute start) to record for lag figures
+    ARGV[3] the namespace's event channel
+    ARGV[4 .. 3n+3] triples: member, claim token, priority base
+    ARGV[3n+4 ..] waits (ms from first mark to recompute start) to record for lag figures
 
   - Owned (the record carries the token and the lease is still held): the claim ends. Marks
     that arrived during the recompute (`dirty`) go back through markOne with their first-mark
-    time; without any, the parent is done (out of `since` and `due`).
+    time; without any, the parent is done (out of `since` and `due`). The generation the claim
+    covered is kept in `ackedGens` while newer marks wait, and both are dropped once none does.
+    When someone listens (`listening`), the acknowledged members and generations are published
+    on the event channel, for readers waiting for a parent to be fresh.
   - Superseded (the lease expired and was given back or passed to another worker): nothing of
     the current claim changes, but this recompute may have written after a newer one from an
     older read, so the parent gets one mark: one more recompute settles it.
@@ -29,12 +34,13 @@ local K = {
 }
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
-if 3 * n + 3 <= #ARGV then
-  redis.call('LPUSH', KEYS[14], unpack(ARGV, 3 * n + 3, #ARGV))
+if 3 * n + 4 <= #ARGV then
+  redis.call('LPUSH', KEYS[14], unpack(ARGV, 3 * n + 4, #ARGV))
   redis.call('LTRIM', KEYS[14], 0, 999)
 end
 local acked, rearmed, superseded = 0, 0, 0
-for i = 3, 3 * n + 2, 3 do
+local done, gens = {}, {}
+for i = 4, 3 * n + 3, 3 do
   local member, token, base = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local record = redis.call('HGET', KEYS[2], member)
   if record and string.sub(record, 1, #token + 1) == token .. '|'
@@ -42,7 +48,7 @@ for i = 3, 3 * n + 2, 3 do
     acked = acked + 1
     redis.call('HDEL', KEYS[2], member)
     redis.call('HDEL', KEYS[3], member)
-    local gen = string.match(record, '^[^|]*|[^|]*|[^|]*|(.*)$')
+    local gen = string.match(record, '^[^|]*|[^|]*|[^|]*|(.*)$') or ''
     local heat = redis.call('HGET', KEYS[6], member)
     redis.call('ZREM', KEYS[5], member)
     redis.call('ZREM', KEYS[10], member)
@@ -52,13 +58,20 @@ for i = 3, 3 * n + 2, 3 do
       redis.call('HDEL', KEYS[7], member)
       markOne(K, member, tonumber(heat), base, now, first)
       rearmed = rearmed + 1
-    elseif gen and gen ~= '' and redis.call('HGET', KEYS[15], member) == gen then
-      -- Nothing newer than what this recompute covered: the generation can go.
+      if gen ~= '' then redis.call('HSET', KEYS[16], member, gen) end
+    else
+      -- Nothing newer than what this recompute covered: the generations can go.
       redis.call('HDEL', KEYS[15], member)
+      redis.call('HDEL', KEYS[16], member)
     end
+    done[#done + 1] = member
+    gens[#gens + 1] = gen
   else
     superseded = superseded + 1
     markOne(K, member, 1, base, now, now)
   end
+end
+if #done > 0 and redis.call('EXISTS', KEYS[17]) == 1 then
+  redis.call('PUBLISH', ARGV[3], cjson.encode({ type = 'acked', members = done, generations = gens }))
 end
 return { acked, rearmed, superseded }

@@ -5,13 +5,14 @@
     KEYS[1] pending   KEYS[2] since      KEYS[3] claims    KEYS[4] dirty
     KEYS[5] dirtyAt   KEYS[6] dead       KEYS[7] deadInfo  KEYS[8] due
     KEYS[9] settling  KEYS[10] settleHeat KEYS[11] policy  KEYS[12] epoch
-    KEYS[13] generations
+    KEYS[13] generations  KEYS[14] fence
     ARGV[1] now (ms)
     ARGV[2..] triples: member, increment, base (priority base of the score, used when the
               member's type has no policy); the caller bounds their number
 
-  Each member's generation is bumped: a reader waiting for a parent to be fresh compares it
-  with the generation its recompute covered.
+  Each member's generation becomes the next value of the namespace's `fence` counter (one per
+  call), so generations only grow, even after a parent's is dropped: a reader waiting for a
+  parent to be fresh compares the generation of its own mark with the one a recompute covered.
 
   Output: { number of distinct members marked, epoch of the namespace ('' when it has none:
             Redis lost its data, or no process attached yet) }
@@ -38,8 +39,9 @@ for i = 2, #ARGV, 3 do
     bases[j] = tonumber(ARGV[i + 2])
   end
 end
+local gen = redis.call('INCR', KEYS[14])
 for j, member in ipairs(members) do
   markOne(K, member, incs[j], bases[j], now, now)
-  redis.call('HINCRBY', KEYS[13], member, 1)
+  redis.call('HSET', KEYS[13], member, gen)
 end
 return { #members, redis.call('GET', KEYS[12]) or '' }
