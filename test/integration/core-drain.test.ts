@@ -80,7 +80,7 @@ describe('drain: claims, leases, re-arming, failures', () => {
     return c;
   }
 
-  it('8 concurrent claimers over 10,000 parents recompute each exactly once, never two at once', async () => {
+  it('8 concurrent claimers over 10,000 parents recompute each exactly once, never two at once', { timeout: 180_000 }, async () => {
     const ns = `drain-${suffix()}`;
     const tracker = new Tracker();
     const workers = Array.from({ length: 8 }, () => make(ns, tracker));

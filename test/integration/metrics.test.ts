@@ -65,7 +65,7 @@ describe('Prometheus metrics', () => {
       redis: options.redis ?? redisUrl(),
       namespace: options.namespace ?? `metrics-${suffix()}`,
       logger: testLogger(),
-      markTimeoutMs: 200,
+      markTimeoutMs: 2_000,
       retry: { attempts: 1 },
     });
     c.parent<number>(Doc, { recompute: (id) => recompute('Doc', id) });
