@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Entity, PrimaryColumn } from 'typeorm';
 import pino from 'pino';
 import { Coalescer, ConfigError, type FailedEvent, type Runner, type TickEvent } from '../../src';
-import { coalesceMigrations } from '../../migrations';
+import { coalesceMigrations } from '../../src/migrations';
 import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
 
 @Entity({ name: 'runner_doc' })
