@@ -114,7 +114,13 @@ const schema = z.object({
 });
 
 /** Turns a zod failure into one ConfigError naming the option, the value and what is allowed. */
-export function configError(error: z.ZodError, input: unknown, what = 'option'): ConfigError {
+export function configError(
+  // Structural rather than z.ZodError: the emitted declarations must not need zod's types, which
+  // a host's older TypeScript may not compile.
+  error: { readonly issues: readonly { readonly path: readonly PropertyKey[]; readonly message: string }[] },
+  input: unknown,
+  what = 'option',
+): ConfigError {
   const lines = error.issues.map((issue) => {
     const path = issue.path.join('.');
     const value = issue.path.reduce<unknown>(

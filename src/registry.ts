@@ -1,8 +1,12 @@
 import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
 import type { Logger } from 'pino';
 import { MalformedMemberError, RegistrationError } from './errors';
+
+// TypeORM's column and relation metadata, reached through EntityMetadata: a deep import
+// (`typeorm/metadata/...`) is not resolvable under every TypeORM version and module resolution
+// a host may use, and our declaration files must compile in the host's project.
+type ColumnMetadata = EntityMetadata['primaryColumns'][number];
+type RelationMetadata = EntityMetadata['relations'][number];
 
 /** A parent's primary key value. */
 export type ParentId = string | number;
