@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import { z } from 'zod';
 import { ConfigError } from './errors';
 import { isValidNamespace } from './redis/keys';
@@ -17,7 +17,7 @@ export interface CoalescerOptions {
    * @defaultValue 'coalesce'
    */
   namespace?: string;
-  /** pino logger; by default warnings and errors go to stderr. */
+  /** A pino logger, or any logger of the same shape (`CoalesceLogger`); by default warnings and errors go to stderr. */
   logger?: Logger;
   /**
    * How long a claim lasts before the parent is given back to pending (a crashed worker's

@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import { MalformedMemberError, RegistrationError } from './errors';
 
 // TypeORM's column and relation metadata, reached through EntityMetadata: a deep import

@@ -1,5 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry, Store } from '../redis/store';
 import { errorMessage } from '../errors';
 

@@ -9,7 +9,7 @@ import type {
   TransactionRollbackEvent,
   UpdateEvent,
 } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry } from '../redis/store';
 import { foreignKeyOf, type ChildLink, type Registry } from '../registry';
 import { addMark, type Marker } from './marker';

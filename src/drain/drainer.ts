@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { Claimed, FailEntry, Store, WindowEntry } from '../redis/store';
 import type { ParentId, ParentType, RecomputeContext, Registry } from '../registry';
 import { errorMessage, MalformedMemberError, RecomputeTimeoutError } from '../errors';
