@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import { resolveOptions, type CoalescerOptions, type ResolvedOptions } from './config';
 import { defaultLogger } from './log';
 import { CoalesceError, ConfigError, ConnectionError, RegistrationError, errorMessage } from './errors';

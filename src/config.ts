@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import { z } from 'zod';
 import { ConfigError } from './errors';
 import { isValidNamespace } from './redis/keys';
@@ -20,7 +20,7 @@ export interface CoalescerOptions {
    * @defaultValue 'coalesce'
    */
   namespace?: string;
-  /** pino logger (anything with pino's `child`, `debug`, `info`, `warn`, `error`); by default warnings and errors go to stderr. */
+  /** A pino logger, or any logger of the same shape (`CoalesceLogger`: `child`, `debug`, `info`, `warn`, `error`); by default warnings and errors go to stderr. */
   logger?: Logger;
   /**
    * How long a claim lasts without renewal. A worker renews the leases of the parents it holds
@@ -142,7 +142,7 @@ const schema = z.object({
   onRedisLoss: z.enum(['rebuild', 'warn']),
   awaitMarks: z.boolean(),
   outboxTable: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain table name (letters, digits, "_")'),
-  retry: z.strictObject({
+  retry: z.object({
     attempts: z.number().int().min(1).max(1000),
     baseMs: ms(0, 86_400_000),
     maxMs: ms(0, 86_400_000),
@@ -150,12 +150,14 @@ const schema = z.object({
 });
 
 /** Turns a zod failure into one ConfigError naming the option, the value and what is allowed. */
-export function configError(error: z.ZodError, input: unknown, what = 'option'): ConfigError {
+export function configError(
+  // Structural rather than z.ZodError: the emitted declarations must not need zod's types, which
+  // a host's older TypeScript may not compile. (Unknown keys are caught before: rejectUnknownKeys.)
+  error: { readonly issues: readonly { readonly path: readonly PropertyKey[]; readonly message: string }[] },
+  input: unknown,
+  what = 'option',
+): ConfigError {
   const lines = error.issues.map((issue) => {
-    if (issue.code === 'unrecognized_keys') {
-      const parent = issue.path.join('.');
-      return issue.keys.map((key) => `unknown ${what} "${parent ? `${parent}.` : ''}${key}"`).join('; ');
-    }
     const path = issue.path.join('.');
     const value = issue.path.reduce<unknown>(
       (v, key) => (v as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey],

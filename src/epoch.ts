@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import type { EpochCheck, Store } from './redis/store';
 import { errorMessage } from './errors';
 import { isMissingTable, sqlFor, type Sql } from './db/dialect';

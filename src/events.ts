@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import type { Keys } from './redis/keys';
 import type { RedisClient } from './redis/scripts';
 import { errorMessage } from './errors';

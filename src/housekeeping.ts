@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import type { Store } from './redis/store';
 import type { ServerClock } from './redis/clock';
 import type { Outbox } from './capture/outbox';

@@ -2,6 +2,7 @@ export { Coalescer } from './coalescer';
 export type { CoalescerEvents, CoalescerStats, DeadLetters, HotParent } from './coalescer';
 export type { CoalescerOptions } from './config';
 export type { ParentCaptureOptions } from './capture/derived';
+export type { CoalesceLogger, LogFn } from './log';
 export { DEFAULTS } from './config';
 export type { ChildOptions, ParentId, ParentOptions, Priority, RecomputeContext } from './registry';
 export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';

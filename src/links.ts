@@ -1,6 +1,6 @@
 import type { EntityMetadata, ObjectLiteral } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
+import type { ColumnMetadata } from './typeorm-types';
+import type { RelationMetadata } from './typeorm-types';
 import { RegistrationError } from './errors';
 import type { ParentType } from './registry';
 

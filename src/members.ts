@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+import type { ColumnMetadata } from './typeorm-types';
 import { MalformedMemberError, RegistrationError } from './errors';
 
 /** A parent's primary key value as recomputes receive it. */

@@ -1,6 +1,5 @@
 import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import { RegistrationError } from './errors';
 import { canonicalId, classify, idKindOf, idValue, type Classified, type IdKind, type ParentId } from './members';
 import { foreignKeyLink, junctionLink, readForeignKey, type ChildLink, type ForeignKeyLink, type JunctionLink } from './links';
@@ -8,6 +7,7 @@ import { foreignKeyLink, junctionLink, readForeignKey, type ChildLink, type Fore
 export type { ChildLink, ForeignKeyLink, JunctionLink } from './links';
 
 export type { ParentId } from './members';
+import type { ColumnMetadata } from './typeorm-types';
 
 /** What a recompute is given besides the parent id(s). */
 export interface RecomputeContext {

@@ -8,7 +8,7 @@ import { inject } from 'vitest';
 import { Coalescer, type CoalescerOptions } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { recomputeOrders, countMismatches } from '../examples/shop/recompute';
-import { migrations } from '../migrations';
+import { migrations } from '../examples/shop/migrations';
 
 export { Order, OrderLine, recomputeOrders, countMismatches };
 

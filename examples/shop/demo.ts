@@ -5,7 +5,7 @@ import { Order, OrderLine } from './entities';
 import { countMismatches } from './recompute';
 import { REDIS_URL, shopCoalescer } from './app';
 import { DATABASE_URL } from '../../ormconfig';
-import { migrations } from '../../migrations';
+import { migrations } from './migrations';
 import type { Coalescer } from '../../src';
 
 const HOW_TO_START =

@@ -1,5 +1,5 @@
 import type { EntityMetadata, ObjectLiteral, QueryRunner } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+import type { ColumnMetadata } from '../typeorm-types';
 import { errorMessage } from '../errors';
 import type { ForeignKeyLink, JunctionLink } from '../links';
 import type { ParentType } from '../registry';

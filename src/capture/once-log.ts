@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 
 /** Most distinct warnings remembered; past it they are said again rather than kept without bound. */
 const MAX_KEYS = 10_000;

@@ -11,7 +11,7 @@ import type {
   TransactionRollbackEvent,
   UpdateEvent,
 } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry } from '../redis/store';
 import type { Registry } from '../registry';
 import { isRecomputing } from '../recompute-scope';

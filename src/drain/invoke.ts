@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry, Store } from '../redis/store';
 import type { ServerClock } from '../redis/clock';
 import { RecomputeTimeoutError, errorMessage } from '../errors';

@@ -1,5 +1,5 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { RedisClient } from './scripts';
 
 /** The connections of one coalescer. */

@@ -80,23 +80,27 @@ describe('drain: claims, leases, re-arming, failures', () => {
     return c;
   }
 
-  it('8 concurrent claimers over 10,000 parents recompute each exactly once, never two at once', { timeout: 180_000 }, async () => {
-    const ns = `drain-${suffix()}`;
-    const tracker = new Tracker();
-    const workers = Array.from({ length: 8 }, () => make(ns, tracker));
-    const ids = Array.from({ length: 10_000 }, (_, i) => i + 1);
-    expect(await workers[0]!.mark(Doc, ids)).toBe(10_000);
-    // Window 1: every worker reads the same top member, so claims must collide.
-    const results = await Promise.all(workers.map((w) => w.drain({ window: 1 })));
-    const lostRaces = results.reduce((n, r) => n + r.lostRaces, 0);
-    expect(results.reduce((n, r) => n + r.recomputed, 0)).toBe(10_000);
-    expect(tracker.counts.size).toBe(10_000);
-    expect([...tracker.counts.values()].every((n) => n === 1)).toBe(true);
-    expect(tracker.overlaps).toEqual([]);
-    expect(lostRaces).toBeGreaterThan(0);
-    const s = await workers[0]!.stats();
-    expect([s.pending, s.inflight, s.delayed, s.dead]).toEqual([0, 0, 0, 0]);
-  });
+  it(
+    '8 concurrent claimers over 10,000 parents recompute each exactly once, never two at once',
+    { timeout: 180_000 },
+    async () => {
+      const ns = `drain-${suffix()}`;
+      const tracker = new Tracker();
+      const workers = Array.from({ length: 8 }, () => make(ns, tracker));
+      const ids = Array.from({ length: 10_000 }, (_, i) => i + 1);
+      expect(await workers[0]!.mark(Doc, ids)).toBe(10_000);
+      // Window 1: every worker reads the same top member, so claims must collide.
+      const results = await Promise.all(workers.map((w) => w.drain({ window: 1 })));
+      const lostRaces = results.reduce((n, r) => n + r.lostRaces, 0);
+      expect(results.reduce((n, r) => n + r.recomputed, 0)).toBe(10_000);
+      expect(tracker.counts.size).toBe(10_000);
+      expect([...tracker.counts.values()].every((n) => n === 1)).toBe(true);
+      expect(tracker.overlaps).toEqual([]);
+      expect(lostRaces).toBeGreaterThan(0);
+      const s = await workers[0]!.stats();
+      expect([s.pending, s.inflight, s.delayed, s.dead]).toEqual([0, 0, 0, 0]);
+    },
+  );
 
   it('batch claims from 4 processes-worth of drainers also recompute each parent once', async () => {
     const ns = `drain-${suffix()}`;
