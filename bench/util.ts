@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
+import type { Redis } from 'ioredis';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { migrations } from '../migrations';
 
@@ -69,4 +70,24 @@ export async function benchDataSource(
       }
     },
   });
+}
+
+/**
+ * Deletes every key of `namespace` (all share the hash tag `{namespace}`), so a run leaves
+ * nothing behind in Redis whatever keys the product keeps. Returns how many were deleted.
+ */
+export async function clearNamespace(redis: Redis, namespace: string): Promise<number> {
+  return deleteMatching(redis, `{${namespace}}*`);
+}
+
+/** Deletes every key matching the glob `pattern` (SCAN, never KEYS); returns how many. */
+export async function deleteMatching(redis: Redis, pattern: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.del(...keys);
+  } while (cursor !== '0');
+  return deleted;
 }
