@@ -4,20 +4,6 @@ import type { Redis } from 'ioredis';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { migrations } from '../migrations';
 
-/** Median of `values` (0 for none). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return 0;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-/** Rounds to `digits` decimals, for figures in JSON. */
-export function round(value: number, digits = 0): number {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
-}
-
 /** Progress to stderr, so stdout keeps the tables and the JSON line. */
 export function progress(line: string): void {
   process.stderr.write(`${line}\n`);
