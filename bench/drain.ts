@@ -2,142 +2,266 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Coalescer, type DrainResult } from '../src';
+import { type Figure, Samples } from './figure';
 import { BenchParent, parentDataSource } from './parent';
-import { median, progress, round } from './util';
+import { clearNamespace, progress, sleep } from './util';
+import type { WorkerReply } from './worker';
+
+/** How a drain row was measured. */
+export type DrainMode = 'inproc' | 'processes' | 'slow' | 'literal';
 
 /** One drain figure, as `npm run bench -- --json` reports it. */
 export interface DrainRow {
-  mode: 'inproc' | 'processes' | 'literal';
-  workers: number;
-  parentsPerSec: number;
-  lostRaceFraction: number;
-  ratioToZpopmax: number;
+  /**
+   * `inproc`: one process, no-op recompute; `processes`: forked worker processes, no-op;
+   * `slow`: one process, recomputes of `recomputeMs`; `literal` (a reference): one parent per
+   * claim (`window: 1`), the literal ZREVRANGE 0 0 + checked ZREM.
+   */
+  mode: DrainMode;
+  processes: number;
+  /** Recomputes at once per process. */
+  concurrency: number;
+  recomputeMs: number;
+  /** Parents drained per run. */
+  parents: number;
+  parentsPerSec: Figure;
+  lostRaceFraction: Figure;
+  /** Ratio to the `ZPOPMAX 100` loop of the same round over as many members; null for rows over fewer parents. */
+  ratioToZpopmax: Figure | null;
 }
 
+/** Sizes of the drain benchmark. */
 export interface DrainBenchOptions {
   databaseUrl: string;
   redisUrl: string;
+  /** Parents per run of the no-op rows (and of the ZPOPMAX loop). */
   parents: number;
+  /** Parents per run of the rows with slow recomputes. */
+  slowParents: number;
+  /** How long a slow recompute takes (a timer, not CPU). */
+  recomputeMs: number;
+  /** Parents per run of the literal reference row. */
+  literalParents: number;
+  /** Parents each worker process drains, three times, to warm up before the rounds. */
+  warmParents: number;
   rounds: number;
 }
 
+/** Every drain row, and the ceiling they are compared with. */
 export interface DrainBenchResult {
   rows: DrainRow[];
-  zpopmaxPerSec: number;
+  zpopmaxPerSec: Figure;
   parents: number;
+  /** Slow recomputes: parents/s at each concurrency over concurrency 1, run by run. */
+  slowSpeedup: { concurrency: number; overConcurrency1: Figure }[];
+  /** No-op recomputes: 2 worker processes over 1, run by run. */
+  twoProcessesOverOne: Figure;
+}
+
+interface Mode {
+  mode: DrainMode;
+  processes: number;
+  concurrency: number;
+  recomputeMs: number;
+  parents: number;
+  run: () => Promise<{ ms: number; results: DrainResult[] }>;
+}
+
+/** Concurrencies of the rows with slow recomputes. */
+const SLOW_CONCURRENCY = [1, 8, 32] as const;
+
+const key = (m: Pick<Mode, 'mode' | 'processes' | 'concurrency'>): string => `${m.mode}-${m.processes}x${m.concurrency}`;
+
+/** A drain worker process of bench/worker.ts, reused across rounds. */
+class DrainWorker {
+  private readonly waiting: { resolve: (reply: WorkerReply) => void; reject: (error: Error) => void }[] = [];
+  private failure: Error | undefined;
+
+  constructor(private readonly child: ChildProcess) {
+    child.on('message', (reply: WorkerReply) => this.waiting.shift()?.resolve(reply));
+    child.once('exit', (code) => {
+      this.failure = new Error(`bench worker exited with ${code}`);
+      for (const w of this.waiting.splice(0)) w.reject(this.failure);
+    });
+  }
+
+  static async start(env: Record<string, string>): Promise<DrainWorker> {
+    const child = fork(join(__dirname, 'worker.js'), [], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    const worker = new DrainWorker(child);
+    await worker.next();
+    return worker;
+  }
+
+  /** The worker's next reply; rejects if it exits first. */
+  next(): Promise<WorkerReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  /** Tells the worker to drain; resolves with its result. */
+  drain(): Promise<DrainResult> {
+    const reply = this.next();
+    this.child.send({ go: true });
+    return reply.then((r) => {
+      if (!('result' in r)) throw new Error('bench worker answered a drain without a result');
+      return r.result;
+    });
+  }
+
+  /** Asks the worker to close and exit; kills it if it has not within 5 s. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.send({ exit: true });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
 }
 
 /**
- * Drains the same set of parents (no-op recompute) in every mode, each round measuring a
- * `ZPOPMAX 100` loop over the same set too; medians over the rounds.
+ * Drains the same parents in every mode, each round measuring a `ZPOPMAX 100` loop over as many
+ * members first: no-op recomputes in one process (concurrency 1 / 4 / 8) and in 1 / 2 forked
+ * processes; 5 ms recomputes at concurrency 1 / 8 / 32; and, as a reference over fewer parents,
+ * the literal one-parent claim. Medians over the rounds, with min and max.
  */
 export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult> {
   const namespace = `bench-drain-${process.pid}`;
+  const slowNamespace = `${namespace}-slow`;
   const schema = `bench_drain_${process.pid}`;
   const ds = await parentDataSource(o.databaseUrl, schema);
   const coalescer = new Coalescer({ dataSource: ds, redis: o.redisUrl, namespace });
   coalescer.parent<number>(BenchParent, { recompute: async () => undefined });
+  const slow = new Coalescer({ dataSource: ds, redis: o.redisUrl, namespace: slowNamespace });
+  slow.parent<number>(BenchParent, { recompute: () => sleep(o.recomputeMs) });
   const raw = new Redis(o.redisUrl);
-  const ids = Array.from({ length: o.parents }, (_, i) => i + 1);
-  const fill = async (): Promise<void> => {
-    await coalescer.store.clear();
-    await coalescer.mark(BenchParent, ids);
+  const ids = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+  const fill = async (c: Coalescer, n: number): Promise<void> => {
+    await clearNamespace(raw, c.namespace);
+    await c.mark(BenchParent, ids(n));
   };
-  const rate = (ms: number): number => (o.parents / ms) * 1000;
-  const lostShare = (results: DrainResult[]): number => {
-    const lost = results.reduce((n, r) => n + r.lostRaces, 0);
-    const claimed = results.reduce((n, r) => n + r.claimed, 0);
-    return claimed + lost === 0 ? 0 : lost / (claimed + lost);
-  };
-  const modes: { key: string; mode: DrainRow['mode']; workers: number; run: () => Promise<{ ms: number; lost: number }> }[] = [
-    { key: 'literal-1', mode: 'literal', workers: 1, run: () => inproc(1, 1) },
-    ...[1, 4, 8].map((w) => ({ key: `inproc-${w}`, mode: 'inproc' as const, workers: w, run: () => inproc(w) })),
-    { key: 'processes-1', mode: 'processes', workers: 1, run: () => processes(1) },
-    { key: 'processes-4', mode: 'processes', workers: 4, run: () => processes(4) },
-  ];
-  async function inproc(concurrency: number, window?: number): Promise<{ ms: number; lost: number }> {
-    await fill();
-    const t = performance.now();
-    const r = await coalescer.drain({ concurrency, ...(window ? { window } : {}) });
-    const ms = performance.now() - t;
-    if (r.recomputed !== o.parents) throw new Error(`drain recomputed ${r.recomputed} of ${o.parents}`);
-    return { ms, lost: lostShare([r]) };
-  }
-  async function processes(n: number): Promise<{ ms: number; lost: number }> {
-    const children: ChildProcess[] = [];
-    try {
-      const ready: Promise<unknown>[] = [];
-      const done: Promise<DrainResult>[] = [];
-      for (let i = 0; i < n; i += 1) {
-        const child = fork(join(__dirname, 'worker.js'), [], {
-          env: {
-            ...process.env,
-            DATABASE_URL: o.databaseUrl,
-            REDIS_URL: o.redisUrl,
-            BENCH_NAMESPACE: namespace,
-            BENCH_SCHEMA: schema,
-            BENCH_CONCURRENCY: '1',
-          },
-          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-        });
-        children.push(child);
-        ready.push(new Promise((resolve) => child.once('message', resolve)));
-        done.push(
-          new Promise((resolve, reject) => {
-            child.on('message', (m: { result?: DrainResult }) => m.result && resolve(m.result));
-            child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`bench worker exited with ${code}`))));
-          }),
-        );
-      }
-      await Promise.all(ready);
-      await fill();
-      const t = performance.now();
-      for (const child of children) child.send({ go: true });
-      const results = await Promise.all(done);
-      const ms = performance.now() - t;
-      const recomputed = results.reduce((s, r) => s + r.recomputed, 0);
-      if (recomputed !== o.parents) throw new Error(`processes recomputed ${recomputed} of ${o.parents}`);
-      return { ms, lost: lostShare(results) };
-    } finally {
-      for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-    }
-  }
-  async function zpopmax(): Promise<number> {
-    await fill();
-    const t = performance.now();
-    while ((await raw.zpopmax(coalescer.store.keys.pending, 100)).length > 0);
-    return performance.now() - t;
-  }
+  const workers: DrainWorker[] = [];
 
-  const rates = new Map<string, number[]>();
-  const losts = new Map<string, number[]>();
-  const zpop: number[] = [];
+  const inproc =
+    (c: Coalescer, parents: number, concurrency: number, window?: number) =>
+    async (): Promise<{ ms: number; results: DrainResult[] }> => {
+      await fill(c, parents);
+      const t = performance.now();
+      const r = await c.drain({ concurrency, ...(window ? { window } : {}) });
+      return { ms: performance.now() - t, results: [r] };
+    };
+  const processes = (n: number) => async (): Promise<{ ms: number; results: DrainResult[] }> => {
+    await fill(coalescer, o.parents);
+    const t = performance.now();
+    const results = await Promise.all(workers.slice(0, n).map((w) => w.drain()));
+    return { ms: performance.now() - t, results };
+  };
+  const modes: Mode[] = [
+    ...[1, 4, 8].map((c) => ({
+      mode: 'inproc' as const,
+      processes: 1,
+      concurrency: c,
+      recomputeMs: 0,
+      parents: o.parents,
+      run: inproc(coalescer, o.parents, c),
+    })),
+    ...[1, 2].map((n) => ({
+      mode: 'processes' as const,
+      processes: n,
+      concurrency: 1,
+      recomputeMs: 0,
+      parents: o.parents,
+      run: processes(n),
+    })),
+    ...SLOW_CONCURRENCY.map((c) => ({
+      mode: 'slow' as const,
+      processes: 1,
+      concurrency: c,
+      recomputeMs: o.recomputeMs,
+      parents: o.slowParents,
+      run: inproc(slow, o.slowParents, c),
+    })),
+    // The literal protocol runs ~5,000 parents/s: a reference over fewer parents, not a contender.
+    {
+      mode: 'literal',
+      processes: 1,
+      concurrency: 1,
+      recomputeMs: 0,
+      parents: o.literalParents,
+      run: inproc(coalescer, o.literalParents, 1, 1),
+    },
+  ];
+
+  const zpopmaxKey = `{${namespace}}:zpopmax-reference`;
+  const zpopmax = async (): Promise<number> => {
+    await raw.del(zpopmaxKey);
+    for (let from = 1; from <= o.parents; from += 10_000) {
+      const members = ids(Math.min(10_000, o.parents - from + 1)).flatMap((i) => [1, `BenchParent:${from + i - 1}`]);
+      await raw.zadd(zpopmaxKey, ...members);
+    }
+    const t = performance.now();
+    while ((await raw.zpopmax(zpopmaxKey, 100)).length > 0);
+    return performance.now() - t;
+  };
+
+  const samples = new Samples();
   try {
+    const env = {
+      DATABASE_URL: o.databaseUrl,
+      REDIS_URL: o.redisUrl,
+      BENCH_NAMESPACE: namespace,
+      BENCH_SCHEMA: schema,
+      BENCH_WARM_PARENTS: String(o.warmParents),
+    };
+    for (let i = 0; i < 2; i += 1) workers.push(await DrainWorker.start({ ...env, BENCH_CONCURRENCY: '1' }));
     for (let round = 1; round <= o.rounds; round += 1) {
       progress(`drain: round ${round}/${o.rounds} over ${o.parents} parents`);
-      zpop.push(rate(await zpopmax()));
+      const zpopPerSec = (o.parents / (await zpopmax())) * 1000;
+      samples.add('zpopmax', zpopPerSec);
+      const rates = new Map<string, number>();
       for (const m of modes) {
-        const { ms, lost } = await m.run();
-        rates.set(m.key, [...(rates.get(m.key) ?? []), rate(ms)]);
-        losts.set(m.key, [...(losts.get(m.key) ?? []), lost]);
+        const { ms, results } = await m.run();
+        const recomputed = results.reduce((n, r) => n + r.recomputed, 0);
+        if (recomputed !== m.parents) throw new Error(`drain (${key(m)}) recomputed ${recomputed} of ${m.parents}`);
+        const lost = results.reduce((n, r) => n + r.lostRaces, 0);
+        const claimed = results.reduce((n, r) => n + r.claimed, 0);
+        const perSec = (m.parents / ms) * 1000;
+        samples.add(`${key(m)}/rate`, perSec);
+        rates.set(key(m), perSec);
+        samples.add(`${key(m)}/lost`, claimed + lost === 0 ? 0 : lost / (claimed + lost));
+        if (m.parents === o.parents) samples.add(`${key(m)}/ratio`, perSec / zpopPerSec);
       }
+      const rate = (k: string): number => rates.get(k) ?? Number.NaN;
+      for (const c of SLOW_CONCURRENCY) samples.add(`slow-speedup-${c}`, rate(`slow-1x${c}`) / rate('slow-1x1'));
+      samples.add('processes-2-over-1', rate('processes-2x1') / rate('processes-1x1'));
     }
   } finally {
-    await coalescer.store.clear();
+    await Promise.all(workers.map((w) => w.stop()));
+    await clearNamespace(raw, namespace);
+    await clearNamespace(raw, slowNamespace);
     raw.disconnect();
     await coalescer.close();
+    await slow.close();
     await ds.drop();
   }
-  const zpopmaxPerSec = median(zpop);
-  const rows = modes.map((m) => {
-    const perSec = median(rates.get(m.key) ?? []);
-    return {
-      mode: m.mode,
-      workers: m.workers,
-      parentsPerSec: round(perSec),
-      lostRaceFraction: round(median(losts.get(m.key) ?? []), 3),
-      ratioToZpopmax: round(perSec / zpopmaxPerSec, 3),
-    };
-  });
-  return { rows, zpopmaxPerSec: round(zpopmaxPerSec), parents: o.parents };
+  const rows = modes.map((m) => ({
+    mode: m.mode,
+    processes: m.processes,
+    concurrency: m.concurrency,
+    recomputeMs: m.recomputeMs,
+    parents: m.parents,
+    parentsPerSec: samples.figure(`${key(m)}/rate`),
+    lostRaceFraction: samples.figure(`${key(m)}/lost`, 3),
+    ratioToZpopmax: m.parents === o.parents ? samples.figure(`${key(m)}/ratio`, 3) : null,
+  }));
+  return {
+    rows,
+    zpopmaxPerSec: samples.figure('zpopmax'),
+    parents: o.parents,
+    slowSpeedup: SLOW_CONCURRENCY.map((c) => ({ concurrency: c, overConcurrency1: samples.figure(`slow-speedup-${c}`, 2) })),
+    twoProcessesOverOne: samples.figure('processes-2-over-1', 2),
+  };
 }

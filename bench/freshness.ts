@@ -1,7 +1,10 @@
 import 'reflect-metadata';
 import type { DataSource } from 'typeorm';
+import { Redis } from 'ioredis';
 import { Coalescer } from '../src';
+import { type Figure, quantile, Samples } from './figure';
 import { BenchParent as Parent, parentDataSource } from './parent';
+import { clearNamespace, sleep } from './util';
 
 /** Sizes of the freshness run. */
 export interface FreshnessOptions {
@@ -18,6 +21,8 @@ export interface FreshnessOptions {
   /** Parents each tick may claim (a runner's maxPerTick). */
   perTick: number;
   tickMs: number;
+  /** Runs of each side, interleaved. */
+  rounds: number;
   /** Progress lines go here. */
   log: (line: string) => void;
 }
@@ -33,24 +38,30 @@ export interface FreshnessRun {
   durationMs: number;
 }
 
-/** Both sides measured in the same run. */
+/** One side's figures over the rounds. */
+export interface FreshnessSide {
+  p50Ms: Figure;
+  p99Ms: Figure;
+  coldRecomputed: Figure;
+  cold: number;
+  hotRecomputes: Figure;
+  durationMs: Figure;
+}
+
+/** Both sides measured in the same rounds. */
 export interface FreshnessResult {
-  withMaxWait: FreshnessRun & { maxWaitMs: number };
-  withoutMaxWait: FreshnessRun;
+  rounds: number;
+  withMaxWait: FreshnessSide & { maxWaitMs: number };
+  withoutMaxWait: FreshnessSide;
 }
-
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? 0;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: number | undefined): Promise<FreshnessRun> {
+  const namespace = `bench-fresh-${process.pid}-${maxWaitMs ?? 'none'}`;
+  const raw = new Redis(o.redisUrl);
   const coalescer = new Coalescer({
     dataSource,
     redis: o.redisUrl,
-    namespace: `bench-fresh-${process.pid}-${maxWaitMs ?? 'none'}`,
+    namespace,
     ...(maxWaitMs === undefined ? {} : { maxWaitMs }),
   });
   const coldBase = 1_000_000;
@@ -64,7 +75,7 @@ async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: numbe
     },
   });
   try {
-    await coalescer.store.clear();
+    await clearNamespace(raw, namespace);
     const hot = Array.from({ length: o.hot }, (_, i) => i + 1);
     // The storm is running before the cold parents arrive.
     for (let k = 0; k < 20; k += 1) await coalescer.mark(Parent, hot);
@@ -106,23 +117,47 @@ async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: numbe
       durationMs: Math.round(durationMs),
     };
   } finally {
-    await coalescer.store.clear().catch(() => undefined);
     await coalescer.close();
+    await clearNamespace(raw, namespace).catch(() => undefined);
+    raw.disconnect();
   }
 }
 
 /**
  * A hot storm (hot parents re-marked all the time, ticks that claim `perTick` parents) while
- * cold parents marked once wait: their p99 wait with and without maxWaitMs, in the same run.
+ * cold parents marked once wait: their p99 wait with and without maxWaitMs, the two sides
+ * interleaved round by round.
  */
 export async function benchFreshness(o: FreshnessOptions): Promise<FreshnessResult> {
   const dataSource = await parentDataSource(o.databaseUrl, `bench_fresh_${process.pid}`);
+  const samples = new Samples();
+  const sides = [
+    { key: 'without', maxWaitMs: undefined },
+    { key: 'with', maxWaitMs: o.maxWaitMs },
+  ];
   try {
     o.log(`freshness: ${o.cold} cold parents behind ${o.hot} hot ones, ${o.perTick} claims per ${o.tickMs} ms tick`);
-    const withoutMaxWait = await run(dataSource, o, undefined);
-    const withMaxWait = { ...(await run(dataSource, o, o.maxWaitMs)), maxWaitMs: o.maxWaitMs };
-    return { withMaxWait, withoutMaxWait };
+    for (let round = 1; round <= o.rounds; round += 1) {
+      o.log(`freshness: round ${round}/${o.rounds}`);
+      for (const side of round % 2 === 1 ? sides : [...sides].reverse()) {
+        const r = await run(dataSource, o, side.maxWaitMs);
+        samples.add(`${side.key}/p50`, r.p50Ms);
+        samples.add(`${side.key}/p99`, r.p99Ms);
+        samples.add(`${side.key}/cold`, r.coldRecomputed);
+        samples.add(`${side.key}/hot`, r.hotRecomputes);
+        samples.add(`${side.key}/duration`, r.durationMs);
+      }
+    }
   } finally {
     await dataSource.drop();
   }
+  const side = (key: string): FreshnessSide => ({
+    p50Ms: samples.figure(`${key}/p50`),
+    p99Ms: samples.figure(`${key}/p99`),
+    coldRecomputed: samples.figure(`${key}/cold`),
+    cold: o.cold,
+    hotRecomputes: samples.figure(`${key}/hot`),
+    durationMs: samples.figure(`${key}/duration`),
+  });
+  return { rounds: o.rounds, withMaxWait: { ...side('with'), maxWaitMs: o.maxWaitMs }, withoutMaxWait: side('without') };
 }

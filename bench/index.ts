@@ -3,93 +3,247 @@ import { benchDrain } from './drain';
 import { benchSave } from './save';
 import { benchEndToEnd } from './end-to-end';
 import { benchFreshness } from './freshness';
+import { benchPeers } from './peers';
+import { benchContention } from './contention';
+import { cell } from './figure';
+import { machineInfo } from './machine';
+import { Report } from './report';
 import { progress, table } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** Seed of every generated workload: the same marks on every run and on both sides of a comparison. */
+const SEED = 20_241_122;
+
+/** What every part gets. */
+interface PartContext {
+  databaseUrl: string;
+  redisUrl: string;
+  quick: boolean;
+  report: Report;
+  /** The part's figures go here, under its name, in the JSON line. */
+  out: Record<string, unknown>;
+}
+
+/**
+ * The parts in the order they run. Each measures every side of its comparisons in the same
+ * run, prints its tables, records its targets and failures, and puts its figures in `out`.
+ */
+const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
+  async drain({ quick, report, out, ...urls }) {
+    const d = await benchDrain({
+      ...urls,
+      parents: quick ? 5_000 : 100_000,
+      slowParents: quick ? 100 : 1_000,
+      recomputeMs: 5,
+      literalParents: quick ? 300 : 5_000,
+      warmParents: quick ? 1_000 : 5_000,
+      rounds: 3,
+    });
+    out.drain = d;
+    table(
+      `drain: no-op rows over ${d.parents} parents (ZPOPMAX 100 over as many: ${cell(d.zpopmaxPerSec)}/s); median (min-max) of ${d.zpopmaxPerSec.runs} rounds`,
+      d.rows.map((r) => ({
+        mode: r.mode === 'literal' ? 'literal window 1 (reference)' : r.mode,
+        processes: r.processes,
+        concurrency: r.concurrency,
+        recomputeMs: r.recomputeMs,
+        parents: r.parents,
+        parentsPerSec: cell(r.parentsPerSec),
+        lostRaces: cell(r.lostRaceFraction),
+        ratioToZpopmax: cell(r.ratioToZpopmax),
+      })),
+    );
+    const byDefault = d.rows.find((r) => r.mode === 'inproc' && r.concurrency === 1);
+    report.atLeast('drain', 'drain() (concurrency 1) / ZPOPMAX 100', byDefault?.ratioToZpopmax?.median ?? 0, 0.3);
+    const eight = d.slowSpeedup.find((s) => s.concurrency === 8);
+    report.atLeast('drain', '5 ms recomputes: concurrency 8 / 1', eight?.overConcurrency1.median ?? 0, 6);
+  },
+
+  async save({ quick, report, out, ...urls }) {
+    const s = await benchSave({ ...urls, runs: quick ? 3 : 5, formsPerRun: quick ? 10 : 100, children: 50 });
+    out.save = s;
+    table(`save: one transaction of ${s.children} children, ms; median (min-max) of ${s.runs} runs of ${s.formsPerRun} forms`, [
+      { path: 'bare TypeORM', ms: cell(s.bareMs), ratio: '' },
+      { path: 'with typeorm-coalesce', ms: cell(s.oursMs), ratio: `${cell(s.overheadRatio)} x bare` },
+      {
+        path: 'counter cache (SELECT + UPDATE per child)',
+        ms: cell(s.counterCacheMs),
+        ratio: `${cell(s.speedupVsCounterCache)} x ours`,
+      },
+    ]);
+    report.atMost('save', 'ours / bare', s.overheadRatio.median, 1.1);
+    report.atLeast('save', 'counter cache / ours', s.speedupVsCounterCache.median, 8);
+  },
+
+  async endToEnd({ quick, report, out, ...urls }) {
+    const e = await benchEndToEnd({
+      ...urls,
+      saves: quick ? 5_000 : 100_000,
+      orders: quick ? 500 : 10_000,
+      perForm: 10,
+      writers: 4,
+      concurrency: 4,
+      runs: 3,
+    });
+    out.endToEnd = e;
+    table(`end to end: ${e.saves} child saves over ${e.distinctOrders} orders; median (min-max) of ${e.runs} runs`, [
+      { phase: 'saves', perSec: cell(e.savesPerSec), count: e.saves },
+      { phase: 'drain, recompute', perSec: cell(e.recompute.parentsPerSec), count: cell(e.recompute.recomputes) },
+      { phase: 'drain, recomputeMany', perSec: cell(e.recomputeMany.parentsPerSec), count: cell(e.recomputeMany.recomputes) },
+    ]);
+    process.stdout.write(`mismatches: ${e.mismatches}\n`);
+    report.atLeast('endToEnd', 'recomputeMany / recompute', e.manyOverOne.median, 5);
+    report.fail(...e.failures);
+  },
+
+  async freshness({ quick, out, ...urls }) {
+    const f = await benchFreshness({
+      ...urls,
+      cold: quick ? 500 : 10_000,
+      hot: 100,
+      maxWaitMs: 1_000,
+      capMs: quick ? 1_200 : 20_000,
+      perTick: 100,
+      tickMs: 20,
+      rounds: 3,
+      log: progress,
+    });
+    out.freshness = f;
+    table(
+      `freshness: cold parents behind a hot storm, ms (waits capped at the run length when never recomputed); median (min-max) of ${f.rounds} rounds`,
+      [
+        { run: `maxWaitMs ${f.withMaxWait.maxWaitMs}`, side: f.withMaxWait },
+        { run: 'no maxWaitMs', side: f.withoutMaxWait },
+      ].map(({ run, side }) => ({
+        run,
+        p50Ms: cell(side.p50Ms),
+        p99Ms: cell(side.p99Ms),
+        coldDone: `${cell(side.coldRecomputed)} of ${side.cold}`,
+      })),
+    );
+  },
+
+  async peers({ quick, report, out, ...urls }) {
+    const p = await benchPeers({
+      ...urls,
+      marks: quick ? 3_000 : 100_000,
+      parents: quick ? 300 : 10_000,
+      batchSizes: [10, 100],
+      rounds: 3,
+      concurrency: 8,
+      seed: SEED,
+    });
+    out.peers = { bullmq: p };
+    table(
+      `peers, marks: ${p.marks} marks over ${p.parents} parents, marks/s; ours = coalescer.mark(), BullMQ = addBulk with deduplication; median (min-max) of ${p.markRows[0]?.ratio.runs ?? 0} rounds`,
+      p.markRows.map((r) => ({
+        distribution: r.distribution,
+        batchSize: r.batchSize,
+        ours: cell(r.oursPerSec),
+        bullmq: cell(r.bullmqPerSec),
+        oursOverBullmq: cell(r.ratio),
+      })),
+    );
+    table(
+      `peers, drain: parents/s, concurrency ${p.concurrency} on both sides, no-op recompute / processor`,
+      p.drainRows.map((r) => ({
+        distribution: r.distribution,
+        distinctParents: r.distinctParents,
+        ours: cell(r.oursPerSec),
+        bullmq: cell(r.bullmqPerSec),
+        oursOverBullmq: cell(r.ratio),
+        oursRecomputes: cell(r.oursRecomputes),
+        bullmqRecomputes: cell(r.bullmqRecomputes),
+      })),
+    );
+    for (const r of p.markRows) {
+      report.atLeast('peers', `marks/s ours / BullMQ addBulk (${r.distribution}, batches of ${r.batchSize})`, r.ratio.median, 4);
+    }
+    for (const r of p.drainRows) report.atLeast('peers', `drain ours / BullMQ (${r.distribution})`, r.ratio.median, 8);
+    report.fail(...p.failures);
+  },
+
+  async contention({ quick, report, out, ...urls }) {
+    const c = await benchContention({
+      ...urls,
+      writers: [8, 32],
+      hotParents: quick ? [1] : [1, 10],
+      durationMs: quick ? 500 : 3_000,
+      rounds: 3,
+      lockTimeoutMs: 2_000,
+      seed: SEED,
+    });
+    out.contention = c;
+    table(
+      `contention: writers on their own connections inserting lines of hot orders for ${c.durationMs} ms; median (min-max) of ${c.rounds} rounds; errors and mismatches summed`,
+      c.rows.map((r) => ({
+        writers: r.writers,
+        hot: r.hotParents,
+        variant: r.variant === 'sync' ? 'sync (UPDATE in the tx)' : r.variant,
+        savesPerSec: cell(r.savesPerSec),
+        p50Ms: cell(r.p50Ms),
+        p99Ms: cell(r.p99Ms),
+        deadlocks: r.deadlocks,
+        lockTimeouts: r.lockTimeouts,
+        cancelled: r.cancelled,
+        otherErrors: r.otherErrors,
+        mismatches: r.mismatches ?? '-',
+        recomputes: cell(r.recomputes),
+      })),
+    );
+    const at = c.comparisons.find((x) => x.writers === 32 && x.hotParents === 1);
+    report.atLeast('contention', 'saves/s ours / sync (32 writers, 1 hot)', at?.savesOverSync.median ?? 0, 5);
+    report.atMost('contention', 'p99 ours / bare (32 writers, 1 hot)', at?.p99OverBare.median ?? Number.POSITIVE_INFINITY, 1.5);
+    const deadlocks = c.rows.filter((r) => r.variant === 'ours').reduce((n, r) => n + r.deadlocks, 0);
+    report.atMost('contention', 'deadlocks, ours (all runs)', deadlocks, 0);
+    report.fail(...c.failures);
+  },
+
+  // aggregates: bench/aggregates.ts (`benchAggregates(...)`, another engineer's) plugs in here as
+  // one more entry, `async aggregates({ quick, report, out, ...urls }) { ... }`, following the
+  // parts above: figures in out.aggregates, tables printed, targets and failures in `report`.
+  // Adding the entry is all it takes: --only and the default run list come from this object.
+};
 
 async function main(): Promise<void> {
+  const names = Object.keys(PARTS);
   const program = new Command('bench')
     .description(
-      'Benchmarks of typeorm-coalesce against local PostgreSQL and Redis: the drain (in-process and 4 processes, against a ZPOPMAX 100 loop), ' +
-        'the save path (bare TypeORM, with the subscriber, with an N+1 recompute), the shop end to end, and freshness under a hot storm. ' +
-        'Every comparison is measured in the same run. Nothing here is a test: no figure is asserted, but a wrong result (mismatches, ' +
-        'recomputes not equal to the orders touched) exits 1.',
+      'Benchmarks of typeorm-coalesce against local PostgreSQL and Redis: the drain (in-process, 1 and 2 processes, 5 ms recomputes, ' +
+        'against a ZPOPMAX 100 loop), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
+        'to end, freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
+        'on hot parents: bare, the synchronous update, ours). Every comparison is measured in the same run; every figure is a median ' +
+        'of at least 3 interleaved runs, with min and max. Nothing here is a test: no figure is asserted, but a wrong result ' +
+        '(mismatched totals, recomputes not equal to the parents touched) exits 1.',
     )
-    .option('--quick', 'small sizes and few rounds (CI runs this so the bench never rots)')
+    .option('--quick', 'small sizes (CI runs this so the bench never rots)')
     .option('--json', 'print one JSON object with every figure on the last line')
-    .option('--only <parts>', 'comma-separated parts to run: drain,save,endToEnd,freshness')
+    .option('--only <parts>', `comma-separated parts to run: ${names.join(',')}`)
     .addHelpText('after', `\nEnvironment: DATABASE_URL (default ${DATABASE_URL}), REDIS_URL (default ${REDIS_URL}).`)
     .parse();
   const o = program.opts<{ quick?: boolean; json?: boolean; only?: string }>();
   const quick = Boolean(o.quick);
-  const parts = new Set((o.only ?? 'drain,save,endToEnd,freshness').split(',').map((p) => p.trim()));
+  const selected = o.only === undefined ? names : o.only.split(',').map((p) => p.trim());
+  const unknown = selected.filter((p) => !names.includes(p));
+  if (unknown.length > 0) {
+    program.error(`bench: unknown part(s) in --only: ${unknown.join(', ')}; the parts are ${names.join(', ')}`, { exitCode: 2 });
+  }
   const urls = { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL };
   const started = performance.now();
-  const out: Record<string, unknown> = {
-    machine: { cpus: (await import('node:os')).cpus().length, node: process.version, quick },
-  };
-
-  if (parts.has('drain')) {
-    const d = await benchDrain({ ...urls, parents: quick ? 2_000 : 10_000, rounds: quick ? 2 : 5 });
-    out.drain = d.rows;
-    out.drainBaseline = { zpopmaxPerSec: d.zpopmaxPerSec, parents: d.parents };
-    table(`drain: ${d.parents} parents, no-op recompute (ZPOPMAX 100 ceiling: ${d.zpopmaxPerSec}/s)`, d.rows as never);
+  const report = new Report();
+  const out: Record<string, unknown> = { machine: await machineInfo(DATABASE_URL, REDIS_URL, quick) };
+  for (const name of names) {
+    if (!selected.includes(name)) continue;
+    const t = performance.now();
+    await PARTS[name]?.({ ...urls, quick, report, out });
+    progress(`${name}: ${Math.round((performance.now() - t) / 100) / 10} s`);
   }
-  if (parts.has('save')) {
-    const s = await benchSave({ ...urls, rounds: quick ? 40 : 300, children: 50 });
-    out.save = s;
-    table(`save: one transaction of ${s.children} children, median of ${s.rounds} interleaved rounds`, [
-      { path: 'bare TypeORM', ms: s.bareMs, ratio: 1 },
-      { path: 'with typeorm-coalesce', ms: s.oursMs, ratio: s.overheadRatio },
-      { path: 'N+1 recompute per child', ms: s.nPlus1Ms, ratio: Math.round((s.nPlus1Ms / s.bareMs) * 100) / 100 },
-    ]);
-  }
-  if (parts.has('endToEnd')) {
-    const e = await benchEndToEnd({
-      ...urls,
-      saves: quick ? 10_000 : 100_000,
-      orders: quick ? 1_000 : 10_000,
-      perForm: 10,
-      writers: 4,
-      concurrency: 4,
-    });
-    out.endToEnd = e;
-    table(`end to end: ${e.saves} child saves over ${e.distinctOrders} orders`, [
-      { phase: 'saves', perSec: e.savesPerSec, count: e.saves },
-      { phase: 'drain, recompute', perSec: e.recompute.parentsPerSec, count: e.recompute.recomputes },
-      { phase: 'drain, recomputeMany', perSec: e.recomputeMany.parentsPerSec, count: e.recomputeMany.recomputes },
-    ]);
-    process.stdout.write(`mismatches: ${e.mismatches}\n`);
-    if (e.mismatches !== 0 || e.recomputes !== e.distinctOrders) process.exitCode = 1;
-  }
-  if (parts.has('freshness')) {
-    const f = await benchFreshness({
-      ...urls,
-      cold: quick ? 2_000 : 10_000,
-      hot: 100,
-      maxWaitMs: 1_000,
-      capMs: quick ? 4_000 : 20_000,
-      perTick: 100,
-      tickMs: 20,
-      log: progress,
-    });
-    out.freshness = f;
-    table('freshness: cold parents behind a hot storm (waits capped at the run length when never recomputed)', [
-      {
-        run: `maxWaitMs ${f.withMaxWait.maxWaitMs}`,
-        p50Ms: f.withMaxWait.p50Ms,
-        p99Ms: f.withMaxWait.p99Ms,
-        coldDone: `${f.withMaxWait.coldRecomputed}/${f.withMaxWait.cold}`,
-      },
-      {
-        run: 'no maxWaitMs',
-        p50Ms: f.withoutMaxWait.p50Ms,
-        p99Ms: f.withoutMaxWait.p99Ms,
-        coldDone: `${f.withoutMaxWait.coldRecomputed}/${f.withoutMaxWait.cold}`,
-      },
-    ]);
-  }
+  report.printTargets();
+  for (const failure of report.failures) process.stderr.write(`bench failure: ${failure}\n`);
+  if (report.failures.length > 0) process.exitCode = 1;
+  out.targets = report.targets;
+  out.failures = report.failures;
   out.durationMs = Math.round(performance.now() - started);
   if (o.json) process.stdout.write(`${JSON.stringify(out)}\n`);
 }

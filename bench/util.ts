@@ -1,21 +1,8 @@
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
+import type { Redis } from 'ioredis';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { migrations } from '../examples/shop/migrations';
-
-/** Median of `values` (0 for none). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return 0;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-/** Rounds to `digits` decimals, for figures in JSON. */
-export function round(value: number, digits = 0): number {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
-}
 
 /** Progress to stderr, so stdout keeps the tables and the JSON line. */
 export function progress(line: string): void {
@@ -69,4 +56,24 @@ export async function benchDataSource(
       }
     },
   });
+}
+
+/**
+ * Deletes every key of `namespace` (all share the hash tag `{namespace}`), so a run leaves
+ * nothing behind in Redis whatever keys the product keeps. Returns how many were deleted.
+ */
+export async function clearNamespace(redis: Redis, namespace: string): Promise<number> {
+  return deleteMatching(redis, `{${namespace}}*`);
+}
+
+/** Deletes every key matching the glob `pattern` (SCAN, never KEYS); returns how many. */
+export async function deleteMatching(redis: Redis, pattern: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.del(...keys);
+  } while (cursor !== '0');
+  return deleted;
 }
