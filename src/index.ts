@@ -3,7 +3,9 @@ export type { CoalescerEvents, CoalescerStats, DeadLetters, HotParent } from './
 export type { CoalescerOptions } from './config';
 export type { ParentCaptureOptions } from './capture/derived';
 export { DEFAULTS } from './config';
-export type { ChildOptions, ParentId, ParentOptions, Priority, RecomputeContext } from './registry';
+export type { CaptureMode, ChildOptions, ParentId, ParentOptions, Priority, RecomputeContext } from './registry';
+export type { MigrationClass, MigrationFormat, TriggerMigrationOptions, TriggerMigrationSource } from './capture/triggers';
+export type { TriggerStatements } from './capture/trigger-sql';
 export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 export type { RetryOptions } from './drain/backoff';
 export type { DeadEntry } from './redis/store';
