@@ -134,7 +134,8 @@ export class OutboxListener {
       return;
     }
     this.relays += 1;
-    this.relaying = this.relay()
+    this.relaying = Promise.resolve()
+      .then(() => this.relay())
       .then(
         () => undefined,
         (error: unknown) => {
