@@ -45,10 +45,6 @@ export class OutboxListener {
   private relaying: Promise<void> | undefined;
   private queued = false;
   private closed = false;
-  /** Connections opened so far (reconnections included). */
-  connections = 0;
-  /** Relays started by notifications and reconnections. */
-  relays = 0;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -103,7 +99,6 @@ export class OutboxListener {
     }
     if (this.client !== client) return;
     this.connectedClient = client;
-    this.connections += 1;
     if (this.failures > 0) this.logger.info({ channel: OUTBOX_CHANNEL }, 'outbox listen connection back; relaying the outbox');
     this.failures = 0;
     // Rows written while nobody listened (before the start, or during an outage) go now.
@@ -133,7 +128,6 @@ export class OutboxListener {
       this.queued = true;
       return;
     }
-    this.relays += 1;
     this.relaying = Promise.resolve()
       .then(() => this.relay())
       .then(

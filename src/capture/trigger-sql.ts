@@ -25,29 +25,37 @@ export interface TriggerTable {
   readonly entity: string;
   /** The table's schema when the entity or DataSource names one; else the migration session's search_path decides. */
   readonly schema: string | undefined;
+  /** The table's name. */
   readonly table: string;
   /** Primary key columns (database names): an UPDATE's old and new rows are paired on them. */
   readonly primary: readonly string[];
+  /** One per parent link of the child. */
   readonly marks: readonly TriggerMark[];
 }
 
 /** Everything the triggers of one namespace write into. */
 export interface TriggerSpec {
+  /** The namespace the rows and notifications are for. */
   readonly namespace: string;
   /** The outbox table, quoted and qualified as the library's queries name it. */
   readonly outbox: string;
+  /** The child tables to capture. */
   readonly tables: readonly TriggerTable[];
 }
 
 /** The statements that create the triggers, and those that drop them. */
 export interface TriggerStatements {
+  /** Creates (or replaces) the functions and the triggers. */
   readonly up: readonly string[];
+  /** Drops them. */
   readonly down: readonly string[];
 }
 
 /** Names of a child table's trigger function and triggers. */
 export interface TriggerNames {
+  /** The trigger function, in the table's schema. */
   readonly fn: string;
+  /** The AFTER INSERT, AFTER UPDATE and AFTER DELETE triggers. */
   readonly insert: string;
   readonly update: string;
   readonly delete: string;

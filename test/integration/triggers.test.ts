@@ -263,6 +263,18 @@ describe('trigger capture of the shop lines (PostgreSQL)', () => {
     }, 'the listen connection closed');
   });
 
+  it('a listen connection that cannot be opened is retried in the background, never rejected', async () => {
+    // The test DataSource's driver, pointed at a port where nothing listens.
+    const unreachable = { options: { type: 'postgres', url: 'postgres://postgres@127.0.0.1:9/none' }, driver: ds().driver };
+    const listener = new OutboxListener(unreachable as unknown as DataSource, 'nowhere', async () => undefined, testLogger(), {
+      minMs: 10,
+      maxMs: 20,
+    });
+    await listener.start();
+    expect(listener.listening).toBe(false);
+    await listener.close();
+  });
+
   it('the migration down() drops the triggers and their function', async () => {
     await runMigration(ds(), coalescer.triggerMigration(), 'down');
     const [row] = (await ds().query(
