@@ -14,6 +14,15 @@ import { Marker, addMark, type MarkerStats } from './capture/marker';
 import { CaptureSubscriber } from './capture/subscriber';
 import { DerivedColumns, type ParentCaptureOptions } from './capture/derived';
 import { Outbox } from './capture/outbox';
+import { OutboxListener } from './capture/listener';
+import type { TriggerStatements } from './capture/trigger-sql';
+import {
+  TriggerMigrations,
+  type MigrationClass,
+  type MigrationFormat,
+  type TriggerMigrationOptions,
+  type TriggerMigrationSource,
+} from './capture/triggers';
 import { EpochGuard } from './epoch';
 import { Housekeeper, type Housework } from './housekeeping';
 import { dialectOf } from './db/dialect';
@@ -105,6 +114,8 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   private readonly derived = new DerivedColumns();
   private policiesWritten: Promise<void> | undefined;
   private closed = false;
+  private readonly triggers: TriggerMigrations;
+  private listener: OutboxListener | undefined;
 
   constructor(options: CoalescerOptions) {
     super();
@@ -173,6 +184,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       this.logger,
       this.clients.where,
     );
+    this.triggers = new TriggerMigrations(o.dataSource, this.registry, o.namespace, o.outboxTable);
     // Measured at once, so the first marks already carry the namespace's time.
     this.clock.sync().catch((error: unknown) => this.logger.debug({ err: errorMessage(error) }, 'clock not set yet'));
   }
@@ -225,6 +237,61 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     }
   }
 
+  /**
+   * A TypeORM migration class that installs trigger capture (PostgreSQL): statement-level
+   * triggers on each child's table write the parents of every change, raw SQL and other programs
+   * included, to the outbox. `children` are entity targets or names (default: every child
+   * registered with capture 'triggers'); `down()` drops the triggers. A ConfigError on
+   * MySQL/MariaDB, where only the subscriber applies.
+   */
+  triggerMigration(
+    children?: readonly (EntityTarget<ObjectLiteral> | string)[],
+    options?: TriggerMigrationOptions,
+  ): MigrationClass {
+    return this.triggers.migration(children, options);
+  }
+
+  /** The migration of {@link triggerMigration} as source text (`coalesce triggers` writes it to a file). */
+  triggerMigrationSource(
+    children?: readonly (EntityTarget<ObjectLiteral> | string)[],
+    options?: TriggerMigrationOptions & { format?: MigrationFormat },
+  ): TriggerMigrationSource {
+    return this.triggers.source(children, options);
+  }
+
+  /** The SQL of {@link triggerMigration}: `up` creates the triggers, `down` drops them. */
+  triggerStatements(children?: readonly (EntityTarget<ObjectLiteral> | string)[]): TriggerStatements {
+    return this.triggers.statements(children);
+  }
+
+  /**
+   * Relays the outbox within milliseconds of each commit that the triggers marked: a dedicated
+   * PostgreSQL connection LISTENs for their notifications (one relay in flight, one queued). A
+   * dropped connection is reopened with backoff. `attach()` calls it when a child is captured by
+   * triggers; `close()` ends it. Resolves once listening, or once the first attempt failed (it
+   * is retried in the background); rejects only with a ConfigError off PostgreSQL.
+   */
+  listen(): Promise<void> {
+    if (this.closed) return Promise.reject(new ConfigError('listen(): this coalescer is closed'));
+    const ds = this.options.dataSource;
+    if (ds.options.type !== 'postgres') {
+      return Promise.reject(
+        new ConfigError(
+          `listen(): the outbox notifications come from PostgreSQL triggers; the DataSource is ${String(ds.options.type)}`,
+        ),
+      );
+    }
+    // Before the first drain the epoch is unknown: the full housework then sets it, so the
+    // relayed rows are recorded as sent and not sent again.
+    this.listener ??= new OutboxListener(
+      ds,
+      this.namespace,
+      () => (this.guard.epoch === '' ? this.housekeeper.run() : this.relayOutbox()),
+      this.logger,
+    );
+    return this.listener.start();
+  }
+
   /** Registers the capture subscriber on the DataSource. Idempotent. */
   attach(): Promise<void> {
     const ds = this.options.dataSource;
@@ -251,6 +318,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     }
     // The host must start even when Redis is down; the policies go out with the next drain or mark.
     return Promise.all([
+      this.registry.triggerChildren().length > 0 ? this.listen() : undefined,
       this.publishPolicies().catch((error: unknown) => {
         this.logger.warn(
           { err: errorMessage(error), redis: this.clients.where },
@@ -553,6 +621,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     if (this.closed) return;
     this.closed = true;
     this.detach();
+    await this.listener?.close();
     await this.marker.settled();
     await this.drainer.close(this.options.recomputeTimeoutMs);
     await this.events.stop();

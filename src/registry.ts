@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
 import type { CoalesceLogger as Logger } from './log';
 import { RegistrationError } from './errors';
+import { dialectOf } from './db/dialect';
 import { canonicalId, classify, idKindOf, idValue, type Classified, type IdKind, type ParentId } from './members';
 import { foreignKeyLink, junctionLink, readForeignKey, type ChildLink, type ForeignKeyLink, type JunctionLink } from './links';
 
@@ -89,7 +90,21 @@ export interface ChildOptions {
    * child marks the parents it is linked to.
    */
   via?: string;
+  /**
+   * How the child's changes are captured. `'subscriber'`: the TypeORM subscriber sees the
+   * writes made through TypeORM. `'triggers'` (PostgreSQL only): statement-level triggers,
+   * made by the migration `coalescer.triggerMigration()` returns, see every write, raw SQL and
+   * other programs included; the subscriber then stands aside for this child. Every `child()`
+   * call of one child gives the same mode; `via` links are captured by the subscriber only.
+   * @defaultValue 'subscriber'
+   */
+  capture?: CaptureMode;
 }
+
+/** How a child's changes are captured: by the TypeORM subscriber, or by database triggers. */
+export type CaptureMode = 'subscriber' | 'triggers';
+
+const CAPTURE_MODES: readonly CaptureMode[] = ['subscriber', 'triggers'];
 
 /** Score base per priority tier; heat is the score minus the base. Far apart so heat never crosses a tier. */
 export const PRIORITY_BASE: Readonly<Record<Priority, number>> = Object.freeze({
@@ -124,6 +139,8 @@ export interface ParentType {
 export class Registry {
   private readonly parents = new Map<string, ParentType>();
   private readonly links = new Map<EntityMetadata['target'], ChildLink[]>();
+  /** Children captured by database triggers: the subscriber does not see them. */
+  private readonly triggered = new Map<EntityMetadata['target'], ForeignKeyLink[]>();
   /** Many-to-many links by join table (every join table's metadata has the same empty target). */
   private readonly junctions = new Map<string, JunctionLink[]>();
 
@@ -196,6 +213,18 @@ export class Registry {
           `got ${foreignKey === undefined ? 'neither' : `foreignKey "${foreignKey}" and via "${String(via)}"`}`,
       );
     }
+    const capture = this.captureOf(metadata, parent, options.capture, via);
+    if (capture === 'triggers') {
+      const existing = this.triggered.get(metadata.target) ?? [];
+      const link = foreignKeyLink(metadata, parent, foreignKey as string);
+      if (existing.some((l) => l.parent === parent && l.column === link.column)) {
+        throw new RegistrationError(
+          `child ${metadata.name} is already registered for parent ${parent.name} by "${String(foreignKey)}"`,
+        );
+      }
+      this.triggered.set(metadata.target, [...existing, link]);
+      return link;
+    }
     const existing = this.links.get(metadata.target) ?? [];
     if (via !== undefined) {
       const link = junctionLink(metadata, parent, via);
@@ -217,6 +246,62 @@ export class Registry {
     return link;
   }
 
+  /**
+   * The capture mode of a new link of `child`, checked: a known mode, the same as the child's
+   * other links, PostgreSQL for triggers, and no many-to-many link captured by triggers.
+   */
+  private captureOf(child: EntityMetadata, parent: ParentType, capture: unknown, via: string | undefined): CaptureMode {
+    const mode = capture ?? 'subscriber';
+    const what = `child ${child.name} (parent ${parent.name})`;
+    if (!CAPTURE_MODES.includes(mode as CaptureMode)) {
+      throw new RegistrationError(
+        `${what}: capture must be one of ${CAPTURE_MODES.map((m) => `'${m}'`).join(', ')}, got ${JSON.stringify(capture) ?? String(capture)}`,
+      );
+    }
+    const before = this.triggered.has(child.target) ? 'triggers' : this.links.has(child.target) ? 'subscriber' : undefined;
+    if (before !== undefined && before !== mode) {
+      throw new RegistrationError(
+        `${what}: capture '${String(mode)}' differs from the '${before}' of its earlier child() call; every link of one child is captured one way`,
+      );
+    }
+    if (mode !== 'triggers') return 'subscriber';
+    if (via !== undefined) {
+      throw new RegistrationError(
+        `${what}: via "${via}" cannot use capture 'triggers' (many-to-many links are captured by the subscriber only): use capture 'subscriber'`,
+      );
+    }
+    const dialect = dialectOf(this.dataSource);
+    if (dialect !== 'postgres') {
+      throw new RegistrationError(
+        `${what}: capture 'triggers' needs PostgreSQL; on ${String(this.dataSource.options.type)} only capture 'subscriber' applies`,
+      );
+    }
+    return 'triggers';
+  }
+
+  /** Children captured by triggers, each with its links (all of them foreign keys). */
+  triggerChildren(): { readonly child: EntityMetadata; readonly links: readonly ForeignKeyLink[] }[] {
+    return [...this.triggered.values()].flatMap((links) => {
+      const child = links[0]?.child;
+      return child ? [{ child, links }] : [];
+    });
+  }
+
+  /**
+   * Every foreign-key link of a registered child, whatever its capture mode (a child whose
+   * triggers are being rolled out may still be captured by the subscriber); none for others.
+   */
+  foreignKeyLinksOf(metadata: EntityMetadata): readonly ForeignKeyLink[] {
+    const subscribed = (this.links.get(metadata.target) ?? []).filter((l): l is ForeignKeyLink => l.kind === 'foreignKey');
+    return [...(this.triggered.get(metadata.target) ?? []), ...subscribed];
+  }
+
+  /** Names of every registered child entity, for messages. */
+  childNames(): string[] {
+    const names = [...this.triggered.values(), ...this.links.values()].map((links) => links[0]?.child.name);
+    return [...new Set(names.filter((n): n is string => n !== undefined))];
+  }
+
   /** The parent type registered for `target`, or a RegistrationError naming the known ones. */
   parentOf(target: EntityTarget<ObjectLiteral> | string, what = 'parent'): ParentType {
     const name = typeof target === 'string' ? target : this.metadataOf(target, 'parent').name;
@@ -229,7 +314,7 @@ export class Registry {
     return parent;
   }
 
-  /** The links of a child entity, or none if it is not a registered child. */
+  /** The links the subscriber captures of a child entity, or none (not a registered child, or captured by triggers). */
   linksOf(metadata: EntityMetadata): readonly ChildLink[] {
     return this.links.get(metadata.target) ?? [];
   }

@@ -57,3 +57,10 @@ export async function loadApp(module: string): Promise<Coalescer> {
   }
   return candidate;
 }
+
+/** Closes the Coalescer and the DataSource an app module opened; never throws. */
+export async function closeApp(coalescer: Coalescer): Promise<void> {
+  await coalescer.close().catch(() => undefined);
+  const ds = coalescer.options.dataSource;
+  if (ds.isInitialized) await ds.destroy().catch(() => undefined);
+}

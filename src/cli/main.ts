@@ -8,7 +8,8 @@ import { serveMetrics, type MetricsServer } from '../metrics';
 import { serveDashboard, type DashboardServer } from '../dashboard/server';
 import { resolveDashboardOptions, type DashboardOptions } from '../dashboard/options';
 import { RUNNER_DEFAULTS, resolveRunnerOptions } from '../runner/runner';
-import { loadApp, UsageError } from './app';
+import { closeApp, loadApp, UsageError } from './app';
+import { addTriggersCommand } from './triggers';
 import { Progress } from './progress';
 import { markAll } from '../rebuild';
 
@@ -62,12 +63,6 @@ async function withApp<T>(globals: Globals, fn: (coalescer: Coalescer) => Promis
   } finally {
     await closeApp(coalescer);
   }
-}
-
-async function closeApp(coalescer: Coalescer): Promise<void> {
-  await coalescer.close().catch(() => undefined);
-  const ds = coalescer.options.dataSource;
-  if (ds.isInitialized) await ds.destroy().catch(() => undefined);
 }
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -403,6 +398,7 @@ export function buildProgram(): Command {
         });
       });
   }
+  addTriggersCommand(program, print);
   return program;
 }
 
