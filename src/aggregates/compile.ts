@@ -27,11 +27,14 @@ export interface CompareRow {
 /** A parent's aggregates compiled to one set-based statement per batch of ids. */
 export interface CompiledAggregates {
   readonly fields: readonly AggregateField[];
-  /** Writes every derived field of `ids` in one UPDATE; ids without a row are skipped. */
+  /**
+   * Writes every derived field of `ids`; ids without a row are skipped. PostgreSQL: one UPDATE.
+   * MySQL/MariaDB: one SELECT of the values (no locks on the children), then one UPDATE.
+   */
   update(manager: EntityManager, ids: readonly ParentId[]): Promise<void>;
   /** Reads the stored and the expected values of `ids` in one SELECT; ids without a row are left out. */
   compare(manager: EntityManager, ids: readonly ParentId[]): Promise<CompareRow[]>;
-  /** The UPDATE for `ids`, as sent. */
+  /** The first statement of {@link update} for `ids`, as sent: the UPDATE (PostgreSQL), the SELECT of the values (MySQL/MariaDB). */
   updateStatement(ids: readonly ParentId[]): Statement;
   /** The SELECT of {@link compare} for `ids`, as sent. */
   compareStatement(ids: readonly ParentId[]): Statement;
@@ -127,6 +130,13 @@ export function compileAggregates(
   const joins = (p: Params, ids: IdsRef, on: string): string =>
     all.map((g) => ` LEFT JOIN ${derived(p, ids, g)} ${g.alias} ON ${g.alias}.fk = ${on}`).join('');
 
+  // PostgreSQL reads the children from the statement's snapshot without locking them: one
+  // UPDATE ... FROM does it all. InnoDB's UPDATE ... JOIN would take shared next-key locks on the
+  // children read, and deadlock with the host's own child inserts, updates and moves (the host's
+  // transaction, the smaller one, being the victim). So on MySQL/MariaDB the batch's values are
+  // read by a plain SELECT (a consistent read, no locks), as text so nothing is lost on the way
+  // (DECIMAL, DATETIME(6), BIGINT), and written by one UPDATE ... JOIN over the bound values,
+  // which locks the parent rows only.
   const updateSql = (ids: readonly ParentId[]): Sql =>
     dialect.name === 'postgres'
       ? (p) => {
@@ -136,9 +146,22 @@ export function compileAggregates(
         }
       : (p) => {
           const ref = bindIds(p, ids);
-          const set = items.map(({ group, item }) => `p.${q(item.field.column.databaseName)} = ${value(group, item)}`).join(', ');
-          return `UPDATE ${table} p${joins(p, ref, `p.${pk}`)} SET ${set} WHERE ${ref.in(`p.${pk}`)}`;
+          const values = items.map(({ group, item }, i) => `CAST(${value(group, item)} AS CHAR) AS e${i}`).join(', ');
+          return `SELECT p.${pk} AS id, ${values} FROM ${table} p${joins(p, ref, `p.${pk}`)} WHERE ${ref.in(`p.${pk}`)}`;
         };
+  const writeValues = (rows: readonly Record<string, unknown>[]): Sql => {
+    const set = items.map(({ item }, i) => `p.${q(item.field.column.databaseName)} = a.e${i}`).join(', ');
+    return (p) => {
+      const first = (row: Record<string, unknown>) =>
+        `SELECT ${p.value(row.id)} AS id, ${items.map((_x, i) => `${p.value(row[`e${i}`])} AS e${i}`).join(', ')}`;
+      const rest = (row: Record<string, unknown>) =>
+        `SELECT ${[row.id, ...items.map((_x, i) => row[`e${i}`])].map((v) => p.value(v)).join(', ')}`;
+      const source = rows.map((row, i) => (i === 0 ? first(row) : rest(row))).join(' UNION ALL ');
+      return `UPDATE ${table} p JOIN (${source}) a ON a.id = p.${pk} SET ${set}`;
+    };
+  };
+  // Bound values per UPDATE stay well under the protocol's 65,535 placeholders.
+  const rowsPerWrite = Math.max(1, Math.floor(60_000 / (items.length + 1)));
   const compareSql =
     (ids: readonly ParentId[]): Sql =>
     (p) => {
@@ -156,7 +179,15 @@ export function compileAggregates(
     async update(manager: EntityManager, ids: readonly ParentId[]): Promise<void> {
       if (ids.length === 0) return;
       const { sql, params } = dialect.render(updateSql(ids));
-      await manager.query(sql, params);
+      if (dialect.name === 'postgres') {
+        await manager.query(sql, params);
+        return;
+      }
+      const rows = (await manager.query(sql, params)) as Record<string, unknown>[];
+      for (let i = 0; i < rows.length; i += rowsPerWrite) {
+        const write = dialect.render(writeValues(rows.slice(i, i + rowsPerWrite)));
+        await manager.query(write.sql, write.params);
+      }
     },
     async compare(manager: EntityManager, ids: readonly ParentId[]): Promise<CompareRow[]> {
       if (ids.length === 0) return [];
