@@ -14,6 +14,7 @@ import { CaptureSubscriber } from './capture/subscriber';
 import { Outbox } from './capture/outbox';
 import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
 import { Runner, type RunnerOptions } from './runner/runner';
+import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
 
 /** Events a Coalescer emits. */
 export interface CoalescerEvents {
@@ -21,6 +22,8 @@ export interface CoalescerEvents {
   failed: [FailedEvent];
   /** After each `drain()` that completed (a runner's ticks included), with what it did. */
   drained: [DrainResult];
+  /** After each `verify()`, with what it found. */
+  verified: [VerifyResult];
 }
 
 /** Sizes and ages of one namespace. */
@@ -315,6 +318,29 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         this.report('drained', result);
         return result;
       });
+  }
+
+  /**
+   * Compares a parent type's stored derived fields with what its aggregates (or its `expected`)
+   * compute: every row by primary key, a random `sample`, or the given `ids`. Parents with a
+   * recompute pending or running are skipped, not reported; `repair` marks the drifted ones.
+   */
+  async verify(target: EntityTarget<ObjectLiteral> | string, options: VerifyOptions = {}): Promise<VerifyResult> {
+    const parent = this.registry.parentOf(target);
+    const result = await verifyParent(
+      {
+        dataSource: this.options.dataSource,
+        registry: this.registry,
+        store: this.store,
+        mark: (name, ids) => this.mark(name, ids),
+        recheckMs: this.options.markTimeoutMs,
+        clock: this.options.clock,
+      },
+      parent,
+      options,
+    );
+    this.report('verified', result);
+    return result;
   }
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */

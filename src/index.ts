@@ -5,6 +5,7 @@ export { DEFAULTS } from './config';
 export type { ChildOptions, ExpectedValues, ParentId, ParentOptions, Priority, RecomputeContext } from './registry';
 export { avg, count, max, min, sum } from './aggregates/spec';
 export type { AggregateKind, AggregateOptions, AggregateSpec } from './aggregates/spec';
+export type { DriftExample, VerifyOptions, VerifyProgress, VerifyResult } from './verify/verifier';
 export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 export type { RetryOptions } from './drain/backoff';
 export type { DeadEntry } from './redis/store';

@@ -15,7 +15,8 @@ export const EXIT = Object.freeze({ ok: 0, failed: 1, usage: 2, unreachable: 3, 
 const EXIT_HELP = `
 Exit codes:
   0    done
-  1    some recomputes failed (they are retried or dead-lettered), or an unexpected error
+  1    some recomputes failed (they are retried or dead-lettered), verify found drift it did
+       not repair, or an unexpected error
   2    usage error: bad arguments, a bad --app module, an unknown parent, a bad option
   3    Redis or PostgreSQL cannot be reached
   130  a second SIGINT/SIGTERM during a graceful stop
@@ -75,9 +76,18 @@ function ms(value: number | null): string {
   return `${(value / 1000).toFixed(1)} s`;
 }
 
+/** A stored or expected value in one line. */
+function show(value: unknown): string {
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'string') return JSON.stringify(value);
+  return String(value);
+}
+
 export function buildProgram(): Command {
   const program = new Command('coalesce')
-    .description('Run and inspect a typeorm-coalesce namespace: the runner, one drain, status, marks, rebuilds, dead letters.')
+    .description(
+      'Run and inspect a typeorm-coalesce namespace: the runner, one drain, status, marks, rebuilds, verify, dead letters.',
+    )
     .requiredOption('--app <module>', 'JavaScript module exporting the Coalescer (see below)', process.env.COALESCE_APP)
     .option('--verbose', 'print stack traces with errors')
     // Usage errors come back as exceptions, so they get exit code 2 like every other usage error.
@@ -271,6 +281,43 @@ export function buildProgram(): Command {
         }
         bar.done();
         print(`marked ${marked} ${name} parent${marked === 1 ? '' : 's'}; the runner (or coalesce drain) recomputes them`);
+      });
+    });
+
+  program
+    .command('verify')
+    .description(
+      "Compare a parent type's stored derived fields with what its children say (its aggregates, or its expected); " +
+        'parents with a recompute pending or running are skipped. Exit 1 when drift is found and not repaired.',
+    )
+    .argument('<parent>', 'parent entity name, e.g. Order')
+    .option('--sample <n>', 'check a random sample of n parents instead of every row', count('--sample'))
+    .option('--batch <n>', 'parents compared per query', count('--batch'), 1000)
+    .option('--repair', 'mark the drifted parents, so the runner (or coalesce drain) recomputes them')
+    .option('--json', 'print the result as JSON')
+    .action(async (name: string, o: { sample?: number; batch: number; repair?: boolean; json?: boolean }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        coalescer.registry.parentOf(name);
+        const bar = new Progress(`verify ${name}`);
+        const r = await coalescer.verify(name, {
+          batch: o.batch,
+          repair: Boolean(o.repair),
+          ...(o.sample === undefined ? {} : { sample: o.sample }),
+          onProgress: (p) => bar.update(p.checked, p.total, `drifted ${p.drifted} skipped ${p.skipped}`),
+        });
+        bar.done();
+        if (o.json) print(JSON.stringify(r));
+        else {
+          print(`checked ${r.checked} ${name} parent${r.checked === 1 ? '' : 's'} in ${ms(r.durationMs)}`);
+          print(`drifted ${r.drifted}, skipped ${r.skipped} (a recompute was pending or running)`);
+          for (const e of r.examples) {
+            print(`  ${name}:${e.id}  ${e.field}  stored ${show(e.stored)}  expected ${show(e.expected)}`);
+          }
+          if (r.drifted > r.examples.length) print(`  ... (the first ${r.examples.length} shown)`);
+          if (r.repaired > 0) print(`marked ${r.repaired} for a recompute; the runner (or coalesce drain) recomputes them`);
+          else if (r.drifted > 0) print('run again with --repair to mark them for a recompute');
+        }
+        if (r.drifted > r.repaired) process.exitCode = EXIT.failed;
       });
     });
 

@@ -403,6 +403,31 @@ export class Store {
     };
   }
 
+  /**
+   * Which of `members` the drain still has business with: pending, settling, leased (in
+   * flight), waiting to retry, or marked while held (`dirty`). One pipelined round trip.
+   */
+  async busy(members: readonly string[]): Promise<boolean[]> {
+    if (members.length === 0) return [];
+    const k = this.keys;
+    const sets = [k.pending, k.settling, k.leases, k.delayed];
+    const batches = chunks(members, MAX_BATCH);
+    const pipeline = this.client.pipeline();
+    for (const batch of batches) {
+      for (const key of sets) pipeline.zmscore(key, ...batch);
+      pipeline.hmget(k.dirty, ...batch);
+    }
+    const replies = ((await pipeline.exec()) ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value as (string | null)[];
+    });
+    const per = sets.length + 1;
+    return members.map((_m, i) => {
+      const b = Math.floor(i / MAX_BATCH);
+      return replies.slice(b * per, b * per + per).some((reply) => reply[i % MAX_BATCH] != null);
+    });
+  }
+
   /** The `n` hottest pending members with their scores. */
   async top(n: number): Promise<{ member: string; score: number }[]> {
     const flat = await this.client.zrevrange(this.keys.pending, 0, n - 1, 'WITHSCORES');
