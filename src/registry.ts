@@ -167,7 +167,7 @@ export class Registry {
       );
     }
     if (!options.recompute && !options.recomputeMany && !options.aggregates) {
-      throw new RegistrationError(`parent ${metadata.name}: give aggregates, recompute or recomputeMany`);
+      throw new RegistrationError(`parent ${metadata.name}: give recompute or recomputeMany, or declare aggregates`);
     }
     if (options.expected !== undefined && typeof options.expected !== 'function') {
       throw new RegistrationError(`parent ${metadata.name}: expected must be a function (ids, manager) => Map of id to fields`);
