@@ -27,6 +27,7 @@ export interface AggregateOptions<Child extends ObjectLiteral = ObjectLiteral> {
  * `coalescer.parent(Parent, { aggregates: { field: spec } })`.
  */
 export interface AggregateSpec {
+  /** The aggregate function. */
   readonly kind: AggregateKind;
   /** The child entity aggregated (class, EntitySchema or name). */
   readonly child: EntityTarget<ObjectLiteral>;
@@ -35,7 +36,9 @@ export interface AggregateSpec {
    * parentheses, unary minus. Absent for `count` of rows.
    */
   readonly expression: string | undefined;
+  /** See {@link AggregateOptions.where}. */
   readonly where: FindOptionsWhere<ObjectLiteral> | FindOptionsWhere<ObjectLiteral>[] | undefined;
+  /** See {@link AggregateOptions.foreignKey}. */
   readonly foreignKey: string | undefined;
 }
 

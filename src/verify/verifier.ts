@@ -33,8 +33,11 @@ export interface VerifyOptions {
 
 /** Running totals of a verify. */
 export interface VerifyProgress {
+  /** Parents compared so far. */
   checked: number;
+  /** Parents confirmed drifted so far (confirmation lags the comparison by `recheckMs`). */
   drifted: number;
+  /** Parents skipped so far (a recompute pending or running). */
   skipped: number;
   /** Parents to check, when known. */
   total: number;
@@ -42,9 +45,13 @@ export interface VerifyProgress {
 
 /** One derived field found different from what its children say. */
 export interface DriftExample {
+  /** The parent's id. */
   id: ParentId;
+  /** The parent property that differs. */
   field: string;
+  /** Its value in the parent's row, as the driver returned it. */
   stored: unknown;
+  /** What its children say it should be. */
   expected: unknown;
 }
 
@@ -69,6 +76,7 @@ export interface VerifyResult {
   examples: DriftExample[];
   /** Drifted parents marked for a recompute (`repair`). */
   repaired: number;
+  /** How long the verify took, in ms of the Coalescer's clock. */
   durationMs: number;
 }
 

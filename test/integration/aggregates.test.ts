@@ -117,6 +117,21 @@ class Transfer {
   @Column({ type: 'timestamp', precision: 6, nullable: true }) at!: Date | null;
 }
 
+// A native uuid key (PostgreSQL uuid, MariaDB's UUID type).
+@Entity({ name: 'agg_tag' })
+class Tag {
+  @PrimaryColumn({ type: 'uuid' }) id!: string;
+  @Column({ type: 'int', default: 0 }) uses!: number;
+}
+@Entity({ name: 'agg_tag_use' })
+class TagUse {
+  @PrimaryGeneratedColumn({ type: 'int' }) id!: number;
+  @Column({ name: 'tag_id', type: 'uuid' }) tagId!: string;
+  @ManyToOne(() => Tag)
+  @JoinColumn({ name: 'tag_id' })
+  tag?: Tag;
+}
+
 // A child with no relation to Box: it needs an explicit foreignKey.
 @Entity({ name: 'agg_loose' })
 class Loose {
@@ -166,7 +181,7 @@ describe.each(DIALECTS)('declarative aggregates on %s', (dialect) => {
   beforeAll(async () => {
     db = await createTestDb(`agg_${dialect}`, {
       dialect,
-      entities: [Ord, Line, Box, BoxItem, Account, Transfer, Loose],
+      entities: [Ord, Line, Box, BoxItem, Account, Transfer, Loose, Tag, TagUse],
       synchronize: true,
     });
   });
@@ -345,6 +360,18 @@ describe.each(DIALECTS)('declarative aggregates on %s', (dialect) => {
         lastAt: out.length ? new Date(Math.max(...out.map((t) => t.at.getTime()))) : null,
       });
     }
+  });
+
+  it('uuid primary keys', async () => {
+    const c = make().parent(Tag, { aggregates: { uses: count(TagUse) } });
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    await db.dataSource.getRepository(Tag).save(ids.map((id) => ({ id })));
+    await db.dataSource.getRepository(TagUse).save([ids[0], ids[0], ids[1]].map((tagId) => ({ tagId: tagId! })));
+    if (dialect === 'postgres') expect(c.registry.parentOf(Tag).aggregates!.updateStatement(ids).sql).toContain('$1::uuid[]');
+    await c.mark(Tag, ids);
+    expect((await c.drain()).recomputed).toBe(3);
+    const uses = Object.fromEntries((await db.dataSource.getRepository(Tag).find()).map((t) => [t.id, t.uses]));
+    expect(uses).toEqual({ [ids[0]!]: 2, [ids[1]!]: 1, [ids[2]!]: 0 });
   });
 
   it('aggregates with the host’s own recompute: one transaction, aggregates first', async () => {
