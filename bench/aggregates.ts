@@ -70,6 +70,7 @@ export async function benchAggregates(o: AggregatesBenchOptions): Promise<Aggreg
       manager: ds.manager,
       signal: new AbortController().signal,
       attempt: 0,
+      fence: 0,
       logger: coalescer.logger,
     };
 

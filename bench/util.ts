@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
 import { Order, OrderLine } from '../examples/shop/entities';
-import { migrations } from '../migrations';
+import { migrations } from '../examples/shop/migrations';
 
 /** Median of `values` (0 for none). */
 export function median(values: readonly number[]): number {

@@ -1,4 +1,4 @@
-// Compiles TypeScript to dist/ and copies the Lua scripts beside the compiled store.
+// Compiles TypeScript to dist/ and copies the Lua scripts and the dashboard's page beside the compiled code.
 const { execFileSync } = require('node:child_process');
 const { chmodSync, cpSync } = require('node:fs');
 const { join } = require('node:path');
@@ -8,4 +8,5 @@ execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', joi
   stdio: 'inherit',
 });
 cpSync(join(root, 'src/redis/scripts'), join(root, 'dist/src/redis/scripts'), { recursive: true });
+cpSync(join(root, 'src/dashboard/static'), join(root, 'dist/src/dashboard/static'), { recursive: true });
 chmodSync(join(root, 'dist/src/cli/main.js'), 0o755);

@@ -1,19 +1,26 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from './log';
 import { resolveOptions, type CoalescerOptions, type ResolvedOptions } from './config';
 import { defaultLogger } from './log';
-import { ConfigError, ConnectionError, RegistrationError, errorMessage } from './errors';
-import { keysFor } from './redis/keys';
-import { Store, type DeadEntry } from './redis/store';
+import { CoalesceError, ConfigError, ConnectionError, RegistrationError, errorMessage } from './errors';
+import { eventChannel, keysFor } from './redis/keys';
+import { Store, type DeadEntry, type MarkEntry } from './redis/store';
+import { ServerClock } from './redis/clock';
+import { openClients, quit, type Clients } from './redis/connect';
 import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions } from './registry';
 import { Marker, addMark, type MarkerStats } from './capture/marker';
 import { CaptureSubscriber } from './capture/subscriber';
+import { DerivedColumns, type ParentCaptureOptions } from './capture/derived';
 import { Outbox } from './capture/outbox';
+import { EpochGuard } from './epoch';
+import { Housekeeper, type Housework } from './housekeeping';
+import { dialectOf } from './db/dialect';
 import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
 import { Runner, type RunnerOptions } from './runner/runner';
+import { EventHub, type LiveEvent, type Subscription } from './events';
+import { parentState, waitFresh, type FreshOptions, type ParentState } from './fresh';
 import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
 
 /** Events a Coalescer emits. */
@@ -22,6 +29,8 @@ export interface CoalescerEvents {
   failed: [FailedEvent];
   /** After each `drain()` that completed (a runner's ticks included), with what it did. */
   drained: [DrainResult];
+  /** Before a drain, what the housekeeping did (outbox relayed and pruned, rebuild after a Redis data loss). */
+  housework: [Housework];
   /** After each `verify()`, with what it found. */
   verified: [VerifyResult];
 }
@@ -46,7 +55,7 @@ export interface CoalescerStats {
   oldestPendingMs: number | null;
   /** Wait from first mark to recompute start over the last (up to 1000) recomputes, in ms. */
   wait: { samples: number; p50Ms: number | null; p99Ms: number | null };
-  /** Marks waiting in the outbox table to be relayed to Redis (null when the table is missing). */
+  /** Marks kept in the outbox table: not yet in Redis, or kept until recomputed (null when the table is missing). */
   outbox: number | null;
   /** What this process's marker sent. */
   marker: Readonly<MarkerStats>;
@@ -62,9 +71,9 @@ export interface HotParent {
 export interface DeadLetters {
   /** Dead parents, oldest first. */
   list(options?: { offset?: number; limit?: number }): Promise<DeadEntry[]>;
-  /** Gives dead parents a fresh start (back to pending with their heat). */
+  /** Gives dead parents a fresh start (back to pending with their heat): any number of members, or 'all'. */
   retry(members: string | readonly string[] | 'all'): Promise<number>;
-  /** Removes dead parents for good. */
+  /** Removes dead parents for good: any number of members, or 'all'. */
   purge(members: string | readonly string[] | 'all'): Promise<number>;
 }
 
@@ -84,15 +93,19 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   readonly worker = `${hostname()}:${process.pid}:${(workerSeq += 1)}`;
   readonly registry: Registry;
   readonly store: Store;
-  private readonly redis: Redis;
-  private readonly markerRedis: Redis;
-  private readonly ownsRedis: boolean;
+  /** The namespace's clock: local time corrected against Redis'. */
+  readonly clock: ServerClock;
+  /** The durable outbox of marks. */
+  readonly outbox: Outbox;
+  private readonly clients: Clients;
   private readonly marker: Marker;
   private readonly drainer: Drainer;
-  /** The durable outbox of marks Redis did not take. */
-  readonly outbox: Outbox;
+  private readonly guard: EpochGuard;
+  private readonly housekeeper: Housekeeper;
+  private readonly events: EventHub;
   private redisChecked = false;
   private subscriber: CaptureSubscriber | undefined;
+  private readonly derived = new DerivedColumns();
   private policiesWritten: Promise<void> | undefined;
   private closed = false;
 
@@ -101,25 +114,20 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.options = resolveOptions(options);
     const o = this.options;
     this.logger = (o.logger ?? defaultLogger()).child({ namespace: o.namespace });
-    // The marker's client fails fast: a save must never wait long on an unreachable Redis.
-    const failFast = { maxRetriesPerRequest: 1, commandTimeout: o.markTimeoutMs, connectTimeout: o.markTimeoutMs };
-    if (typeof o.redis === 'string') {
-      this.redis = new Redis(o.redis, { maxRetriesPerRequest: 3, lazyConnect: false });
-      this.markerRedis = new Redis(o.redis, failFast);
-      this.ownsRedis = true;
-    } else {
-      this.redis = o.redis;
-      this.markerRedis = o.redis.duplicate(failFast);
-      this.ownsRedis = false;
-    }
-    for (const client of [this.redis, this.markerRedis]) {
-      // Connection errors surface on the commands that fail; keep them out of 'error' crashes.
-      client.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'redis connection error'));
-    }
+    this.clients = openClients(o.redis, o.markTimeoutMs, this.logger);
     this.registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
-    this.store = new Store(this.redis, keysFor(o.namespace));
-    this.marker = new Marker(new Store(this.markerRedis, this.store.keys), this.logger, o.clock, o.awaitMarks);
-    this.outbox = new Outbox(o.dataSource, o.namespace, this.store, this.logger, o.clock, o.outboxTable);
+    const channel = eventChannel(o.namespace);
+    this.store = new Store(this.clients.main, keysFor(o.namespace), channel);
+    this.clock = new ServerClock(o.clock, () => this.store.time());
+    this.events = new EventHub(this.clients.main, this.store.keys, channel, this.worker, this.logger);
+    const now = (): number => this.clock.now();
+    this.marker = new Marker(new Store(this.clients.marker, this.store.keys, channel), this.logger, now, {
+      timeoutMs: o.markTimeoutMs,
+      awaitMarks: o.awaitMarks,
+      reachable: this.clients.reachable,
+      clockReady: () => this.clock.ready,
+    });
+    this.outbox = new Outbox(o.dataSource, o.namespace, this.store, this.logger, now, o.outboxTable);
     this.marker.onUndelivered(async (entries, error) => {
       try {
         await this.outbox.write(entries);
@@ -142,9 +150,34 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       { leaseMs: o.leaseMs, recomputeTimeoutMs: o.recomputeTimeoutMs, retry: o.retry },
       // Every drain line (failures, recompute loggers) says which worker wrote it.
       this.logger.child({ worker: this.worker }),
-      { recomputed: (e) => this.report('recomputed', e), failed: (e) => this.report('failed', e) },
-      o.clock,
+      {
+        recomputed: (e) => {
+          this.report('recomputed', e);
+          this.events.publish({ type: 'recomputed', ...e });
+        },
+        failed: (e) => {
+          this.report('failed', e);
+          this.events.publish({ type: 'failed', ...e, error: errorMessage(e.error) });
+        },
+      },
+      this.clock,
     );
+    this.guard = new EpochGuard(this.store, o.dataSource, o.namespace, this.logger);
+    this.housekeeper = new Housekeeper(
+      this.store,
+      this.registry,
+      o.dataSource,
+      this.clock,
+      this.guard,
+      this.outbox,
+      (force) => this.publishPolicies(force),
+      (type, ids) => this.mark(type, ids),
+      o.onRedisLoss === 'rebuild',
+      this.logger,
+      this.clients.where,
+    );
+    // Measured at once, so the first marks already carry the namespace's time.
+    this.clock.sync().catch((error: unknown) => this.logger.debug({ err: errorMessage(error) }, 'clock not set yet'));
   }
 
   /** Emits an event; a host's listener that throws is logged, never taken for a failed recompute. */
@@ -161,17 +194,41 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return this.options.namespace;
   }
 
-  /** Registers a parent type and how to recompute it. */
-  parent<Id extends ParentId = ParentId>(target: EntityTarget<ObjectLiteral>, options: ParentOptions<Id>): this {
-    this.registry.addParent(target, options as ParentOptions);
+  /** Where Redis is, for messages: `host:port` or the cluster's nodes. */
+  get redisAddress(): string {
+    return this.clients.where;
+  }
+
+  /** Registers a parent type, how to recompute it, and which of its columns are derived. */
+  parent<Id extends ParentId = ParentId>(
+    target: EntityTarget<ObjectLiteral>,
+    options: ParentOptions<Id> & ParentCaptureOptions,
+  ): this {
+    this.requireInitialized('parent()');
+    const ds = this.options.dataSource;
+    // Checked before registering, so a bad list leaves nothing half registered.
+    const derived = ds.hasMetadata(target) ? DerivedColumns.resolve(ds.getMetadata(target), options.derived) : [];
+    const type = this.registry.addParent(target, options as ParentOptions);
+    // Fields declared as aggregates are derived columns too: a host save writing one back is caught.
+    const aggregated = (type.aggregates?.fields ?? []).map((f) => f.column).filter((c) => !c.relationMetadata);
+    this.derived.set(type, [...new Set([...derived, ...aggregated])]);
     this.policiesWritten = undefined;
     return this;
   }
 
   /** Registers a child whose changes make `options.parent` stale; once per parent of the child. */
   child(target: EntityTarget<ObjectLiteral>, options: ChildOptions): this {
+    this.requireInitialized('child()');
     this.registry.addChild(target, options);
     return this;
+  }
+
+  private requireInitialized(what: string): void {
+    if (!this.options.dataSource.isInitialized) {
+      throw new ConfigError(
+        `${what}: the DataSource is not initialized: call await dataSource.initialize() before registering parents and children`,
+      );
+    }
   }
 
   /** Registers the capture subscriber on the DataSource. Idempotent. */
@@ -179,6 +236,11 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const ds = this.options.dataSource;
     if (!ds.isInitialized) {
       return Promise.reject(new ConfigError('attach(): the DataSource is not initialized; call dataSource.initialize() first'));
+    }
+    try {
+      dialectOf(ds);
+    } catch (error) {
+      return Promise.reject(error);
     }
     if (this.registry.parentNames().length === 0) {
       return Promise.reject(new RegistrationError('attach(): no parent registered; call parent() and child() first'));
@@ -189,13 +251,17 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         this.marker,
         this.logger,
         this.options.delivery === 'outbox' ? this.outbox : undefined,
+        this.derived,
       );
       ds.subscribers.push(this.subscriber);
     }
     // The host must start even when Redis is down; the policies go out with the next drain or mark.
     return Promise.all([
       this.publishPolicies().catch((error: unknown) => {
-        this.logger.warn({ err: errorMessage(error) }, 'attach(): Redis did not answer; parent policies will be published later');
+        this.logger.warn(
+          { err: errorMessage(error), redis: this.clients.where },
+          'attach(): Redis did not answer; parent policies will be published later',
+        );
       }),
       this.checkRedisSettings(),
     ]).then(() => undefined);
@@ -203,15 +269,18 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /**
    * Warns once when Redis may lose marks: an eviction policy other than noeviction drops
-   * pending parents under memory pressure, and without persistence a restart loses them. Both
-   * leave parents stale with nobody told. CONFIG may be disabled: then nothing is said.
+   * pending parents under memory pressure, and without persistence a restart loses them (the
+   * epoch check then finds the loss and heals it: see `onRedisLoss`). CONFIG may be disabled:
+   * then nothing is said.
    */
   private async checkRedisSettings(): Promise<void> {
     if (this.redisChecked) return;
     this.redisChecked = true;
     try {
       const [policy, aof, save] = await Promise.all(
-        ['maxmemory-policy', 'appendonly', 'save'].map(async (name) => ((await this.redis.config('GET', name)) as string[])[1]),
+        ['maxmemory-policy', 'appendonly', 'save'].map(
+          async (name) => ((await this.clients.main.config('GET', name)) as unknown as string[])[1],
+        ),
       );
       if (policy !== undefined && policy !== 'noeviction') {
         this.logger.warn(
@@ -221,8 +290,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       }
       if (aof === 'no' && (save === '' || save === undefined)) {
         this.logger.warn(
-          {},
-          'Redis has no persistence (appendonly no, no save points): a Redis restart loses pending marks; run `coalesce rebuild` after one',
+          { onRedisLoss: this.options.onRedisLoss },
+          this.options.onRedisLoss === 'rebuild'
+            ? 'Redis has no persistence (appendonly no, no save points): after a Redis restart every registered parent is marked again (onRedisLoss: rebuild)'
+            : 'Redis has no persistence (appendonly no, no save points): after a Redis restart the outbox is sent again; marks not in it are lost',
         );
       }
     } catch {
@@ -233,7 +304,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Relays the marks waiting in the outbox to Redis; returns how many. Also done at the start of every drain. */
   async relayOutbox(): Promise<number> {
     try {
-      return await this.outbox.relay();
+      return await this.outbox.relay(this.guard.epoch);
     } catch (error) {
       if (this.outbox.explainMissingTable(error)) return 0;
       throw error;
@@ -243,9 +314,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /**
    * Publishes each parent type's priority, settleMs and maxWaitMs to Redis, where the scripts
    * read them (so marks sent by any process, or relayed later, follow them). Once per
-   * registration; a failure is retried on the next call.
+   * registration, and again when Redis lost them; a failure is retried on the next call.
    */
-  private publishPolicies(): Promise<void> {
+  private publishPolicies(force = false): Promise<void> {
+    if (force) this.policiesWritten = undefined;
     this.policiesWritten ??= this.store
       .writePolicies(
         new Map(this.registry.parentTypes().map((t) => [t.name, { base: t.base, settleMs: t.settleMs, maxWaitMs: t.maxWaitMs }])),
@@ -268,20 +340,27 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /**
    * Marks parents explicitly, for changes the subscriber cannot see (QueryBuilder or repository
-   * bulk update/delete, raw SQL). Call it after the change commits. Returns the number of
-   * distinct parents marked; never throws for an unreachable Redis (the marks are handed on
-   * like the subscriber's).
+   * bulk update/delete, raw SQL). Call it after the change commits. Any number of ids. Returns
+   * the number of distinct parents marked; never throws for an unreachable Redis (the marks go
+   * to the outbox). With `delivery: 'outbox'` the marks are written to the outbox first.
    */
   async mark(target: EntityTarget<ObjectLiteral> | string, ids: ParentId | readonly ParentId[]): Promise<number> {
     const parent = this.registry.parentOf(target);
-    const batch = new Map<string, { member: string; increment: number; base: number }>();
-    for (const id of Array.isArray(ids) ? ids : [ids]) {
+    const batch = new Map<string, MarkEntry>();
+    for (const id of Array.isArray(ids) ? (ids as readonly unknown[]) : [ids]) {
       addMark(batch, { member: this.registry.encode(parent, id), increment: 1, base: parent.base });
     }
+    const entries = [...batch.values()];
     // Without the policies a settling type's marks would go straight to pending; an
     // unreachable Redis is the marker's to handle, so that failure is left to it.
     await this.publishPolicies().catch(() => undefined);
-    await this.marker.send([...batch.values()]);
+    if (this.options.delivery === 'outbox') {
+      const written = await this.outbox.write(entries);
+      const sent = await this.marker.send(entries, { keep: false });
+      if (sent.delivered) await this.outbox.sent(written, sent.epoch).catch(() => undefined);
+    } else {
+      await this.marker.send(entries);
+    }
     return batch.size;
   }
 
@@ -293,8 +372,12 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return this.marker.settled();
   }
 
-  /** Claims, recomputes and acknowledges pending parents until none is left or a bound is hit. */
-  drain(options: DrainOptions = {}): Promise<DrainResult> {
+  /**
+   * Claims, recomputes and acknowledges pending parents until none is left or a bound is hit.
+   * Rejects with a ConnectionError when Redis (or the database, before draining) cannot be
+   * reached; recomputes it started have ended and its unstarted claims were given back by then.
+   */
+  async drain(options: DrainOptions = {}): Promise<DrainResult> {
     const { concurrency = 1, max, window, maxMs } = options;
     const check = (name: string, value: number | undefined, min: number): void => {
       if (value !== undefined && (!Number.isInteger(value) || value < min)) {
@@ -305,19 +388,68 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     check('max', max, 0);
     check('window', window, 1);
     check('maxMs', maxMs, 0);
+    if (this.closed) throw new ConfigError('drain(): this coalescer is closed');
     // This process's own marks still in flight belong to this drain.
-    return Promise.all([this.marker.settled(), this.publishPolicies()])
-      .then(() =>
-        this.relayOutbox().catch((error: unknown) => {
-          // Redis or PostgreSQL is failing; the drain will say which. The rows are kept.
-          this.logger.warn({ err: errorMessage(error) }, 'outbox relay failed; its marks stay in the outbox');
-        }),
-      )
-      .then(() => this.drainer.drain(options))
-      .then((result) => {
-        this.report('drained', result);
-        return result;
-      });
+    await this.marker.settled();
+    const work = await this.housekeeper.run();
+    this.report('housework', work);
+    let result: DrainResult;
+    try {
+      result = await this.drainer.drain(options);
+    } catch (error) {
+      if (error instanceof CoalesceError) throw error;
+      throw new ConnectionError(`drain failed: Redis at ${this.clients.where}: ${errorMessage(error)}`, { cause: error });
+    }
+    // The outbox rows of parents this drain recomputed are done with.
+    await this.housekeeper.prune();
+    this.report('drained', result);
+    this.events.publish({ type: 'drained', result });
+    return result;
+  }
+
+  /**
+   * Calls `listener` with the namespace's live events from every process (recomputed, failed,
+   * drained), over Redis pub/sub, until the subscription is closed. Delivery is at most once.
+   */
+  subscribe(listener: (event: LiveEvent) => void): Promise<Subscription> {
+    return this.events.subscribe(listener);
+  }
+
+  /**
+   * Resolves once a recompute of the parent that started after this process's latest change to
+   * it (committed, and its mark sent) has been acknowledged: read your own writes. Resolves at
+   * once when nothing waits. Rejects with a FreshTimeoutError after `timeoutMs`, or a
+   * ParentDeadError when the parent is dead-lettered. `{ now: true }` recomputes it here at once.
+   */
+  async fresh(target: EntityTarget<ObjectLiteral> | string, id: ParentId, options: FreshOptions = {}): Promise<void> {
+    const parent = this.registry.parentOf(target);
+    const member = this.registry.encode(parent, id);
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
+      throw new ConfigError(`invalid fresh option "timeoutMs" = ${String(timeoutMs)}: expected an integer >= 0`);
+    }
+    // This process's own marks of the parent must be in Redis before the generation is read.
+    await this.marker.settled();
+    await this.clock.sync();
+    const runNow = options.now
+      ? async (): Promise<void> => {
+          await this.publishPolicies();
+          await this.store.promoteNow(member);
+          this.report('drained', await this.drainer.recomputeNow([member]));
+        }
+      : undefined;
+    await waitFresh(this.store, this.events, member, {
+      timeoutMs,
+      ...(runNow ? { runNow } : {}),
+      state: () => this.state(parent.name, id),
+    });
+  }
+
+  /** One parent's state (waiting, heat, age of its first change, in flight, retrying, dead), for an "updating..." badge. */
+  async state(target: EntityTarget<ObjectLiteral> | string, id: ParentId): Promise<ParentState> {
+    const member = this.registry.encode(this.registry.parentOf(target), id);
+    await this.clock.sync();
+    return parentState(this.store, member, this.clock.now());
   }
 
   /**
@@ -334,7 +466,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         store: this.store,
         mark: (name, ids) => this.mark(name, ids),
         recheckMs: this.options.markTimeoutMs,
-        clock: this.options.clock,
+        clock: () => this.clock.now(),
       },
       parent,
       options,
@@ -348,19 +480,26 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return new Runner(this, options);
   }
 
-  /** Gives back to pending the parents this process is recomputing now (a shutdown that will not wait). */
-  releaseInflight(): Promise<number> {
-    return this.drainer.releaseInflight();
+  /**
+   * Stops the recomputes this process runs now (their signals abort with a StoppingError) and
+   * gives back to pending the parents of those that stop within `waitMs`; the others keep their
+   * parents until they end or their leases expire. For a shutdown that will not wait longer.
+   */
+  releaseInflight(waitMs?: number): Promise<number> {
+    return this.drainer.releaseInflight(waitMs);
   }
 
   /** Gives back expired leases and promotes due retries without draining. */
-  requeue(): Promise<{ reaped: number; promoted: number }> {
-    return this.drainer.requeue();
+  async requeue(): Promise<{ reaped: number; promoted: number }> {
+    await this.clock.sync();
+    const { reaped, promoted, deadLettered } = await this.drainer.requeue();
+    return { reaped: reaped + deadLettered, promoted };
   }
 
   /** Sizes of the namespace's sets and the age of the oldest pending mark. */
   async stats(): Promise<CoalescerStats> {
-    const now = this.options.clock();
+    await this.clock.sync().catch(() => undefined);
+    const now = this.clock.now();
     const [c, waits, outbox] = await Promise.all([
       this.store.counts(now),
       this.store.recentWaits(),
@@ -389,7 +528,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Dead-lettered parents: list, retry, purge. */
   readonly dead: DeadLetters = {
     list: ({ offset = 0, limit = 100 } = {}) => this.store.listDead(offset, limit),
-    retry: (members) => this.eachDeadBatch(members, (batch) => this.store.revive(batch, this.options.clock(), DEAD_BATCH)),
+    retry: (members) => this.eachDeadBatch(members, (batch) => this.store.revive(batch, this.clock.now(), DEAD_BATCH)),
     purge: (members) => this.eachDeadBatch(members, (batch) => this.store.purge(batch, DEAD_BATCH)),
   };
 
@@ -403,18 +542,39 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return total;
   }
 
-  /** Redis and PostgreSQL answer; throws a ConnectionError naming the one that does not. */
+  /** Redis and the database answer; throws a ConnectionError naming the one that does not, and where it is. */
   async ping(): Promise<void> {
     try {
-      await this.redis.ping();
+      await this.clients.main.ping();
     } catch (error) {
-      throw new ConnectionError(`cannot reach Redis: ${(error as Error).message}`, { cause: error });
+      throw new ConnectionError(`cannot reach Redis at ${this.clients.where}: ${(error as Error).message}`, { cause: error });
     }
+    const ds = this.options.dataSource;
+    const what = `${String(ds.options.type)} database${describeDatabase(ds.options)}`;
+    if (!ds.isInitialized) throw new ConnectionError(`cannot reach the ${what}: the DataSource is not initialized`);
     try {
-      await this.options.dataSource.query('SELECT 1');
+      await ds.query('SELECT 1');
     } catch (error) {
-      throw new ConnectionError(`cannot reach PostgreSQL: ${(error as Error).message}`, { cause: error });
+      throw new ConnectionError(`cannot reach the ${what}: ${(error as Error).message}`, { cause: error });
     }
+  }
+
+  /**
+   * Deletes every key of the namespace in Redis, its outbox rows and its recorded epoch: the
+   * namespace starts afresh, and the next drain does not take the empty Redis for a data loss.
+   */
+  async reset(): Promise<void> {
+    await this.marker.settled();
+    await this.guard.forget();
+    await this.store.clear();
+    await this.options.dataSource
+      .query(
+        `DELETE FROM ${this.outbox.table} WHERE namespace = ${dialectOf(this.options.dataSource) === 'postgres' ? '$1' : '?'}`,
+        [this.namespace],
+      )
+      .catch((error: unknown) => {
+        if (!this.outbox.explainMissingTable(error)) throw error;
+      });
   }
 
   /** Detaches the subscriber and closes the Redis connections this coalescer opened. Idempotent. */
@@ -424,9 +584,25 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.detach();
     await this.marker.settled();
     await this.drainer.close(this.options.recomputeTimeoutMs);
-    await quit(this.markerRedis);
-    if (this.ownsRedis) await quit(this.redis);
+    await this.events.stop();
+    await quit(this.clients.marker);
+    if (this.clients.owned) await quit(this.clients.main);
   }
+}
+
+/** ` at host:port/database` from DataSource options, for messages (never the password). */
+function describeDatabase(options: object): string {
+  const o = options as { url?: string; host?: string; port?: number; database?: string };
+  if (o.url) {
+    try {
+      const u = new URL(o.url);
+      return ` at ${u.hostname}:${u.port || '(default port)'}${u.pathname}`;
+    } catch {
+      return '';
+    }
+  }
+  if (o.host) return ` at ${o.host}:${o.port ?? '(default port)'}/${o.database ?? ''}`;
+  return '';
 }
 
 /** The `q` quantile of `values` (nearest rank), or null when there are none. */
@@ -434,13 +610,4 @@ export function percentile(values: readonly number[], q: number): number | null 
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? null;
-}
-
-async function quit(client: Redis): Promise<void> {
-  try {
-    if (client.status === 'ready') await client.quit();
-    else client.disconnect();
-  } catch {
-    client.disconnect();
-  }
 }

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Coalescer, CoalescerStats } from './coalescer';
 import type { DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 import type { Runner, TickEvent } from './runner/runner';
+import type { Housework } from './housekeeping';
 import type { VerifyResult } from './verify/verifier';
 import { errorMessage } from './errors';
 
@@ -162,7 +163,35 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
     duration.observe({ parent: e.parent }, e.durationMs / 1000);
   };
   const onFailed = (e: FailedEvent): void => failures.inc({ parent: e.parent ?? 'unknown', dead: String(e.dead) });
-  const onDrained = (r: DrainResult): void => lostRaces.inc(r.lostRaces);
+  const superseded = new Counter({
+    name: 'coalesce_superseded_total',
+    help: 'Acks and failures of claims whose lease had passed on: each marked its parent once more.',
+    registers: [registry],
+  });
+  const losses = new Counter({
+    name: 'coalesce_redis_losses_total',
+    help: "Times this process found that Redis had lost the namespace's data (its epoch was gone).",
+    registers: [registry],
+  });
+  const rebuilt = new Counter({
+    name: 'coalesce_rebuild_marked_total',
+    help: 'Parents marked by the rebuild that follows a Redis data loss.',
+    registers: [registry],
+  });
+  const relayed = new Counter({
+    name: 'coalesce_outbox_relayed_total',
+    help: 'Marks relayed from the outbox table to Redis.',
+    registers: [registry],
+  });
+  const onDrained = (r: DrainResult): void => {
+    lostRaces.inc(r.lostRaces);
+    superseded.inc(r.superseded);
+  };
+  const onHousework = (w: Housework): void => {
+    if (w.redisLost) losses.inc();
+    rebuilt.inc(w.rebuilt);
+    relayed.inc(w.relayed);
+  };
   const onTick = (t: TickEvent): void => ticks.observe(t.durationMs / 1000);
   const onVerified = (r: VerifyResult): void => {
     drift.inc({ parent: r.parent }, r.drifted);
@@ -171,6 +200,7 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
   coalescer.on('recomputed', onRecomputed);
   coalescer.on('failed', onFailed);
   coalescer.on('drained', onDrained);
+  coalescer.on('housework', onHousework);
   coalescer.on('verified', onVerified);
   runner?.on('tick', onTick);
 
@@ -180,6 +210,7 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
       coalescer.off('recomputed', onRecomputed);
       coalescer.off('failed', onFailed);
       coalescer.off('drained', onDrained);
+      coalescer.off('housework', onHousework);
       coalescer.off('verified', onVerified);
       runner?.off('tick', onTick);
     },

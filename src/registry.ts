@@ -1,21 +1,34 @@
 import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
-import type { Logger } from 'pino';
-import { MalformedMemberError, RegistrationError } from './errors';
+import type { CoalesceLogger as Logger } from './log';
+import { RegistrationError } from './errors';
+import { canonicalId, classify, idKindOf, idValue, type Classified, type IdKind, type ParentId } from './members';
+import { foreignKeyLink, junctionLink, readForeignKey, type ChildLink, type ForeignKeyLink, type JunctionLink } from './links';
 import type { AggregateSpec } from './aggregates/spec';
 import { compileAggregates, type CompiledAggregates } from './aggregates/compile';
 import { recomputeWithAggregates } from './aggregates/wire';
 
-/** A parent's primary key value. */
-export type ParentId = string | number;
+export type { ChildLink, ForeignKeyLink, JunctionLink } from './links';
+
+export type { ParentId } from './members';
+import type { ColumnMetadata } from './typeorm-types';
 
 /** What a recompute is given besides the parent id(s). */
 export interface RecomputeContext {
   /** The DataSource's entity manager; open a transaction with it if the recompute needs one. */
   readonly manager: EntityManager;
-  /** Aborted when the recompute passes `recomputeTimeoutMs`; pass it on to long work. */
+  /**
+   * Aborted when the recompute must stop: it ran past `recomputeTimeoutMs`
+   * (`RecomputeTimeoutError`), its worker lost the lease (another worker may recompute
+   * the parent now: `LeaseLostError`), or its worker is stopping (`StoppingError`).
+   * Pass it on to long work (queries, HTTP calls) and stop when it fires.
+   */
   readonly signal: AbortSignal;
+  /**
+   * The claim's fencing token: every later claim of the namespace has a larger one. A recompute
+   * that must never let an older run's write land last can store it with the parent and write
+   * only `WHERE fence < :fence`.
+   */
+  readonly fence: number;
   /** Failed attempts before this one (0 on the first try). */
   readonly attempt: number;
   /** Logger bound to the parent(s) being recomputed. */
@@ -76,16 +89,27 @@ export interface ParentOptions<Id extends ParentId = ParentId> {
   maxWaitMs?: number;
 }
 
-/** How a child points at one of its parents. */
+/**
+ * How a child points at one of its parents: give `foreignKey` (one-to-many) or `via`
+ * (many-to-many), not both.
+ */
 export interface ChildOptions {
   /** The parent entity (class, EntitySchema or name), registered with `parent()`. */
   parent: EntityTarget<ObjectLiteral>;
   /**
    * Property of the child that holds the parent's id: a column (`orderId`) or a many-to-one
-   * relation with one join column (`order`). An explicit column also lets a move from one
-   * parent to another mark the old parent.
+   * relation with one join column (`order`). An explicit column lets the subscriber read old and
+   * new parents from the event; a relation alone costs a batched SELECT when the event does not
+   * carry it.
    */
-  foreignKey: string;
+  foreignKey?: string;
+  /**
+   * Name of a many-to-many relation between the parent and the child, declared on either entity
+   * (`child(Post, { parent: User, via: 'favorites' })` with `User.favorites: Post[]`). Every link
+   * added to or removed from its join table marks the parent of that link, and every change of a
+   * child marks the parents it is linked to.
+   */
+  via?: string;
 }
 
 /** Score base per priority tier; heat is the score minus the base. Far apart so heat never crosses a tier. */
@@ -107,7 +131,8 @@ export interface ParentType {
   readonly name: string;
   readonly metadata: EntityMetadata;
   readonly primary: ColumnMetadata;
-  readonly numericId: boolean;
+  /** How ids are spelled in members (one member per parent). */
+  readonly idKind: IdKind;
   readonly base: number;
   readonly batchSize: number;
   readonly settleMs: number;
@@ -119,34 +144,12 @@ export interface ParentType {
   readonly expected: ExpectedValues | undefined;
 }
 
-/** A registered child -> parent link. */
-export interface ChildLink {
-  readonly parent: ParentType;
-  readonly column: ColumnMetadata;
-  readonly relation: RelationMetadata | undefined;
-}
-
-const NUMERIC_TYPES = new Set([
-  'int',
-  'int2',
-  'int4',
-  'integer',
-  'smallint',
-  'tinyint',
-  'mediumint',
-  'number',
-  'float',
-  'double',
-  'real',
-  'decimal',
-  'numeric',
-]);
-const INTEGER = /^-?\d{1,16}$/;
-
 /** Parents and children of one coalescer, resolved against the DataSource's metadata. */
 export class Registry {
   private readonly parents = new Map<string, ParentType>();
   private readonly links = new Map<EntityMetadata['target'], ChildLink[]>();
+  /** Many-to-many links by join table (every join table's metadata has the same empty target). */
+  private readonly junctions = new Map<string, JunctionLink[]>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -200,7 +203,7 @@ export class Registry {
       name: metadata.name,
       metadata,
       primary,
-      numericId: isNumericColumn(primary),
+      idKind: idKindOf(primary),
       base: PRIORITY_BASE[priority],
       batchSize,
       settleMs: options.settleMs ?? 0,
@@ -217,27 +220,30 @@ export class Registry {
   addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions): ChildLink {
     const metadata = this.metadataOf(target, 'child');
     const parent = this.parentOf(options.parent, `child ${metadata.name}`);
-    const fk = options.foreignKey;
-    let column = metadata.findColumnWithPropertyName(fk);
-    let relation = metadata.manyToOneRelations.find((r) => r.propertyName === fk);
-    if (!column && relation) {
-      if (relation.joinColumns.length !== 1) {
-        throw new RegistrationError(`child ${metadata.name}: relation "${fk}" must have exactly one join column`);
-      }
-      column = relation.joinColumns[0];
-    }
-    if (!column) {
-      const known = metadata.columns.map((c) => c.propertyName).join(', ');
+    const { foreignKey, via } = options;
+    if ((foreignKey === undefined) === (via === undefined)) {
       throw new RegistrationError(
-        `child ${metadata.name}: foreignKey "${fk}" is not a column or many-to-one relation (columns: ${known})`,
+        `child ${metadata.name}: give exactly one of foreignKey (a column or many-to-one relation) or via (a many-to-many relation), ` +
+          `got ${foreignKey === undefined ? 'neither' : `foreignKey "${foreignKey}" and via "${String(via)}"`}`,
       );
     }
-    relation ??= metadata.manyToOneRelations.find((r) => r.joinColumns.some((j) => j.databaseName === column.databaseName));
     const existing = this.links.get(metadata.target) ?? [];
-    if (existing.some((l) => l.parent === parent && l.column === column)) {
-      throw new RegistrationError(`child ${metadata.name} is already registered for parent ${parent.name} by "${fk}"`);
+    if (via !== undefined) {
+      const link = junctionLink(metadata, parent, via);
+      if (existing.some((l) => l.kind === 'junction' && l.parent === parent && l.parentColumn === link.parentColumn)) {
+        throw new RegistrationError(`child ${metadata.name} is already registered for parent ${parent.name} via "${via}"`);
+      }
+      this.links.set(metadata.target, [...existing, link]);
+      const key = link.junction.tablePath;
+      this.junctions.set(key, [...(this.junctions.get(key) ?? []), link]);
+      return link;
     }
-    const link: ChildLink = Object.freeze({ parent, column, relation });
+    const link = foreignKeyLink(metadata, parent, foreignKey as string);
+    if (existing.some((l) => l.kind === 'foreignKey' && l.parent === parent && l.column === link.column)) {
+      throw new RegistrationError(
+        `child ${metadata.name} is already registered for parent ${parent.name} by "${String(foreignKey)}"`,
+      );
+    }
     this.links.set(metadata.target, [...existing, link]);
     return link;
   }
@@ -259,6 +265,11 @@ export class Registry {
     return this.links.get(metadata.target) ?? [];
   }
 
+  /** The many-to-many links whose join table `metadata` is, or none. */
+  junctionLinksOf(metadata: EntityMetadata): readonly JunctionLink[] {
+    return metadata.isJunction ? (this.junctions.get(metadata.tablePath) ?? []) : [];
+  }
+
   parentNames(): string[] {
     return [...this.parents.keys()];
   }
@@ -267,37 +278,19 @@ export class Registry {
     return [...this.parents.values()];
   }
 
-  /** Member of a parent: `"<Type>:<id>"`. */
+  /** Member of a parent: `"<Type>:<id>"`, with the id spelled canonically; a RegistrationError for a bad id. */
   encode(parent: ParentType, id: unknown): string {
-    if (parent.numericId) {
-      const n = typeof id === 'string' && INTEGER.test(id) ? Number(id) : id;
-      if (typeof n !== 'number' || !Number.isSafeInteger(n)) {
-        throw new RegistrationError(`${parent.name}: id ${JSON.stringify(id)} is not an integer`);
-      }
-      return `${parent.name}:${n}`;
-    }
-    if ((typeof id !== 'string' && typeof id !== 'number' && typeof id !== 'bigint') || String(id) === '') {
-      throw new RegistrationError(`${parent.name}: id ${JSON.stringify(id)} is not a string or number`);
-    }
-    return `${parent.name}:${String(id)}`;
+    return `${parent.name}:${canonicalId(parent.name, parent.idKind, id)}`;
   }
 
-  /** Parent type and id of a member; a MalformedMemberError when it cannot be decoded. */
-  decode(member: string): { parent: ParentType; id: ParentId } {
-    const colon = member.indexOf(':');
-    if (colon <= 0) throw new MalformedMemberError(member, 'expected "<Type>:<id>"');
-    const name = member.slice(0, colon);
-    const raw = member.slice(colon + 1);
-    const parent = this.parents.get(name);
-    if (!parent) {
-      throw new MalformedMemberError(member, `unknown parent type ${name} (known: ${this.parentNames().join(', ') || 'none'})`);
-    }
-    if (raw === '') throw new MalformedMemberError(member, 'empty id');
-    if (!parent.numericId) return { parent, id: raw };
-    if (!INTEGER.test(raw) || !Number.isSafeInteger(Number(raw))) {
-      throw new MalformedMemberError(member, `id ${JSON.stringify(raw)} of ${name} is not an integer`);
-    }
-    return { parent, id: Number(raw) };
+  /** The id a recompute receives for an id given to `mark()` (canonical, typed as the key). */
+  idOf(parent: ParentType, id: unknown): ParentId {
+    return idValue(parent.idKind, canonicalId(parent.name, parent.idKind, id));
+  }
+
+  /** What a member read from Redis is; `foreign` are the types other processes registered. */
+  classify(key: Buffer, foreign: ReadonlySet<string> = new Set()): Classified<ParentType> {
+    return classify(key, this.parents, foreign);
   }
 
   private metadataOf(target: EntityTarget<ObjectLiteral>, role: string): EntityMetadata {
@@ -319,22 +312,8 @@ function describeTarget(target: EntityTarget<ObjectLiteral>): string {
   return String(target);
 }
 
-function isNumericColumn(column: ColumnMetadata): boolean {
-  return column.type === Number || (typeof column.type === 'string' && NUMERIC_TYPES.has(column.type));
-}
-
-/** Value of the child's foreign key in `entity`, through the explicit column or the relation object. */
-export function foreignKeyOf(link: ChildLink, entity: ObjectLiteral | undefined): unknown {
-  if (!entity) return undefined;
-  const direct: unknown = entity[link.column.propertyName];
-  if (direct !== undefined && direct !== null && typeof direct !== 'object') return direct;
-  if (link.relation) {
-    const related: unknown = entity[link.relation.propertyName];
-    if (related !== null && typeof related === 'object') {
-      const referenced = link.relation.joinColumns[0]?.referencedColumn;
-      return referenced ? referenced.getEntityValue(related as ObjectLiteral) : undefined;
-    }
-    if (related !== undefined && related !== null) return related;
-  }
-  return direct === null ? null : undefined;
+/** Value of the child's foreign key in `entity`, through the explicit column or the relation object; undefined when not carried. */
+export function foreignKeyOf(link: ForeignKeyLink, entity: ObjectLiteral | undefined): unknown {
+  const read = readForeignKey(link, entity);
+  return read.known ? read.value : undefined;
 }

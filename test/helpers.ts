@@ -8,7 +8,7 @@ import { inject } from 'vitest';
 import { Coalescer, type CoalescerOptions } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { recomputeOrders, countMismatches } from '../examples/shop/recompute';
-import { migrations } from '../migrations';
+import { migrations } from '../examples/shop/migrations';
 
 export { Order, OrderLine, recomputeOrders, countMismatches };
 
@@ -243,11 +243,25 @@ export async function seedOrders(dataSource: DataSource, n: number, lines = 1): 
   return ids;
 }
 
-/** Waits until `check` is true, polling; throws after `timeoutMs` with `what` in the message. */
-export async function waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+export { waitFor } from './wait';
+
+/** A claim taken by {@link crashedClaims}: what a worker that died before its ack leaves behind. */
+export interface CrashedClaim {
+  key: Buffer;
+  member: string;
+  token: string;
+}
+
+/**
+ * Claims the `n` hottest parents the way a worker does, then never renews nor acknowledges them
+ * (a worker killed mid-recompute). Their leases expire after `leaseMs`.
+ */
+export async function crashedClaims(coalescer: Coalescer, n: number, leaseMs: number): Promise<CrashedClaim[]> {
+  await coalescer.clock.sync();
+  const { top } = await coalescer.store.readWindow(coalescer.clock.now(), n, 0);
+  const { token, won } = await coalescer.store.claim(top, coalescer.clock.now() + leaseMs);
+  return won.map((w) => {
+    const key = (top[w.index] as { key: Buffer }).key;
+    return { key, member: key.toString(), token };
+  });
 }

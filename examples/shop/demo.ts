@@ -5,7 +5,7 @@ import { Order, OrderLine } from './entities';
 import { countMismatches } from './recompute';
 import { REDIS_URL, shopCoalescer } from './app';
 import { DATABASE_URL } from '../../ormconfig';
-import { migrations } from '../../migrations';
+import { migrations } from './migrations';
 import type { Coalescer } from '../../src';
 
 const HOW_TO_START =
@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   try {
     const ran = await dataSource.runMigrations();
     if (ran.length > 0) say(`migrations run: ${ran.map((m) => m.name).join(', ')}`);
-    await coalescer.store.clear();
+    await coalescer.reset();
     await dataSource.query(`TRUNCATE shop_order_line, shop_order RESTART IDENTITY`);
     await coalescer.attach();
     const summary = await simulate(dataSource, coalescer, opts, say);

@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { EntityMetadata } from 'typeorm/metadata/EntityMetadata';
+import type { ColumnMetadata } from '../typeorm-types';
+import type { EntityMetadata } from 'typeorm';
 import { RegistrationError } from '../errors';
 import type { ParentId } from '../registry';
 import { dialectOf, type IdsRef, type Params, type Sql, type Statement } from './dialect';
@@ -115,6 +115,14 @@ export function compileAggregates(
   const table = dialect.table(parent);
   const pk = q(primary.databaseName);
   const bindIds = dialect.ids(primary);
+  // mysql2 reads BIGINT as a JS number, which cannot hold every 64-bit key: integer keys travel
+  // as text and are cast back when bound.
+  const integerKey =
+    dialect.name === 'mysql' &&
+    (primary.type === Number || ['int', 'integer', 'bigint', 'smallint', 'tinyint', 'mediumint'].includes(String(primary.type)));
+  const idOut = integerKey ? `CAST(p.${q(primary.databaseName)} AS CHAR) AS id` : `p.${q(primary.databaseName)} AS id`;
+  const idIn = (placeholder: string): string =>
+    integerKey ? `CAST(${placeholder} AS ${primary.unsigned ? 'UNSIGNED' : 'SIGNED'})` : placeholder;
   const all = [...groups.values()];
   const items = all.flatMap((g) => g.items.map((item) => ({ group: g, item })));
   const value = (g: Group, item: Item): string =>
@@ -147,15 +155,15 @@ export function compileAggregates(
       : (p) => {
           const ref = bindIds(p, ids);
           const values = items.map(({ group, item }, i) => `CAST(${value(group, item)} AS CHAR) AS e${i}`).join(', ');
-          return `SELECT p.${pk} AS id, ${values} FROM ${table} p${joins(p, ref, `p.${pk}`)} WHERE ${ref.in(`p.${pk}`)}`;
+          return `SELECT ${idOut}, ${values} FROM ${table} p${joins(p, ref, `p.${pk}`)} WHERE ${ref.in(`p.${pk}`)}`;
         };
   const writeValues = (rows: readonly Record<string, unknown>[]): Sql => {
     const set = items.map(({ item }, i) => `p.${q(item.field.column.databaseName)} = a.e${i}`).join(', ');
     return (p) => {
       const first = (row: Record<string, unknown>) =>
-        `SELECT ${p.value(row.id)} AS id, ${items.map((_x, i) => `${p.value(row[`e${i}`])} AS e${i}`).join(', ')}`;
+        `SELECT ${idIn(p.value(row.id))} AS id, ${items.map((_x, i) => `${p.value(row[`e${i}`])} AS e${i}`).join(', ')}`;
       const rest = (row: Record<string, unknown>) =>
-        `SELECT ${[row.id, ...items.map((_x, i) => row[`e${i}`])].map((v) => p.value(v)).join(', ')}`;
+        `SELECT ${[idIn(p.value(row.id)), ...items.map((_x, i) => p.value(row[`e${i}`]))].join(', ')}`;
       const source = rows.map((row, i) => (i === 0 ? first(row) : rest(row))).join(' UNION ALL ');
       return `UPDATE ${table} p JOIN (${source}) a ON a.id = p.${pk} SET ${set}`;
     };
@@ -168,7 +176,7 @@ export function compileAggregates(
       const ref = bindIds(p, ids);
       const stored = items.map(({ item }, i) => `p.${q(item.field.column.databaseName)} AS s${i}`).join(', ');
       const expected = items.map(({ group, item }, i) => `${value(group, item)} AS e${i}`).join(', ');
-      return `SELECT p.${pk} AS id, ${stored}, ${expected} FROM ${table} p${joins(p, ref, `p.${pk}`)} WHERE ${ref.in(`p.${pk}`)}`;
+      return `SELECT ${idOut}, ${stored}, ${expected} FROM ${table} p${joins(p, ref, `p.${pk}`)} WHERE ${ref.in(`p.${pk}`)}`;
     };
   const ordered = items.map(({ item }) => item.field);
 

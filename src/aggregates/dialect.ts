@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { EntityMetadata } from 'typeorm/metadata/EntityMetadata';
+import type { ColumnMetadata } from '../typeorm-types';
+import type { EntityMetadata } from 'typeorm';
 import { RegistrationError } from '../errors';
 
 /** Collects bound values while SQL is rendered; each value becomes a placeholder. */

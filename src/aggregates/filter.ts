@@ -1,7 +1,6 @@
 import type { FindOperator, ObjectLiteral } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { EntityMetadata } from 'typeorm/metadata/EntityMetadata';
-import { ApplyValueTransformers } from 'typeorm/util/ApplyValueTransformers';
+import type { ColumnMetadata } from '../typeorm-types';
+import type { EntityMetadata } from 'typeorm';
 import { RegistrationError } from '../errors';
 import type { Dialect, Params, Sql } from './dialect';
 
@@ -128,7 +127,7 @@ function condition(value: unknown, column: ColumnMetadata, ctx: FilterContext, f
   const bind = (v: unknown): ((p: Params) => string) => {
     if (!isScalar(v)) throw fail(`a value must be a string, number, boolean, bigint, Date or Buffer, got ${describe(v)}`);
     // The column's transformer applies to filter values, as it does in TypeORM's own finds.
-    const stored: unknown = column.transformer ? ApplyValueTransformers.transformTo(column.transformer, v) : v;
+    const stored = toDatabase(column, v);
     return (p) => p.value(stored);
   };
   if (!isFindOperator(value)) {
@@ -203,6 +202,13 @@ function operator(
       return (p) => `${col} ${sqlOp} ${v(p)}`;
     }
   }
+}
+
+/** A value through the column's transformer(s), in declaration order, as TypeORM's finds apply them. */
+function toDatabase(column: ColumnMetadata, value: unknown): unknown {
+  const t = column.transformer;
+  if (!t) return value;
+  return (Array.isArray(t) ? t : [t]).reduce<unknown>((v, one) => one.to(v), value);
 }
 
 function describe(value: unknown): string {

@@ -10,6 +10,7 @@ function inTransaction(ctx: RecomputeContext, manager: EntityManager): Recompute
   return {
     manager,
     attempt: ctx.attempt,
+    fence: ctx.fence,
     get signal() {
       return ctx.signal;
     },

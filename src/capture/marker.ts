@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry, Store } from '../redis/store';
 import { errorMessage } from '../errors';
 
@@ -15,15 +15,36 @@ export interface MarkerStats {
   undelivered: number;
 }
 
+/** What a send came to. */
+export interface Sent {
+  /** Whether Redis took the marks within the mark timeout. */
+  readonly delivered: boolean;
+  /** The namespace's epoch as the marks found it ('' when unknown or not delivered). */
+  readonly epoch: string;
+}
+
 /** Adds `entry` to `batch`, summing the increments of the same member. */
 export function addMark(batch: Map<string, MarkEntry>, entry: MarkEntry): void {
   const prev = batch.get(entry.member);
   batch.set(entry.member, prev ? { ...prev, increment: prev.increment + entry.increment } : entry);
 }
 
+/** Marker settings. */
+export interface MarkerOptions {
+  /** Longest a send may take, connecting included, before its marks count as undelivered. */
+  readonly timeoutMs: number;
+  /** When false, the save path does not wait for Redis: sends run in the background. */
+  readonly awaitMarks: boolean;
+  /** False while the connection is known to be down (lost and reconnecting): fail at once. */
+  readonly reachable: () => boolean;
+  /** Settles once the clock has been set against Redis (or failed to): marks carry its time. */
+  readonly clockReady: () => Promise<void>;
+}
+
 /**
  * Sends marks to Redis in one round trip per batch. Never throws: the host's save already
- * committed, so a failure is handed to the undelivered handler instead.
+ * committed, so a failure is handed to the undelivered handler instead. One deadline bounds
+ * a send however the client retries (a standalone Redis or a Cluster with a paused shard).
  */
 export class Marker {
   readonly stats: MarkerStats = { marks: 0, roundTrips: 0, undelivered: 0 };
@@ -34,13 +55,7 @@ export class Marker {
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly clock: () => number,
-    /** When false, the save path does not wait for Redis: sends run in the background. */
-    private readonly awaitMarks = true,
-    /**
-     * False while the connection is known to be down (lost and reconnecting): marks then go
-     * straight to the undelivered handler instead of waiting for the timeout in the offline queue.
-     */
-    private readonly reachable: () => boolean = () => true,
+    private readonly options: MarkerOptions,
   ) {
     this.undeliveredHandler = async (entries, error) => {
       this.logger.error(
@@ -56,7 +71,7 @@ export class Marker {
    */
   dispatch(send: () => Promise<unknown>): Promise<void> {
     const p = send().catch((error: unknown) => this.logger.error({ err: errorMessage(error) }, 'sending marks failed'));
-    if (this.awaitMarks) return p.then(() => undefined);
+    if (this.options.awaitMarks) return p.then(() => undefined);
     this.track(p);
     return Promise.resolve();
   }
@@ -77,23 +92,39 @@ export class Marker {
   }
 
   /**
-   * Sends marks; true when Redis took them, false when it did not. Marks Redis did not take go
-   * to the undelivered handler (unless `keep` is false: they are kept elsewhere already) in the
-   * background, tracked by {@link settled}: the caller may hold a pooled connection (a save's
-   * commit hook does) that keeping them needs, and waiting here would deadlock a full pool.
+   * Sends marks. Marks Redis did not take go to the undelivered handler (unless `keep` is false:
+   * they are kept elsewhere already) in the background, tracked by {@link settled}: the caller
+   * may hold a pooled connection (a save's commit hook does) that keeping them needs, and
+   * waiting here would deadlock a full pool.
    */
-  async send(entries: readonly MarkEntry[], { keep = true }: { keep?: boolean } = {}): Promise<boolean> {
-    if (entries.length === 0) return true;
+  async send(entries: readonly MarkEntry[], { keep = true }: { keep?: boolean } = {}): Promise<Sent> {
+    if (entries.length === 0) return { delivered: true, epoch: '' };
+    let timer: NodeJS.Timeout | undefined;
     try {
-      if (!this.reachable()) throw new Error('the Redis connection is down (reconnecting)');
+      if (!this.options.reachable()) throw new Error('the Redis connection is down (reconnecting)');
       this.stats.roundTrips += 1;
-      await this.store.mark(entries, this.clock());
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Redis did not take the marks within ${this.options.timeoutMs} ms (markTimeoutMs)`)),
+          this.options.timeoutMs,
+        );
+      });
+      const attempt = (async () => {
+        await this.options.clockReady();
+        return this.store.mark(entries, this.clock());
+      })();
+      // A send that lands after the deadline still counts in Redis: its marks are then kept
+      // twice, which costs one more recompute, never a lost one.
+      attempt.catch(() => undefined);
+      const { epoch } = await Promise.race([attempt, deadline]);
       this.stats.marks += entries.length;
-      return true;
+      return { delivered: true, epoch };
     } catch (error) {
       this.stats.undelivered += entries.length;
       if (keep) this.track(this.keep(entries, error));
-      return false;
+      return { delivered: false, epoch: '' };
+    } finally {
+      clearTimeout(timer);
     }
   }
 

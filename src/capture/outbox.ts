@@ -1,21 +1,44 @@
-import type { DataSource, QueryRunner } from 'typeorm';
-import type { Logger } from 'pino';
+import { randomUUID } from 'node:crypto';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry, Store } from '../redis/store';
+import { chunks } from '../redis/store';
 import { errorMessage } from '../errors';
+import { isMissingTable, sqlFor, type Sql } from '../db/dialect';
 
-/** Rows relayed per PostgreSQL transaction. */
+/** Rows written per INSERT: 6 parameters each, far under every driver's limit (65,535). */
+const WRITE_BATCH = 1000;
+/** Rows relayed per database transaction. */
 const RELAY_BATCH = 500;
-/** PostgreSQL: undefined_table. */
-const UNDEFINED_TABLE = '42P01';
+/** Rows read per pruning page, and most pages pruned per call. */
+const PRUNE_PAGE = 1000;
+const PRUNE_PAGES = 20;
+
+interface Row {
+  id: string | number;
+  member: string;
+  increment: number | string;
+  base: number | string;
+}
 
 /**
- * The durable outbox: marks that must not be lost wait in a PostgreSQL table until Redis takes
- * them. The relay deletes and sends in one PostgreSQL transaction, so a send that fails rolls
- * the delete back and keeps the rows.
+ * The durable outbox: marks wait in a database table (PostgreSQL or MySQL/MariaDB) until Redis
+ * has them, and stay until Redis cannot lose them any more.
+ *
+ * - A row is written when Redis did not take a mark, or (strict delivery) inside the host's
+ *   transaction for every mark.
+ * - Once Redis has a row's mark, the row records the namespace's epoch (`sent_epoch`). The relay
+ *   sends every row with no epoch, or an epoch Redis no longer has (it lost its data since), in
+ *   a database transaction with the rows locked (SKIP LOCKED, so several relays share the work).
+ * - Pruning deletes a sent row once its parent waits for nothing in Redis under the same epoch
+ *   (every mark it received was covered by an acknowledged recompute), and of several rows of one
+ *   parent still waiting keeps only the newest: one is enough to mark it again after a loss.
  */
 export class Outbox {
   readonly table: string;
+  private readonly sql: Sql;
   private missingTableLogged = false;
+  private pruneCursor: string | number = 0;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -25,65 +48,132 @@ export class Outbox {
     private readonly clock: () => number,
     table: string,
   ) {
-    const schema = (dataSource.options as { schema?: string }).schema;
-    this.table = schema ? `"${schema}"."${table}"` : `"${table}"`;
-  }
-
-  /** Inserts marks in one statement, through `runner` (inside its transaction) or the pool. Returns their row ids. */
-  async write(entries: readonly MarkEntry[], runner?: QueryRunner): Promise<string[]> {
-    if (entries.length === 0) return [];
-    const values: string[] = [];
-    const params: unknown[] = [];
-    for (const e of entries) {
-      const n = params.length;
-      values.push(`($${n + 1}, $${n + 2}, $${n + 3}, $${n + 4})`);
-      params.push(this.namespace, e.member, e.increment, e.base);
-    }
-    const sql = `INSERT INTO ${this.table} (namespace, member, increment, base) VALUES ${values.join(', ')} RETURNING id`;
-    const rows = (await (runner ?? this.dataSource).query(sql, params)) as { id: string }[];
-    return rows.map((r) => String(r.id));
-  }
-
-  /** Deletes rows whose marks reached Redis. */
-  async remove(ids: readonly string[]): Promise<void> {
-    if (ids.length > 0) await this.dataSource.query(`DELETE FROM ${this.table} WHERE id = ANY($1::bigint[])`, [ids]);
+    this.sql = sqlFor(dataSource);
+    this.table = this.sql.table(table);
   }
 
   /**
-   * Sends every waiting mark of the namespace to Redis, a batch per transaction (rows locked by
-   * another relay are skipped). Returns how many were relayed; a Redis failure keeps the rows
-   * and is thrown.
+   * Inserts marks (in statements of {@link WRITE_BATCH} rows), through `runner` (inside its
+   * transaction) or the pool. Returns the batch id that names these rows.
    */
-  async relay(): Promise<number> {
+  async write(entries: readonly MarkEntry[], runner?: QueryRunner): Promise<string> {
+    const batch = randomUUID();
+    const q = this.sql;
+    for (const rows of chunks(entries, WRITE_BATCH)) {
+      const values: string[] = [];
+      const params: unknown[] = [];
+      for (const e of rows) {
+        values.push(`(${q.params(5, params.length + 1)})`);
+        params.push(this.namespace, e.member, e.increment, e.base, batch);
+      }
+      await (runner ?? this.dataSource).query(
+        `INSERT INTO ${this.table} (namespace, member, increment, base, batch) VALUES ${values.join(', ')}`,
+        params,
+      );
+    }
+    return batch;
+  }
+
+  /** Records that Redis (under `epoch`) has the marks of a written batch. */
+  async sent(batch: string, epoch: string): Promise<void> {
+    if (epoch === '') return;
+    const q = this.sql;
+    await this.dataSource.query(
+      `UPDATE ${this.table} SET sent_epoch = ${q.param(1)} WHERE batch = ${q.param(2)} AND namespace = ${q.param(3)}`,
+      [epoch, batch, this.namespace],
+    );
+  }
+
+  /**
+   * Sends every row Redis does not hold under `epoch` ('' when it is not known yet: then only
+   * rows never sent), a batch per database transaction. Returns how many marks were relayed; a
+   * Redis failure rolls the batch back, keeps the rows and is thrown.
+   */
+  async relay(epoch: string): Promise<number> {
+    const q = this.sql;
     let relayed = 0;
     for (;;) {
-      const moved = await this.dataSource.transaction(async (manager) => {
-        const [rows] = (await manager.query(
-          `DELETE FROM ${this.table} WHERE id IN (
-             SELECT id FROM ${this.table} WHERE namespace = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-           RETURNING member, increment, base`,
-          [this.namespace, RELAY_BATCH],
-        )) as [{ member: string; increment: number; base: number }[], number];
-        if (rows.length > 0) {
-          await this.store.mark(
-            rows.map((r) => ({ member: r.member, increment: Number(r.increment), base: Number(r.base) })),
-            this.clock(),
-          );
-        }
-        return rows.length;
+      const { moved, landed } = await this.dataSource.transaction(async (manager) => {
+        const unsent = epoch === '' ? 'sent_epoch IS NULL' : `(sent_epoch IS NULL OR sent_epoch <> ${q.param(2)})`;
+        const rows = (await manager.query(
+          `SELECT id, member, increment, base FROM ${this.table}
+            WHERE namespace = ${q.param(1)} AND ${unsent}
+            ORDER BY id LIMIT ${RELAY_BATCH} ${q.skipLocked}`,
+          epoch === '' ? [this.namespace] : [this.namespace, epoch],
+        )) as Row[];
+        if (rows.length === 0) return { moved: 0, landed: epoch };
+        const marked = await this.store.mark(
+          rows.map((r) => ({ member: r.member, increment: Number(r.increment), base: Number(r.base) })),
+          this.clock(),
+        );
+        if (marked.epoch !== '') await this.setEpoch(manager, rows, marked.epoch);
+        return { moved: rows.length, landed: marked.epoch };
       });
       relayed += moved;
-      if (moved < RELAY_BATCH) return relayed;
+      // A Redis with no epoch yet: the rows stay unsent until the next drain installs one.
+      if (moved < RELAY_BATCH || landed === '') return relayed;
     }
+  }
+
+  private async setEpoch(manager: EntityManager, rows: readonly Row[], epoch: string): Promise<void> {
+    const q = this.sql;
+    await manager.query(`UPDATE ${this.table} SET sent_epoch = ${q.param(1)} WHERE id IN (${q.params(rows.length, 2)})`, [
+      epoch,
+      ...rows.map((r) => r.id),
+    ]);
+  }
+
+  /**
+   * Deletes sent rows Redis cannot lose any more (see the class comment), a bounded number of
+   * pages per call, continuing where the last call stopped. Returns how many rows were deleted.
+   */
+  async prune(epoch: string): Promise<number> {
+    if (epoch === '') return 0;
+    const q = this.sql;
+    let deleted = 0;
+    for (let page = 0; page < PRUNE_PAGES; page += 1) {
+      const rows = (await this.dataSource.query(
+        `SELECT id, member FROM ${this.table}
+          WHERE namespace = ${q.param(1)} AND sent_epoch = ${q.param(2)} AND id > ${q.param(3)}
+          ORDER BY id LIMIT ${PRUNE_PAGE}`,
+        [this.namespace, epoch, this.pruneCursor],
+      )) as Pick<Row, 'id' | 'member'>[];
+      if (rows.length === 0) {
+        this.pruneCursor = 0;
+        return deleted;
+      }
+      const members = [...new Set(rows.map((r) => r.member))];
+      const busy = await this.store.busy(members, epoch);
+      if (busy === 'lost') return deleted;
+      const waiting = new Set(members.filter((_, i) => busy[i]));
+      const newest = new Map<string, Row['id']>();
+      for (const r of rows) if (waiting.has(r.member)) newest.set(r.member, r.id);
+      const doomed = rows.filter((r) => !waiting.has(r.member) || newest.get(r.member) !== r.id).map((r) => r.id);
+      for (const ids of chunks(doomed, PRUNE_PAGE)) {
+        // Only rows still of this epoch: one a relay sent again meanwhile is kept.
+        await this.dataSource.query(
+          `DELETE FROM ${this.table} WHERE sent_epoch = ${q.param(1)} AND id IN (${q.params(ids.length, 2)})`,
+          [epoch, ...ids],
+        );
+      }
+      deleted += doomed.length;
+      this.pruneCursor = rows[rows.length - 1]?.id ?? 0;
+      if (rows.length < PRUNE_PAGE) {
+        this.pruneCursor = 0;
+        return deleted;
+      }
+    }
+    return deleted;
   }
 
   /** Rows waiting, or null when the table does not exist (its migration was not run). */
   async size(): Promise<number | null> {
     try {
-      const [row] = (await this.dataSource.query(`SELECT count(*)::int AS n FROM ${this.table} WHERE namespace = $1`, [
-        this.namespace,
-      ])) as { n: number }[];
-      return row?.n ?? 0;
+      const [row] = (await this.dataSource.query(
+        `SELECT count(*) AS n FROM ${this.table} WHERE namespace = ${this.sql.param(1)}`,
+        [this.namespace],
+      )) as { n: number | string }[];
+      return Number(row?.n ?? 0);
     } catch (error) {
       if (isMissingTable(error)) return null;
       throw error;
@@ -97,14 +187,9 @@ export class Outbox {
       this.missingTableLogged = true;
       this.logger.error(
         { table: this.table, err: errorMessage(error) },
-        'the outbox table does not exist: run the CoalesceOutbox migration (see README); undelivered marks cannot be kept',
+        'the outbox table does not exist: run the library migrations (coalesceMigrations, see README); undelivered marks cannot be kept',
       );
     }
     return true;
   }
-}
-
-function isMissingTable(error: unknown): boolean {
-  const e = error as { code?: unknown; driverError?: { code?: unknown } };
-  return e?.code === UNDEFINED_TABLE || e?.driverError?.code === UNDEFINED_TABLE;
 }

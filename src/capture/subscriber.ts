@@ -1,4 +1,6 @@
 import type {
+  AfterQueryEvent,
+  BeforeQueryEvent,
   EntityMetadata,
   EntitySubscriberInterface,
   InsertEvent,
@@ -9,31 +11,51 @@ import type {
   TransactionRollbackEvent,
   UpdateEvent,
 } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry } from '../redis/store';
-import { foreignKeyOf, type ChildLink, type Registry } from '../registry';
+import type { Registry } from '../registry';
+import { isRecomputing } from '../recompute-scope';
+import type { DerivedColumns, DerivedWrite } from './derived';
+import { Lookups, type Found } from './lookups';
 import { addMark, type Marker } from './marker';
 import type { Outbox } from './outbox';
+import { errorMessage } from '../errors';
+import { Resolver, type WriteEvent, type WriteKind } from './resolver';
+import { OnceLog } from './once-log';
 
 type Batch = Map<string, MarkEntry>;
 
 /**
- * Sees every change of a registered child and marks its parents. Inside a transaction the
- * marks wait, one batch per savepoint level, until the outermost COMMIT (a rolled back level
- * is dropped); outside one they are sent at once.
+ * Sees every change of a registered child and marks its parents, old and new. Inside a
+ * transaction the marks wait, one batch per savepoint level, until the outermost COMMIT (a
+ * rolled back level is dropped); outside one they are sent once the write is done. Keys an
+ * event does not carry are read through the event's query runner, batched (see Resolver).
  */
 export class CaptureSubscriber implements EntitySubscriberInterface {
   // Keyed by QueryRunner, not kept in queryRunner.data: TypeORM replaces `data` in save({ data }).
   private readonly pending = new WeakMap<QueryRunner, Map<number, Batch>>();
-  /** Outbox rows written inside a transaction (strict delivery), to delete once Redis has them. */
-  private readonly written = new WeakMap<QueryRunner, string[]>();
+  /** The outbox batch written inside a transaction (strict delivery), to record as sent once Redis has it. */
+  private readonly written = new WeakMap<QueryRunner, string>();
+  /**
+   * Marks found outside a transaction, held until the write is done: a parent marked before
+   * its child's statement ran could be recomputed before the change.
+   */
+  private readonly held = new WeakMap<QueryRunner, Batch>();
+  private readonly resolver: Resolver;
+  private readonly once: OnceLog;
 
   constructor(
     private readonly registry: Registry,
     private readonly marker: Marker,
     private readonly logger: Logger,
     private readonly strict: Outbox | undefined,
-  ) {}
+    private readonly derived?: DerivedColumns,
+  ) {
+    this.once = new OnceLog(logger);
+    const sink = (qr: QueryRunner, found: readonly Found[]): void => this.collect(qr, found);
+    const unresolved = (metadata: EntityMetadata, site: string, reason: string): void => this.unresolved(metadata, site, reason);
+    this.resolver = new Resolver(registry, new Lookups(sink, unresolved), sink, unresolved);
+  }
 
   /**
    * Strict delivery: the outermost transaction's marks go into the outbox inside it, so they
@@ -44,41 +66,67 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     if (!this.strict || depthOf(qr) > 1) return;
     const levels = this.pending.get(qr);
     if (!levels) return;
-    const ids = await this.strict.write(merged(levels), qr);
-    this.written.set(qr, ids);
+    this.written.set(qr, await this.strict.write(merged(levels), qr));
   }
 
-  afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
-    return this.capture(event.queryRunner, event.metadata, (link) => [foreignKeyOf(link, event.entity)]);
+  beforeUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.resolver.before(this.write('update', event));
   }
 
-  afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> {
-    return this.capture(event.queryRunner, event.metadata, (link) => {
-      const before = foreignKeyOf(link, event.databaseEntity);
-      // A partial save leaves the key unset on the entity while the row still holds it:
-      // the entity's key is news only when TypeORM says the column changed.
-      const changed =
-        event.updatedColumns.includes(link.column) ||
-        (link.relation !== undefined && event.updatedRelations.includes(link.relation));
-      const after = changed || event.databaseEntity === undefined ? foreignKeyOf(link, event.entity) : undefined;
-      return [before, after];
-    });
+  beforeRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.resolver.before(this.write('remove', event));
   }
 
-  afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> {
-    return this.captureRemoval(event);
+  beforeSoftRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.resolver.before(this.write('soft-remove', event));
   }
 
-  afterSoftRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> {
-    return this.captureRemoval(event);
+  beforeRecover(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.resolver.before(this.write('recover', event));
   }
 
-  afterRecover(event: RemoveEvent<ObjectLiteral>): Promise<void> {
-    return this.captureRemoval(event);
+  afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.after(this.write('insert', event));
+  }
+
+  afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
+    const host = this.derived?.written(event.metadata, event.updatedColumns, event.entity, event.databaseEntity);
+    if (host && !isRecomputing()) {
+      this.derivedWritten(event.queryRunner, host);
+      if (!this.resolver.concerns(event.metadata)) return this.after(undefined, event.queryRunner);
+    }
+    if (this.resolver.concerns(event.metadata)) return this.after(this.write('update', event));
+  }
+
+  afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.after(this.write('remove', event));
+  }
+
+  afterSoftRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.after(this.write('soft-remove', event));
+  }
+
+  afterRecover(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    if (this.resolver.concerns(event.metadata)) return this.after(this.write('recover', event));
+  }
+
+  /** Rows an event does not name are read just before their statement runs. */
+  beforeQuery(event: BeforeQueryEvent): Promise<void> | void {
+    return this.resolver.beforeQuery(event.queryRunner, event.query, event.parameters);
+  }
+
+  /** A failed statement ends its watches; outside a transaction, marks already found leave now. */
+  afterQuery(event: AfterQueryEvent): Promise<void> | void {
+    if (event.success || Lookups.isLookup(event.query)) return undefined;
+    const qr = event.queryRunner;
+    if (qr.isTransactionActive) return undefined;
+    this.resolver.forget(qr);
+    return this.release(qr);
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): Promise<void> {
     const qr = event.queryRunner;
+    if (!qr.isTransactionActive) this.resolver.forget(qr);
     const levels = this.pending.get(qr);
     if (!levels) return Promise.resolve();
     const depth = depthOf(qr);
@@ -94,26 +142,25 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
       return Promise.resolve();
     }
     this.pending.delete(qr);
-    const ids = this.written.get(qr);
+    const batch = this.written.get(qr);
     this.written.delete(qr);
-    return this.marker.dispatch(() => this.flush(merged(levels), ids));
+    return this.marker.dispatch(() => this.flush(merged(levels), batch));
   }
 
-  private async flush(entries: MarkEntry[], outboxIds: string[] | undefined): Promise<void> {
+  private async flush(entries: MarkEntry[], batch: string | undefined): Promise<void> {
     // Strict delivery: rows written in the transaction already keep these marks.
-    const delivered = await this.marker.send(entries, { keep: outboxIds === undefined });
-    if (!delivered || !outboxIds || !this.strict) return;
-    // Redis has the marks: their outbox rows are done. Left behind, they are only sent twice.
-    await this.strict.remove(outboxIds).catch((error: unknown) => {
-      this.logger.warn(
-        { err: String(error), rows: outboxIds.length },
-        'could not delete delivered outbox rows; they will be relayed again',
-      );
+    const sent = await this.marker.send(entries, { keep: batch === undefined });
+    if (!sent.delivered || batch === undefined || !this.strict) return;
+    // Redis has the marks: their rows say so (and stay until the parents are recomputed, in
+    // case Redis loses them). Left unrecorded, they are only sent twice.
+    await this.strict.sent(batch, sent.epoch).catch((error: unknown) => {
+      this.logger.warn({ err: errorMessage(error), batch }, 'could not record delivered outbox rows; they will be relayed again');
     });
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
     const qr = event.queryRunner;
+    if (!qr.isTransactionActive) this.resolver.forget(qr);
     const levels = this.pending.get(qr);
     if (!levels) return;
     const depth = qr.isTransactionActive ? depthOf(qr) : 0;
@@ -122,32 +169,43 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     if (depth === 0) this.written.delete(qr);
   }
 
-  private captureRemoval(event: RemoveEvent<ObjectLiteral>): Promise<void> {
-    // After remove() the entity has lost its primary key but the database entity holds the row.
-    return this.capture(event.queryRunner, event.metadata, (link) => [
-      foreignKeyOf(link, event.databaseEntity) ?? foreignKeyOf(link, event.entity),
-    ]);
+  private write(
+    kind: WriteKind,
+    event: InsertEvent<ObjectLiteral> | UpdateEvent<ObjectLiteral> | RemoveEvent<ObjectLiteral>,
+  ): WriteEvent {
+    return {
+      kind,
+      queryRunner: event.queryRunner,
+      metadata: event.metadata,
+      entity: event.entity ?? undefined,
+      databaseEntity: 'databaseEntity' in event ? (event.databaseEntity ?? undefined) : undefined,
+      entityId: 'entityId' in event ? (event.entityId as unknown) : undefined,
+    };
   }
 
-  private capture(qr: QueryRunner, metadata: EntityMetadata, parentIds: (link: ChildLink) => unknown[]): Promise<void> {
-    const links = this.registry.linksOf(metadata);
-    if (links.length === 0) return Promise.resolve();
+  /** After a write: resolve its parents, then (outside a transaction) send what was found. */
+  private async after(e: WriteEvent | undefined, qr = e?.queryRunner): Promise<void> {
+    if (e) await this.resolver.after(e);
+    if (qr && !qr.isTransactionActive) await this.release(qr);
+  }
+
+  /** Adds found parents to the transaction's current level, or holds them until the write is done. */
+  private collect(qr: QueryRunner, found: readonly Found[]): void {
+    if (found.length === 0) return;
     const batch: Batch = new Map();
-    for (const link of links) {
-      for (const id of new Set(parentIds(link))) {
-        if (id === undefined || id === null) continue;
-        try {
-          addMark(batch, { member: this.registry.encode(link.parent, id), increment: 1, base: link.parent.base });
-        } catch (err) {
-          this.logger.warn({ child: metadata.name, parent: link.parent.name, id }, String(err));
-        }
+    for (const { parent, id } of found) {
+      try {
+        addMark(batch, { member: this.registry.encode(parent, id), increment: 1, base: parent.base });
+      } catch (err) {
+        this.logger.warn({ parent: parent.name, id }, String(err));
       }
     }
-    if (batch.size === 0) {
-      this.logger.debug({ child: metadata.name }, 'child change with no resolvable parent; use mark() on bulk paths');
-      return Promise.resolve();
+    if (!qr.isTransactionActive) {
+      const held = this.held.get(qr) ?? new Map<string, MarkEntry>();
+      for (const entry of batch.values()) addMark(held, entry);
+      this.held.set(qr, held);
+      return;
     }
-    if (!qr.isTransactionActive) return this.marker.dispatch(() => this.marker.send([...batch.values()]));
     let levels = this.pending.get(qr);
     if (!levels) {
       levels = new Map();
@@ -157,7 +215,45 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     const level = levels.get(depth) ?? new Map<string, MarkEntry>();
     for (const entry of batch.values()) addMark(level, entry);
     levels.set(depth, level);
-    return Promise.resolve();
+  }
+
+  /** Sends the marks held outside a transaction, in one round trip. */
+  private release(qr: QueryRunner): Promise<void> {
+    const held = this.held.get(qr);
+    if (!held || held.size === 0) return Promise.resolve();
+    this.held.delete(qr);
+    return this.marker.dispatch(() => this.marker.send([...held.values()]));
+  }
+
+  /** A child change whose parents stay unknown: said once per (entity, site), with what to do. */
+  private unresolved(metadata: EntityMetadata, site: string, reason: string): void {
+    const links = [...this.registry.linksOf(metadata), ...this.registry.junctionLinksOf(metadata)];
+    const parents = [...new Set(links.map((l) => l.parent.name))];
+    const entity = metadata.name;
+    this.once.warn(
+      `unresolved:${entity}:${site}`,
+      { child: entity, site, parents },
+      `${entity}: a change (${site}) was made whose parent could not be found: ${reason}. ` +
+        `It is not marked: call coalescer.mark(${parents[0] ?? 'Parent'}, ids) after this kind of write, ` +
+        'or make it through save() / remove() so the subscriber sees the row (this warning is given once per entity and site)',
+    );
+  }
+
+  /** A host save() wrote derived columns: warn once per column, and mark the parent again. */
+  private derivedWritten(qr: QueryRunner, write: DerivedWrite): void {
+    const { parent, columns, id } = write;
+    const member = id === undefined ? parent.name : `${parent.name}:${String(id)}`;
+    for (const column of columns) {
+      this.once.warn(
+        `derived:${parent.name}:${column.propertyPath}`,
+        { parent: parent.name, column: column.propertyPath, id },
+        `${parent.name}.${column.propertyPath} is derived (its recompute writes it), but a save() of ${member} outside any ` +
+          'recompute wrote it: a copy loaded before the last recompute, saved back, overwrites the newer value. ' +
+          `${member} is marked again so one more recompute heals it; to stop the write-back, declare the column ` +
+          '@Column({ update: false }) or reload the entity before saving it (this warning is given once per column)',
+      );
+    }
+    if (id !== undefined && id !== null) this.collect(qr, [{ parent, id }]);
   }
 }
 

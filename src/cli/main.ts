@@ -5,9 +5,13 @@ import type { Coalescer } from '../coalescer';
 import { ConfigError, ConnectionError, RegistrationError } from '../errors';
 import { heatOf } from '../registry';
 import { serveMetrics, type MetricsServer } from '../metrics';
+import { serveDashboard, type DashboardServer } from '../dashboard/server';
+import { resolveDashboardOptions, type DashboardOptions } from '../dashboard/options';
 import { RUNNER_DEFAULTS, resolveRunnerOptions } from '../runner/runner';
 import { loadApp, UsageError } from './app';
 import { Progress } from './progress';
+import { markAll } from '../rebuild';
+import { addVerifyCommand } from './verify';
 
 /** Exit codes, as `coalesce --help` lists them. */
 export const EXIT = Object.freeze({ ok: 0, failed: 1, usage: 2, unreachable: 3, interrupted: 130 });
@@ -70,17 +74,41 @@ async function closeApp(coalescer: Coalescer): Promise<void> {
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
+/** Resolves with the first SIGINT/SIGTERM; a second one exits at once with {@link EXIT.interrupted}. */
+function firstSignal(): Promise<NodeJS.Signals> {
+  return new Promise<NodeJS.Signals>((resolve) => {
+    const once = (sig: NodeJS.Signals): void => {
+      process.removeListener('SIGINT', once);
+      process.removeListener('SIGTERM', once);
+      process.once('SIGINT', () => process.exit(EXIT.interrupted));
+      process.once('SIGTERM', () => process.exit(EXIT.interrupted));
+      resolve(sig);
+    };
+    process.on('SIGINT', once);
+    process.on('SIGTERM', once);
+  });
+}
+
+/** Starts the dashboard for the CLI: a port it cannot take is a usage error naming the option. */
+async function startDashboard(coalescer: Coalescer, options: DashboardOptions, portOption: string): Promise<DashboardServer> {
+  const server = await serveDashboard(coalescer, options).catch((error: unknown) => {
+    if (error instanceof ConfigError) throw error;
+    const where = `${options.host ?? '127.0.0.1'}:${options.port}`;
+    throw new UsageError(`${portOption}: cannot listen on ${where}: ${(error as Error).message}`, { cause: error });
+  });
+  const hint = options.token === undefined ? '' : ' (open it with ?token=<your token>)';
+  process.stderr.write(`coalesce: dashboard of namespace "${coalescer.namespace}" on ${server.url}${hint}\n`);
+  return server;
+}
+
+/** Help of the dashboard's token options; the environment variable keeps the token out of `ps`. */
+const DASHBOARD_TOKEN_HELP =
+  'secret every dashboard request must carry, required off loopback (default: $COALESCE_DASHBOARD_TOKEN)';
+
 function ms(value: number | null): string {
   if (value === null) return '-';
   if (value < 1000) return `${value} ms`;
   return `${(value / 1000).toFixed(1)} s`;
-}
-
-/** A stored or expected value in one line. */
-function show(value: unknown): string {
-  if (value instanceof Date) return value.toISOString();
-  if (typeof value === 'string') return JSON.stringify(value);
-  return String(value);
 }
 
 export function buildProgram(): Command {
@@ -117,6 +145,9 @@ export function buildProgram(): Command {
       count('--metrics-port', 0),
     )
     .option('--metrics-host <host>', 'interface of the metrics endpoint', '127.0.0.1')
+    .option('--dashboard-port <port>', 'serve the dashboard on <host>:<port> (0: any free port)', count('--dashboard-port', 0))
+    .option('--dashboard-host <host>', 'interface of the dashboard', '127.0.0.1')
+    .option('--dashboard-token <token>', DASHBOARD_TOKEN_HELP, process.env.COALESCE_DASHBOARD_TOKEN)
     .action(
       async (o: {
         schedule: string;
@@ -126,6 +157,9 @@ export function buildProgram(): Command {
         stopTimeoutMs: number;
         metricsPort?: number;
         metricsHost: string;
+        dashboardPort?: number;
+        dashboardHost: string;
+        dashboardToken?: string;
       }) => {
         const options = {
           schedule: o.schedule,
@@ -134,8 +168,13 @@ export function buildProgram(): Command {
           maxTickMs: o.maxTickMs,
           stopTimeoutMs: o.stopTimeoutMs,
         };
-        // A bad schedule is said before the app is loaded, services up or not.
+        // A bad schedule or dashboard option is said before the app is loaded, services up or not.
         resolveRunnerOptions(options);
+        const dashboard =
+          o.dashboardPort === undefined
+            ? undefined
+            : { port: o.dashboardPort, host: o.dashboardHost, ...(o.dashboardToken ? { token: o.dashboardToken } : {}) };
+        if (dashboard) resolveDashboardOptions(dashboard);
         await withApp(program.opts<Globals>(), async (coalescer) => {
           const runner = coalescer.runner(options);
           let metrics: MetricsServer | undefined;
@@ -146,26 +185,18 @@ export function buildProgram(): Command {
             });
             process.stderr.write(`coalesce: metrics on http://${o.metricsHost}:${metrics.port}/metrics\n`);
           }
+          const dashboardServer = dashboard && (await startDashboard(coalescer, { ...dashboard, runner }, '--dashboard-port'));
           runner.start();
           process.stderr.write(
             `coalesce: running namespace "${coalescer.namespace}" on "${o.schedule}"; SIGINT or SIGTERM stops it\n`,
           );
-          const signal = await new Promise<NodeJS.Signals>((resolve) => {
-            const once = (sig: NodeJS.Signals): void => {
-              process.removeListener('SIGINT', once);
-              process.removeListener('SIGTERM', once);
-              process.once('SIGINT', () => process.exit(EXIT.interrupted));
-              process.once('SIGTERM', () => process.exit(EXIT.interrupted));
-              resolve(sig);
-            };
-            process.on('SIGINT', once);
-            process.on('SIGTERM', once);
-          });
+          const signal = await firstSignal();
           process.stderr.write(
             `coalesce: ${signal}: stopping (recomputes in flight finish, up to --stop-timeout-ms; a second signal exits at once)\n`,
           );
           await runner.stop();
           await metrics?.close();
+          await dashboardServer?.close();
           const { ticks, skipped } = runner.counts;
           process.stderr.write(
             `coalesce: stopped after ${ticks} tick${ticks === 1 ? '' : 's'} (${skipped} skipped while one was running)\n`,
@@ -173,6 +204,26 @@ export function buildProgram(): Command {
         });
       },
     );
+
+  program
+    .command('dashboard')
+    .description(
+      'Serve a live page of the namespace (figures, lag plots, hottest and dead parents with retry/purge) until SIGINT/SIGTERM.',
+    )
+    .requiredOption('--port <port>', 'port to listen on (0: any free port)', count('--port', 0))
+    .option('--host <host>', 'interface to listen on; anything but loopback needs --token', '127.0.0.1')
+    .option('--token <token>', DASHBOARD_TOKEN_HELP, process.env.COALESCE_DASHBOARD_TOKEN)
+    .action(async (o: { port: number; host: string; token?: string }) => {
+      const options = { port: o.port, host: o.host, ...(o.token ? { token: o.token } : {}) };
+      // A host off loopback without a token is refused before the app is loaded.
+      resolveDashboardOptions(options);
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const server = await startDashboard(coalescer, options, '--port');
+        const signal = await firstSignal();
+        process.stderr.write(`coalesce: ${signal}: stopping the dashboard\n`);
+        await server.close();
+      });
+    });
 
   program
     .command('drain')
@@ -258,66 +309,76 @@ export function buildProgram(): Command {
     .action(async (name: string, o: { batch: number }) => {
       await withApp(program.opts<Globals>(), async (coalescer) => {
         const parent = coalescer.registry.parentOf(name);
-        const repo = coalescer.options.dataSource.getRepository<ObjectLiteral>(parent.metadata.target);
-        const key = parent.primary.propertyPath;
-        const total = await repo.count();
+        const total = await coalescer.options.dataSource.getRepository<ObjectLiteral>(parent.metadata.target).count();
         const bar = new Progress(`rebuild ${name}`);
-        let marked = 0;
-        let last: unknown;
-        // Keyset pagination: memory stays one batch however large the table.
-        for (;;) {
-          const qb = repo.createQueryBuilder('p').select(`p.${key}`, 'id').orderBy(`p.${key}`, 'ASC').limit(o.batch);
-          if (last !== undefined) qb.where(`p.${key} > :last`, { last });
-          const rows = await qb.getRawMany<{ id: string | number }>();
-          if (rows.length === 0) break;
-          await coalescer.mark(
-            parent.name,
-            rows.map((r) => r.id),
-          );
-          marked += rows.length;
-          last = rows[rows.length - 1]?.id;
-          bar.update(marked, Math.max(total, marked));
-          if (rows.length < o.batch) break;
-        }
+        const marked = await markAll(coalescer.options.dataSource, parent, (ids) => coalescer.mark(parent.name, ids), {
+          batch: o.batch,
+          onPage: (n) => bar.update(n, Math.max(total, n)),
+        });
         bar.done();
         print(`marked ${marked} ${name} parent${marked === 1 ? '' : 's'}; the runner (or coalesce drain) recomputes them`);
       });
     });
 
+  addVerifyCommand(program, {
+    withApp: (fn) => withApp(program.opts<Globals>(), fn),
+    count,
+    print,
+    ms,
+    failedCode: EXIT.failed,
+  });
+
   program
-    .command('verify')
-    .description(
-      "Compare a parent type's stored derived fields with what its children say (its aggregates, or its expected); " +
-        'parents with a recompute pending or running are skipped. Exit 1 when drift is found and not repaired.',
-    )
+    .command('state')
+    .description('One parent: waiting or not, heat, age of its first change, in flight, retrying, dead.')
     .argument('<parent>', 'parent entity name, e.g. Order')
-    .option('--sample <n>', 'check a random sample of n parents instead of every row', count('--sample'))
-    .option('--batch <n>', 'parents compared per query', count('--batch'), 1000)
-    .option('--repair', 'mark the drifted parents, so the runner (or coalesce drain) recomputes them')
-    .option('--json', 'print the result as JSON')
-    .action(async (name: string, o: { sample?: number; batch: number; repair?: boolean; json?: boolean }) => {
+    .argument('<id>', 'its id')
+    .option('--json', 'print as JSON')
+    .action(async (parent: string, id: string, o: { json?: boolean }) => {
       await withApp(program.opts<Globals>(), async (coalescer) => {
-        coalescer.registry.parentOf(name);
-        const bar = new Progress(`verify ${name}`);
-        const r = await coalescer.verify(name, {
-          batch: o.batch,
-          repair: Boolean(o.repair),
-          ...(o.sample === undefined ? {} : { sample: o.sample }),
-          onProgress: (p) => bar.update(p.checked, p.total, `drifted ${p.drifted} skipped ${p.skipped}`),
-        });
-        bar.done();
-        if (o.json) print(JSON.stringify(r));
-        else {
-          print(`checked ${r.checked} ${name} parent${r.checked === 1 ? '' : 's'} in ${ms(r.durationMs)}`);
-          print(`drifted ${r.drifted}, skipped ${r.skipped} (a recompute was pending or running)`);
-          for (const e of r.examples) {
-            print(`  ${name}:${e.id}  ${e.field}  stored ${show(e.stored)}  expected ${show(e.expected)}`);
-          }
-          if (r.drifted > r.examples.length) print(`  ... (the first ${r.examples.length} shown)`);
-          if (r.repaired > 0) print(`marked ${r.repaired} for a recompute; the runner (or coalesce drain) recomputes them`);
-          else if (r.drifted > 0) print('run again with --repair to mark them for a recompute');
+        const s = await coalescer.state(parent, id);
+        if (o.json) {
+          print(JSON.stringify(s));
+          return;
         }
-        if (r.drifted > r.repaired) process.exitCode = EXIT.failed;
+        const what = s.dead
+          ? `dead (attempts ${s.dead.attempts}): ${s.dead.error}`
+          : s.inflight
+            ? 'being recomputed now'
+            : s.retrying
+              ? `retrying (attempts ${s.retrying.attempts})`
+              : s.settling
+                ? 'settling'
+                : s.waiting
+                  ? 'pending'
+                  : 'fresh';
+        print(`${s.member}  ${what}`);
+        if (s.waiting) print(`  heat ${s.heat}, first change ${ms(s.firstMarkAgeMs)} ago`);
+        if (s.changedMeanwhile > 0) print(`  changed ${s.changedMeanwhile} times meanwhile: one more recompute follows`);
+      });
+    });
+
+  program
+    .command('watch')
+    .description("Print the namespace's live events (recomputed, failed, drained) from every process until SIGINT/SIGTERM.")
+    .option('--json', 'one JSON object per event')
+    .action(async (o: { json?: boolean }) => {
+      await withApp(program.opts<Globals>(), async (coalescer) => {
+        const subscription = await coalescer.subscribe((e) => {
+          if (o.json) print(JSON.stringify(e));
+          else if (e.type === 'recomputed') print(`recomputed  ${e.member}  ${e.durationMs} ms  (${e.worker})`);
+          else if (e.type === 'failed') {
+            print(`failed      ${e.member}  attempt ${e.attempt}${e.dead ? ', dead' : ''}: ${e.error}  (${e.worker})`);
+          } else {
+            const r = e.result;
+            print(
+              `drained     ${r.recomputed} recomputed, ${r.failed} failed, ${r.lostRaces} lost races in ${ms(r.durationMs)}  (${e.worker})`,
+            );
+          }
+        });
+        process.stderr.write(`coalesce: watching namespace "${coalescer.namespace}"; SIGINT or SIGTERM stops\n`);
+        await firstSignal();
+        await subscription.close();
       });
     });
 

@@ -1,28 +1,47 @@
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { AckEntry, Store } from '../redis/store';
-import type { DrainResult } from './drainer';
+import type { ServerClock } from '../redis/clock';
+import { errorMessage } from '../errors';
+import type { Claim, LeaseKeeper } from './leases';
+
+/** Longest an acknowledgement waits for others to share its round trip. */
+export const ACK_DELAY_MS = 2;
+
+/** What the acknowledgements did, added to a drain's result. */
+export interface AckTotals {
+  rearmed: number;
+  superseded: number;
+}
 
 /**
- * Acknowledgements of recomputed parents, sent in batches without holding up the drain;
- * `settle()` waits for all of them (and reports how many parents came back to pending).
+ * Acknowledgements of recomputed parents, batched by time (sent within {@link ACK_DELAY_MS} of
+ * the first one waiting) and by count, so a finished parent's lease is never held for long:
+ * another drainer's reaper never mistakes a finished recompute for a crashed one. A claim
+ * stays with the lease keeper until its acknowledgement has been answered.
  */
 export class AckBuffer {
-  private entries: AckEntry[] = [];
+  private entries: { entry: AckEntry; claim: Claim }[] = [];
+  private timer: NodeJS.Timeout | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private error: unknown;
   private rearmedSinceSettle = 0;
 
   constructor(
     private readonly store: Store,
-    private readonly result: DrainResult,
+    private readonly keeper: LeaseKeeper,
+    private readonly totals: AckTotals,
     private readonly logger: Logger,
     private readonly batch: number,
-    private readonly clock: () => number,
+    private readonly clock: ServerClock,
   ) {}
 
-  add(entry: AckEntry): void {
-    this.entries.push(entry);
+  add(entry: AckEntry, claim: Claim): void {
+    this.entries.push({ entry, claim });
     if (this.entries.length >= this.batch) this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), ACK_DELAY_MS);
+      this.timer.unref();
+    }
   }
 
   /** Sends what is buffered, waits for every ack in flight; returns parents re-armed since the last settle. */
@@ -40,23 +59,41 @@ export class AckBuffer {
   }
 
   private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.entries.length === 0) return;
-    const entries = this.entries;
+    const batch = this.entries;
     this.entries = [];
     const p = this.store
-      .ack(entries, this.clock())
+      .ack(
+        batch.map((b) => b.entry),
+        this.clock.now(),
+      )
       .then(
-        ({ rearmed, lost }) => {
-          this.result.rearmed += rearmed;
+        ({ rearmed, superseded }) => {
+          this.totals.rearmed += rearmed;
           this.rearmedSinceSettle += rearmed;
-          if (lost > 0) this.logger.warn({ lost }, 'recomputed parents whose lease had expired and passed to another worker');
+          if (superseded > 0) {
+            this.totals.superseded += superseded;
+            this.logger.warn(
+              { superseded },
+              'recomputes acknowledged after their lease passed on: each parent gets one more recompute, since a late write may have landed last',
+            );
+          }
         },
         (error: unknown) => {
-          // The leases stay and expire: the parents are recomputed again, never lost.
+          // The leases expire: the parents are recomputed again, never lost.
+          this.logger.warn(
+            { err: errorMessage(error), parents: batch.length },
+            'acknowledgements failed; the leases will expire',
+          );
           this.error ??= error;
         },
       )
-      .finally(() => this.inflight.delete(p));
+      .finally(() => {
+        for (const b of batch) this.keeper.drop(b.claim);
+        this.inflight.delete(p);
+      });
     this.inflight.add(p);
   }
 }

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { ParentId, RecomputeContext } from '../registry';
 
 /**
@@ -9,7 +9,7 @@ import type { ParentId, RecomputeContext } from '../registry';
 export class LazyContext implements RecomputeContext {
   private controller: AbortController | undefined;
   private child: Logger | undefined;
-  private abortedWith: unknown;
+  private reason: unknown;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -17,6 +17,7 @@ export class LazyContext implements RecomputeContext {
     private readonly parentName: string,
     private readonly ids: readonly ParentId[],
     readonly attempt: number,
+    readonly fence: number,
   ) {}
 
   get manager(): DataSource['manager'] {
@@ -26,7 +27,7 @@ export class LazyContext implements RecomputeContext {
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.abortedWith !== undefined) this.controller.abort(this.abortedWith);
+      if (this.reason !== undefined) this.controller.abort(this.reason);
     }
     return this.controller.signal;
   }
@@ -36,8 +37,14 @@ export class LazyContext implements RecomputeContext {
     return this.child;
   }
 
+  /** Why the signal was aborted, if it was (the first reason wins). */
+  get abortReason(): unknown {
+    return this.reason;
+  }
+
   abort(reason: unknown): void {
-    this.abortedWith = reason;
+    if (this.reason !== undefined) return;
+    this.reason = reason;
     this.controller?.abort(reason);
   }
 }

@@ -7,9 +7,9 @@ export interface Keys {
   readonly pending: string;
   /** ZSET member -> ms of the first mark since the parent's last recompute. */
   readonly since: string;
-  /** ZSET member -> lease deadline (ms): parents claimed by a worker. */
+  /** ZSET member -> lease deadline (ms, server time): parents claimed by a worker. */
   readonly leases: string;
-  /** HASH member -> claim record "token|score|since"; kept while leased or waiting to retry. */
+  /** HASH member -> claim record "token|score|due|generation"; kept while leased or waiting to retry. */
   readonly claims: string;
   /** HASH member -> heat of marks that arrived while the parent was leased or waiting to retry. */
   readonly dirty: string;
@@ -17,11 +17,11 @@ export interface Keys {
   readonly dirtyAt: string;
   /** ZSET member -> ms when a failed parent may be retried. */
   readonly delayed: string;
-  /** HASH member -> failed attempts so far. */
+  /** HASH member -> failed attempts so far (expired leases included). */
   readonly attempts: string;
   /** ZSET member -> ms when the parent was dead-lettered. */
   readonly dead: string;
-  /** HASH member -> JSON dead-letter record (error, attempts, heat, at). */
+  /** HASH member -> JSON dead-letter record (error, attempts, score, since, at). */
   readonly deadInfo: string;
   /** LIST of recent waits (first mark -> recompute start, ms), newest first. */
   readonly waits: string;
@@ -33,6 +33,28 @@ export interface Keys {
   readonly settleHeat: string;
   /** HASH parent type -> "base|settleMs|maxWaitMs": how the scripts treat members of the type. */
   readonly policy: string;
+  /** STRING: the namespace's epoch; its absence means Redis lost the namespace's data. */
+  readonly epoch: string;
+  /** STRING: counter of claim windows; each claim's fencing token is the next value. */
+  readonly fence: string;
+  /** HASH member -> generation of its last mark (from `fence`), while a recompute has not covered it. */
+  readonly generations: string;
+  /** HASH member -> generation the last acknowledged recompute covered, while newer marks wait. */
+  readonly ackedGens: string;
+  /** STRING with an expiry: present while some process listens on the event channel. */
+  readonly listening: string;
+  /** HASH parent type -> last id marked by the rebuild that follows a Redis data loss. */
+  readonly rebuild: string;
+}
+
+/** Every key of a namespace, for `clear()`. */
+export function allKeys(keys: Keys): string[] {
+  return Object.values(keys) as string[];
+}
+
+/** The pub/sub channel of a namespace's events (acknowledgements, recomputes, failures, drains). */
+export function eventChannel(namespace: string): string {
+  return `{${namespace}}:events`;
 }
 
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -61,5 +83,11 @@ export function keysFor(namespace: string): Keys {
     settling: k('settling'),
     settleHeat: k('settleHeat'),
     policy: k('policy'),
+    epoch: k('epoch'),
+    fence: k('fence'),
+    generations: k('generations'),
+    ackedGens: k('ackedGens'),
+    listening: k('listening'),
+    rebuild: k('rebuild'),
   });
 }

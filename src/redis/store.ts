@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Redis, Result } from 'ioredis';
 import type { Keys } from './keys';
+import { allKeys } from './keys';
+import { defineScripts, type Arg, type RedisClient } from './scripts';
 
 /** One parent to mark: its member, how much heat to add, and the base of its score (priority). */
 export interface MarkEntry {
@@ -10,34 +9,41 @@ export interface MarkEntry {
   readonly base: number;
 }
 
-/** A member read at the top of pending, with its score as read. */
-export interface WindowEntry {
-  readonly member: string;
+/** A member read for a claim: its exact bytes, and its score as read ('' when not read). */
+export interface Candidate {
+  readonly key: Buffer;
   readonly score: string;
 }
 
-/** A parent won by a claim. */
-export interface Claimed {
-  readonly member: string;
+/** A member won by a claim, by its index among the candidates. */
+export interface Won {
+  readonly index: number;
   /** Score at claim time (priority base + heat). */
   readonly score: number;
   /** Ms of the first mark not yet covered by a recompute, for the sampled claims. */
   readonly since: number | undefined;
   /** Failed attempts before this one. */
   readonly attempts: number;
-  /** Token that proves ownership when acknowledging. */
+}
+
+/** A claim as the scripts know it: the member's exact bytes and the token that proves ownership. */
+export interface ClaimRef {
+  readonly key: Buffer | string;
   readonly token: string;
-  /** Lease deadline (ms). */
-  readonly deadline: number;
 }
 
 /** A recomputed parent to acknowledge. */
-export interface AckEntry {
-  readonly member: string;
-  readonly token: string;
+export interface AckEntry extends ClaimRef {
   readonly base: number;
   /** Ms from its first mark to the start of its recompute, recorded for lag figures. */
   readonly waitMs?: number | undefined;
+}
+
+/** A failed recompute: retry at `retryAt` (ms), or dead-letter when `retryAt` is undefined. */
+export interface FailEntry extends ClaimRef {
+  readonly retryAt: number | undefined;
+  readonly error: string;
+  readonly base: number;
 }
 
 /** How the scripts treat members of one parent type. */
@@ -48,14 +54,6 @@ export interface TypePolicy {
   readonly settleMs: number;
   /** Longest wait from the first mark to the claim, if capped. */
   readonly maxWaitMs: number | undefined;
-}
-
-/** A failed recompute: retry at `retryAt` (ms), or dead-letter when `retryAt` is undefined. */
-export interface FailEntry {
-  readonly member: string;
-  readonly token: string;
-  readonly retryAt: number | undefined;
-  readonly error: string;
 }
 
 /** A dead-lettered parent as stored. */
@@ -84,215 +82,216 @@ export interface Counts {
   readonly oldestSince: number | undefined;
 }
 
-interface ScriptDef {
-  readonly name: string;
-  readonly file: string;
-  readonly keys: number;
+/** Everything Redis holds about one parent (see {@link Store.memberState}). */
+export interface MemberState {
+  readonly pendingScore: number | undefined;
+  readonly settlingUntil: number | undefined;
+  readonly settlingScore: number | undefined;
+  /** Ms of the first mark not yet covered by a recompute. */
+  readonly since: number | undefined;
+  readonly leaseDeadline: number | undefined;
+  readonly retryAt: number | undefined;
+  readonly attempts: number;
+  /** Heat of marks that arrived while it was held. */
+  readonly markedDuring: number;
+  readonly dead: DeadEntry | undefined;
 }
 
-const SCRIPTS = {
-  mark: { name: 'coalesceMarkParents', file: 'markParents-11.lua', keys: 11 },
-  claim: { name: 'coalesceClaimParents', file: 'claimParents-6.lua', keys: 6 },
-  ack: { name: 'coalesceAckParents', file: 'ackParents-12.lua', keys: 12 },
-  requeue: { name: 'coalesceRequeueHeld', file: 'requeueHeld-7.lua', keys: 7 },
-  fail: { name: 'coalesceFailParents', file: 'failParents-11.lua', keys: 11 },
-  revive: { name: 'coalesceReviveDead', file: 'reviveDead-4.lua', keys: 4 },
-  promoteSettled: { name: 'coalescePromoteSettled', file: 'promoteSettled-3.lua', keys: 3 },
-} as const satisfies Record<string, ScriptDef>;
-
-type Arg = string | number;
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    coalesceMarkParents(...args: Arg[]): Result<number, Context>;
-    coalesceClaimParents(...args: Arg[]): Result<string[], Context>;
-    coalesceAckParents(...args: Arg[]): Result<[number, number, number], Context>;
-    coalesceRequeueHeld(...args: Arg[]): Result<number, Context>;
-    coalesceFailParents(...args: Arg[]): Result<[number, number, number], Context>;
-    coalesceReviveDead(...args: Arg[]): Result<number, Context>;
-    coalescePromoteSettled(...args: Arg[]): Result<number, Context>;
-  }
+/** What `checkEpoch` found; see checkEpoch-3.lua. */
+export interface EpochCheck {
+  readonly status: 'ok' | 'fresh' | 'lost' | 'changed';
+  readonly epoch: string;
+  /** Whether the type policies are in Redis (they go with a data loss and must be written again). */
+  readonly policies: boolean;
+  /** Parent types whose rebuild after a data loss is unfinished. */
+  readonly rebuilding: number;
 }
 
-const sources = new Map<string, string>();
-function source(file: string): string {
-  let lua = sources.get(file);
-  if (lua === undefined) {
-    lua = readFileSync(join(__dirname, 'scripts', file), 'utf8');
-    sources.set(file, lua);
-  }
-  return lua;
+/** Pending members counted per parent type by {@link Store.pendingByType}. */
+export interface PendingByType {
+  /** Type name -> members of that type among those scanned. */
+  readonly byType: Record<string, number>;
+  /** Members scanned. */
+  readonly scanned: number;
+  /** Size of the pending set. */
+  readonly total: number;
+  /** True when every pending member was scanned, so `byType` is exact. */
+  readonly exact: boolean;
 }
 
-const defined = new WeakSet<Redis>();
-/** Defines every script on `client` once (EVALSHA with ioredis' NOSCRIPT fallback). */
-export function defineScripts(client: Redis): void {
-  if (defined.has(client)) return;
-  for (const def of Object.values(SCRIPTS)) {
-    client.defineCommand(def.name, { numberOfKeys: def.keys, lua: source(def.file) });
-  }
-  defined.add(client);
-}
-
-/** Most arguments sent in one script call; larger inputs are split so no call is unbounded. */
+/** Most members sent in one script call; larger inputs are split so no call is unbounded. */
 export const MAX_BATCH = 500;
 
-function chunks<T>(items: readonly T[], size: number): T[][] {
+/** `items` in slices of at most `size`. */
+export function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
 
 /**
- * The Redis side of one namespace: every command and script the coalescer sends. Knows
- * members and scores, nothing of TypeORM.
+ * The Redis side of one namespace: every command and script the coalescer sends. Knows members
+ * and scores, nothing of TypeORM. Members read back for claims are raw bytes, so a member that
+ * is not valid UTF-8 is still claimed (and dead-lettered) rather than spun on.
  */
 export class Store {
   constructor(
-    private readonly client: Redis,
+    readonly client: RedisClient,
     readonly keys: Keys,
+    /** The namespace's event channel, where acknowledgements are published for fresh() readers. */
+    readonly channel: string,
   ) {
     defineScripts(client);
   }
 
-  /** Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents). */
-  async mark(entries: readonly MarkEntry[], now: number): Promise<number> {
+  /** Keys markOne needs, in the order the scripts take them. */
+  private markKeys(): string[] {
     const k = this.keys;
-    const keys = [
-      k.pending,
-      k.since,
-      k.claims,
-      k.dirty,
-      k.dirtyAt,
-      k.dead,
-      k.deadInfo,
-      k.due,
-      k.settling,
-      k.settleHeat,
-      k.policy,
-    ];
-    const batches = chunks(entries, MAX_BATCH);
-    if (batches.length === 1) {
-      return this.client.coalesceMarkParents(...keys, now, ...flatMark(batches[0] ?? []));
-    }
-    const pipeline = this.client.pipeline();
-    for (const batch of batches) pipeline.coalesceMarkParents(...keys, now, ...flatMark(batch));
-    let marked = 0;
-    for (const [err, n] of (await pipeline.exec()) ?? []) {
-      if (err) throw err;
-      marked += Number(n);
-    }
-    return marked;
-  }
-
-  /** The `count` hottest pending members starting at rank `offset` (ZREVRANGE). */
-  window(offset: number, count: number): Promise<string[]> {
-    return this.client.zrevrange(this.keys.pending, offset, offset + count - 1);
-  }
-
-  /** Like {@link window}, with each member's score as read (so the claim need not read it again). */
-  async windowWithScores(offset: number, count: number): Promise<WindowEntry[]> {
-    const flat = await this.client.zrevrange(this.keys.pending, offset, offset + count - 1, 'WITHSCORES');
-    const out: WindowEntry[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i] as string, score: flat[i + 1] as string });
-    return out;
-  }
-
-  /** Up to `count` parents past their maxWaitMs, most overdue first. */
-  overdue(now: number, count: number): Promise<string[]> {
-    return this.client.zrangebyscore(this.keys.due, '-inf', now, 'LIMIT', 0, count);
-  }
-
-  /** Moves parents whose quiet period is over to pending; at most `limit`. */
-  promoteSettled(now: number, limit: number): Promise<number> {
-    const k = this.keys;
-    return this.client.coalescePromoteSettled(k.settling, k.settleHeat, k.pending, now, limit);
-  }
-
-  /** Publishes how each parent type is marked (priority, settleMs, maxWaitMs) for the scripts. */
-  async writePolicies(policies: ReadonlyMap<string, TypePolicy>): Promise<void> {
-    if (policies.size === 0) return;
-    const fields: string[] = [];
-    for (const [type, p] of policies) fields.push(type, `${p.base}|${p.settleMs}|${p.maxWaitMs ?? ''}`);
-    await this.client.hset(this.keys.policy, ...fields);
-  }
-
-  /** Recent waits (first mark to recompute start, ms), newest first; at most 1000 are kept. */
-  async recentWaits(): Promise<number[]> {
-    return (await this.client.lrange(this.keys.waits, 0, -1)).map(Number);
+    return [k.pending, k.since, k.claims, k.dirty, k.dirtyAt, k.dead, k.deadInfo, k.due, k.settling, k.settleHeat, k.policy];
   }
 
   /**
-   * Claims `members` (checked ZREM + lease each); returns the ones this call won. Give the
-   * scores read with the window when there are any; the first `sample` won report their
+   * Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents,
+   * pipelined). Returns the distinct parents marked and the namespace's epoch as the marks found
+   * it ('' when Redis holds none).
+   */
+  async mark(entries: readonly MarkEntry[], now: number): Promise<{ marked: number; epoch: string }> {
+    const keys = [...this.markKeys(), this.keys.epoch, this.keys.generations, this.keys.fence];
+    const batches = chunks(entries, MAX_BATCH);
+    const flat = (batch: readonly MarkEntry[]): Arg[] => batch.flatMap((e) => [e.member, e.increment, e.base]);
+    if (batches.length <= 1) {
+      const [marked, epoch] = await this.client.coalesceMarkParents(...keys, now, ...flat(batches[0] ?? []));
+      return { marked, epoch };
+    }
+    const pipeline = this.client.pipeline();
+    for (const batch of batches) pipeline.coalesceMarkParents(...keys, now, ...flat(batch));
+    let marked = 0;
+    let epoch = '';
+    for (const [err, reply] of (await pipeline.exec()) ?? []) {
+      if (err) throw err;
+      const [n, e] = reply as [number, string];
+      marked += n;
+      epoch = e;
+    }
+    return { marked, epoch };
+  }
+
+  /**
+   * The next window: settled parents promoted first, then up to `size` overdue members and the
+   * hottest pending ones from rank `offset`.
+   */
+  async readWindow(now: number, size: number, offset: number): Promise<{ overdue: Buffer[]; top: Candidate[] }> {
+    const k = this.keys;
+    const flat = await this.client.coalesceReadWindowBuffer(k.settling, k.settleHeat, k.pending, k.due, now, size, offset);
+    const n = Number(flat[0] ?? 0);
+    const overdue = flat.slice(1, 1 + n) as Buffer[];
+    const top: Candidate[] = [];
+    for (let i = 1 + n; i + 1 < flat.length; i += 2) {
+      top.push({ key: flat[i] as Buffer, score: (flat[i + 1] as Buffer).toString() });
+    }
+    return { overdue, top };
+  }
+
+  /**
+   * Claims `candidates` (a checked ZREM and a lease each, in one script call); returns the
+   * claim's fencing token and the ones this call won. The first `sample` won report their
    * first-mark time.
    */
   async claim(
-    members: readonly (string | WindowEntry)[],
+    candidates: readonly Candidate[],
     leaseDeadline: number,
-    token: string,
-    sample = members.length,
-  ): Promise<Claimed[]> {
-    if (members.length === 0) return [];
+    sample = candidates.length,
+  ): Promise<{ token: string; won: Won[] }> {
+    if (candidates.length === 0) return { token: '', won: [] };
     const k = this.keys;
-    const args: Arg[] = [leaseDeadline, token, sample];
-    for (const m of members) {
-      if (typeof m === 'string') args.push(m, '');
-      else args.push(m.member, m.score);
-    }
-    const flat = await this.client.coalesceClaimParents(k.pending, k.leases, k.claims, k.attempts, k.due, k.since, ...args);
-    const out: Claimed[] = [];
-    for (let i = 0; i + 3 < flat.length; i += 4) {
+    const args: Arg[] = [leaseDeadline, sample];
+    for (const c of candidates) args.push(c.key, c.score);
+    const flat = await this.client.coalesceClaimParents(
+      k.pending,
+      k.leases,
+      k.claims,
+      k.attempts,
+      k.due,
+      k.since,
+      k.fence,
+      k.generations,
+      ...args,
+    );
+    const won: Won[] = [];
+    for (let i = 1; i + 3 < flat.length; i += 4) {
       const since = flat[i + 2];
-      out.push({
-        member: flat[i] as string,
+      won.push({
+        index: Number(flat[i]) - 1,
         score: Number(flat[i + 1]),
-        since: since ? Number(since) : undefined,
+        since: since === '' || since === undefined ? undefined : Number(since),
         attempts: Number(flat[i + 3]),
-        token,
-        deadline: leaseDeadline,
       });
     }
-    return out;
+    return { token: String(flat[0] ?? ''), won };
   }
 
-  /** Ends the leases of recomputed parents; re-arms those marked meanwhile. */
-  async ack(entries: readonly AckEntry[], now: number): Promise<{ acked: number; rearmed: number; lost: number }> {
+  /**
+   * Renews the leases of `claims` to `deadline`, in one pipelined round trip; returns the
+   * indexes (0-based) of the claims no longer owned.
+   */
+  async extend(claims: readonly ClaimRef[], deadline: number): Promise<number[]> {
     const k = this.keys;
-    const total = { acked: 0, rearmed: 0, lost: 0 };
+    const batches = chunks(claims, MAX_BATCH);
+    const pipeline = this.client.pipeline();
+    for (const batch of batches) {
+      pipeline.coalesceExtendLeases(k.leases, k.claims, deadline, ...batch.flatMap((c) => [c.key, c.token]));
+    }
+    const lost: number[] = [];
+    const replies = (await pipeline.exec()) ?? [];
+    replies.forEach(([err, reply], b) => {
+      if (err) throw err;
+      for (const i of reply as number[]) lost.push(b * MAX_BATCH + Number(i) - 1);
+    });
+    return lost;
+  }
+
+  /** Ends the claims of recomputed parents; re-arms those marked meanwhile. */
+  async ack(entries: readonly AckEntry[], now: number): Promise<{ acked: number; rearmed: number; superseded: number }> {
+    const k = this.keys;
+    const total = { acked: 0, rearmed: 0, superseded: 0 };
     for (const batch of chunks(entries, MAX_BATCH)) {
-      const args: Arg[] = [now, batch.length];
-      for (const e of batch) args.push(e.member, e.token, e.base);
+      const args: Arg[] = [now, batch.length, this.channel];
+      for (const e of batch) args.push(e.key, e.token, e.base);
       for (const e of batch) if (e.waitMs !== undefined) args.push(Math.max(0, Math.round(e.waitMs)));
-      const [acked, rearmed, lost] = await this.client.coalesceAckParents(
+      const [acked, rearmed, superseded] = await this.client.coalesceAckParents(
         k.leases,
         k.claims,
+        k.attempts,
         k.pending,
         k.since,
         k.dirty,
         k.dirtyAt,
-        k.attempts,
+        k.dead,
+        k.deadInfo,
         k.due,
         k.settling,
         k.settleHeat,
         k.policy,
         k.waits,
+        k.generations,
+        k.ackedGens,
+        k.listening,
         ...args,
       );
       total.acked += acked;
       total.rearmed += rearmed;
-      total.lost += lost;
+      total.superseded += superseded;
     }
     return total;
   }
 
   /** Records failed recomputes: delayed retry or dead letter. */
-  async fail(entries: readonly FailEntry[], now: number): Promise<{ retried: number; dead: number; lost: number }> {
+  async fail(entries: readonly FailEntry[], now: number): Promise<{ retried: number; dead: number; superseded: number }> {
     const k = this.keys;
-    const total = { retried: 0, dead: 0, lost: 0 };
+    const total = { retried: 0, dead: 0, superseded: 0 };
     for (const batch of chunks(entries, MAX_BATCH)) {
-      const args = batch.flatMap((e) => [e.member, e.token, e.retryAt ?? -1, e.error]);
-      const [retried, dead, lost] = await this.client.coalesceFailParents(
+      const args = batch.flatMap((e) => [e.key, e.token, e.retryAt ?? -1, e.error, e.base]);
+      const [retried, dead, superseded] = await this.client.coalesceFailParents(
         k.leases,
         k.claims,
         k.delayed,
@@ -304,72 +303,175 @@ export class Store {
         k.dirty,
         k.dirtyAt,
         k.due,
+        k.settling,
+        k.settleHeat,
+        k.policy,
         now,
         ...args,
       );
       total.retried += retried;
       total.dead += dead;
-      total.lost += lost;
+      total.superseded += superseded;
     }
     return total;
   }
 
-  /** Gives leases past their deadline back to pending with their heat; at most `limit`. */
-  reapExpired(now: number, limit: number): Promise<number> {
-    return this.requeue(this.keys.leases, now, limit, []);
+  /**
+   * Gives leases past their deadline back to pending with their heat; at most `limit`. Each
+   * counts as an attempt: at `maxAttempts` the parent is dead-lettered instead.
+   */
+  reapExpired(now: number, limit: number, maxAttempts: number): Promise<{ requeued: number; dead: number }> {
+    return this.requeue(this.keys.leases, now, limit, maxAttempts, []);
   }
 
   /** Moves retries whose backoff is over back to pending; at most `limit`. */
-  promoteDue(now: number, limit: number): Promise<number> {
-    return this.requeue(this.keys.delayed, now, limit, []);
+  async promoteDue(now: number, limit: number): Promise<number> {
+    return (await this.requeue(this.keys.delayed, now, limit, 0, [])).requeued;
   }
 
-  /** Gives back to pending the leases a worker still holds (on shutdown), checked by token. */
-  async release(claims: readonly Pick<Claimed, 'member' | 'token'>[], now: number): Promise<number> {
+  /** Gives back to pending claims a worker holds and will not run, checked by token. */
+  async release(claims: readonly ClaimRef[], now: number): Promise<number> {
     let released = 0;
     for (const batch of chunks(claims, MAX_BATCH)) {
-      released += await this.requeue(
-        this.keys.leases,
-        now,
-        batch.length,
-        batch.flatMap((c) => [c.member, c.token]),
-      );
+      const pairs = batch.flatMap((c) => [c.key, c.token]);
+      released += (await this.requeue(this.keys.leases, now, batch.length, 0, pairs)).requeued;
     }
     return released;
   }
 
-  private requeue(from: string, now: number, limit: number, pairs: Arg[]): Promise<number> {
+  private async requeue(
+    from: string,
+    now: number,
+    limit: number,
+    maxAttempts: number,
+    pairs: Arg[],
+  ): Promise<{ requeued: number; dead: number }> {
     const k = this.keys;
-    return this.client.coalesceRequeueHeld(from, k.claims, k.pending, k.since, k.dirty, k.dirtyAt, k.due, now, limit, ...pairs);
+    const [requeued, dead] = await this.client.coalesceRequeueHeld(
+      from,
+      k.claims,
+      k.pending,
+      k.since,
+      k.dirty,
+      k.dirtyAt,
+      k.due,
+      k.attempts,
+      k.dead,
+      k.deadInfo,
+      now,
+      limit,
+      maxAttempts,
+      ...pairs,
+    );
+    return { requeued, dead };
+  }
+
+  /** Publishes how each parent type is marked (priority, settleMs, maxWaitMs) for the scripts. */
+  async writePolicies(policies: ReadonlyMap<string, TypePolicy>): Promise<void> {
+    if (policies.size === 0) return;
+    const fields: string[] = [];
+    for (const [type, p] of policies) fields.push(type, `${p.base}|${p.settleMs}|${p.maxWaitMs ?? ''}`);
+    await this.client.hset(this.keys.policy, ...fields);
+  }
+
+  /** Parent types some process of the namespace registered (their policies are published). */
+  async policyTypes(): Promise<Set<string>> {
+    return new Set(await this.client.hkeys(this.keys.policy));
+  }
+
+  /** Checks the namespace's epoch; see checkEpoch-3.lua. */
+  async checkEpoch(known: string, candidate: string, rebuildTypes: readonly string[]): Promise<EpochCheck> {
+    const k = this.keys;
+    const [status, epoch, policies, rebuilding] = await this.client.coalesceCheckEpoch(
+      k.epoch,
+      k.policy,
+      k.rebuild,
+      known,
+      candidate,
+      ...rebuildTypes,
+    );
+    return { status: status as EpochCheck['status'], epoch, policies: Number(policies) === 1, rebuilding: Number(rebuilding) };
+  }
+
+  /**
+   * Which of `members` still wait for a recompute (pending, settling, held or dead); 'lost' when
+   * the namespace's epoch is not `epoch` (Redis lost its data: an absent member proves nothing).
+   */
+  async busy(members: readonly string[], epoch: string): Promise<boolean[] | 'lost'> {
+    const k = this.keys;
+    const out: boolean[] = [];
+    for (const batch of chunks(members, MAX_BATCH)) {
+      const reply = await this.client.coalesceBusyMembers(
+        k.epoch,
+        k.pending,
+        k.settling,
+        k.claims,
+        k.dead,
+        k.dirty,
+        k.leases,
+        epoch,
+        ...batch,
+      );
+      if (!Array.isArray(reply)) return 'lost';
+      for (const flag of reply) out.push(Number(flag) === 1);
+    }
+    return out;
+  }
+
+  /** Parent types whose rebuild after a data loss is unfinished, with the last id marked ('' before the first). */
+  async rebuildCursors(): Promise<Map<string, string>> {
+    const flat = await this.client.hgetall(this.keys.rebuild);
+    return new Map(Object.entries(flat));
+  }
+
+  /** Moves a rebuild cursor from `from` to `to` (undefined: the type is done); false when another process moved it. */
+  async advanceRebuild(type: string, from: string, to: string | undefined): Promise<boolean> {
+    return (
+      (await this.client.coalesceAdvanceRebuild(this.keys.rebuild, type, from, to ?? '', to === undefined ? 'done' : '')) === 1
+    );
+  }
+
+  /** Recent waits (first mark to recompute start, ms), newest first; at most 1000 are kept. */
+  async recentWaits(): Promise<number[]> {
+    return (await this.client.lrange(this.keys.waits, 0, -1)).map(Number);
   }
 
   /** Dead-lettered parents, oldest first. */
   async listDead(offset: number, count: number): Promise<DeadEntry[]> {
-    const members = await this.client.zrange(this.keys.dead, offset, offset + count - 1);
+    // As bytes: a member that is not UTF-8 still finds its record.
+    const members = await this.client.zrangeBuffer(this.keys.dead, offset, offset + count - 1);
     if (members.length === 0) return [];
-    const records = await this.client.hmget(this.keys.deadInfo, ...members);
-    return members.map((member, i) => parseDead(member, records[i] ?? null));
+    const records = await this.client.hmgetBuffer(this.keys.deadInfo, ...members);
+    return members.map((member, i) => parseDead(member.toString(), records[i]?.toString() ?? null));
   }
 
-  /** Gives dead parents a fresh start: the named ones, or up to `limit` of the oldest. */
-  revive(members: readonly string[] | 'all', now: number, limit: number): Promise<number> {
+  /** Gives dead parents a fresh start: the named ones (any number), or up to `limit` of the oldest. */
+  async revive(members: readonly string[] | 'all', now: number, limit: number): Promise<number> {
     const k = this.keys;
-    const named = members === 'all' ? [] : members.slice(0, MAX_BATCH);
-    return this.client.coalesceReviveDead(k.dead, k.deadInfo, k.pending, k.since, now, limit, ...named);
+    const keys = [...this.markKeys(), k.attempts];
+    if (members === 'all') return this.client.coalesceReviveDead(...keys, now, limit);
+    let revived = 0;
+    for (const batch of chunks(members, MAX_BATCH))
+      revived += await this.client.coalesceReviveDead(...keys, now, limit, ...batch);
+    return revived;
   }
 
-  /** Removes dead parents: the named ones, or up to `limit` of the oldest. */
+  /** Removes dead parents: the named ones (any number), or up to `limit` of the oldest. */
   async purge(members: readonly string[] | 'all', limit: number): Promise<number> {
-    const named = members === 'all' ? await this.client.zrange(this.keys.dead, 0, limit - 1) : members.slice(0, MAX_BATCH);
-    if (named.length === 0) return 0;
-    const [[err, removed] = [null, 0]] =
-      (await this.client
-        .multi()
-        .zrem(this.keys.dead, ...named)
-        .hdel(this.keys.deadInfo, ...named)
-        .exec()) ?? [];
-    if (err) throw err;
-    return Number(removed);
+    const named = members === 'all' ? await this.client.zrange(this.keys.dead, 0, limit - 1) : members;
+    let removed = 0;
+    for (const batch of chunks(named, MAX_BATCH)) {
+      const [[err, n] = [null, 0]] =
+        (await this.client
+          .multi()
+          .zrem(this.keys.dead, ...batch)
+          .hdel(this.keys.deadInfo, ...batch)
+          .hdel(this.keys.attempts, ...batch)
+          .exec()) ?? [];
+      if (err) throw err;
+      removed += Number(n);
+    }
+    return removed;
   }
 
   /** Sizes of every set, in one round trip. */
@@ -403,31 +505,6 @@ export class Store {
     };
   }
 
-  /**
-   * Which of `members` the drain still has business with: pending, settling, leased (in
-   * flight), waiting to retry, or marked while held (`dirty`). One pipelined round trip.
-   */
-  async busy(members: readonly string[]): Promise<boolean[]> {
-    if (members.length === 0) return [];
-    const k = this.keys;
-    const sets = [k.pending, k.settling, k.leases, k.delayed];
-    const batches = chunks(members, MAX_BATCH);
-    const pipeline = this.client.pipeline();
-    for (const batch of batches) {
-      for (const key of sets) pipeline.zmscore(key, ...batch);
-      pipeline.hmget(k.dirty, ...batch);
-    }
-    const replies = ((await pipeline.exec()) ?? []).map(([err, value]) => {
-      if (err) throw err;
-      return value as (string | null)[];
-    });
-    const per = sets.length + 1;
-    return members.map((_m, i) => {
-      const b = Math.floor(i / MAX_BATCH);
-      return replies.slice(b * per, b * per + per).some((reply) => reply[i % MAX_BATCH] != null);
-    });
-  }
-
   /** The `n` hottest pending members with their scores. */
   async top(n: number): Promise<{ member: string; score: number }[]> {
     const flat = await this.client.zrevrange(this.keys.pending, 0, n - 1, 'WITHSCORES');
@@ -436,14 +513,109 @@ export class Store {
     return out;
   }
 
-  /** Deletes every key of the namespace (tests, `coalesce reset`). */
-  async clear(): Promise<void> {
-    await this.client.del(...Object.values(this.keys));
+  /**
+   * The generation of a parent's last mark still waiting for a recompute (undefined: none
+   * waits), the one the last acknowledged recompute covered, and whether it is dead.
+   */
+  async generation(member: string): Promise<{ waiting: number | undefined; covered: number | undefined; dead: boolean }> {
+    const k = this.keys;
+    const replies =
+      (await this.client.multi().hget(k.generations, member).hget(k.ackedGens, member).zscore(k.dead, member).exec()) ?? [];
+    const values = replies.map(([err, value]) => {
+      if (err) throw err;
+      return value as string | null;
+    });
+    const num = (v: string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+    return { waiting: num(values[0]), covered: num(values[1]), dead: values[2] !== null && values[2] !== undefined };
   }
-}
 
-function flatMark(entries: readonly MarkEntry[]): Arg[] {
-  return entries.flatMap((e) => [e.member, e.increment, e.base]);
+  /** Everything Redis holds about one parent, in one round trip. */
+  async memberState(member: string): Promise<MemberState> {
+    const k = this.keys;
+    const replies =
+      (await this.client
+        .multi()
+        .zscore(k.pending, member)
+        .zscore(k.settling, member)
+        .hget(k.settleHeat, member)
+        .zscore(k.since, member)
+        .zscore(k.leases, member)
+        .zscore(k.delayed, member)
+        .hget(k.attempts, member)
+        .hget(k.dirty, member)
+        .hget(k.deadInfo, member)
+        .zscore(k.dead, member)
+        .exec()) ?? [];
+    const v = replies.map(([err, value]) => {
+      if (err) throw err;
+      return value as string | null;
+    });
+    const num = (i: number): number | undefined => (v[i] === null || v[i] === undefined ? undefined : Number(v[i]));
+    return {
+      pendingScore: num(0),
+      settlingUntil: num(1),
+      settlingScore: num(2),
+      since: num(3),
+      leaseDeadline: num(4),
+      retryAt: num(5),
+      attempts: num(6) ?? 0,
+      markedDuring: num(7) ?? 0,
+      dead: num(9) === undefined ? undefined : parseDead(member, v[8] ?? null),
+    };
+  }
+
+  /** Ends a settling parent's quiet period now; false when it was not settling. */
+  async promoteNow(member: string): Promise<boolean> {
+    const k = this.keys;
+    return (await this.client.coalescePromoteMember(k.settling, k.settleHeat, k.pending, member)) === 1;
+  }
+
+  /** Redis' own clock, in ms. */
+  async time(): Promise<number> {
+    const [s, us] = await this.client.time();
+    return Number(s) * 1000 + Number(us) / 1000;
+  }
+
+  /**
+   * Pending members per type (the part of the member before its first `:`), from a ZSCAN of at
+   * most about `maxScanned` members, so a huge pending set costs a bounded read. `exact` is
+   * true when the scan covered the whole set; otherwise `byType` counts the members scanned
+   * (ZSCAN's order is the hash table's, not the scores', so it is a fair sample).
+   */
+  async pendingByType(maxScanned: number): Promise<PendingByType> {
+    const byType: Record<string, number> = {};
+    let scanned = 0;
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.client.zscan(this.keys.pending, cursor, 'COUNT', Math.min(1000, maxScanned));
+      // ZSCAN replies member, score, member, score...
+      for (let i = 0; i < flat.length; i += 2) {
+        const member = flat[i] as string;
+        const colon = member.indexOf(':');
+        const type = colon > 0 ? member.slice(0, colon) : member;
+        byType[type] = (byType[type] ?? 0) + 1;
+        scanned += 1;
+      }
+      cursor = next;
+    } while (cursor !== '0' && scanned < maxScanned);
+    const total = await this.client.zcard(this.keys.pending);
+    return { byType, scanned, total, exact: cursor === '0' };
+  }
+
+  /** Pending members whose score lies in each `[min, max)` range (max may be Infinity), in one round trip. */
+  async pendingInRanges(ranges: readonly (readonly [number, number])[]): Promise<number[]> {
+    const multi = this.client.multi();
+    for (const [min, max] of ranges) multi.zcount(this.keys.pending, min, max === Infinity ? '+inf' : `(${max}`);
+    return ((await multi.exec()) ?? []).map(([err, n]) => {
+      if (err) throw err;
+      return Number(n);
+    });
+  }
+
+  /** Deletes every key of the namespace (tests, and `coalesce` after a deliberate reset). */
+  async clear(): Promise<void> {
+    await this.client.del(...allKeys(this.keys));
+  }
 }
 
 function parseDead(member: string, record: string | null): DeadEntry {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import cron, { type Logger as CronLogger, type ScheduledTask } from 'node-cron';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import { z } from 'zod';
 import { configError } from '../config';
 import { ConfigError, errorMessage } from '../errors';

@@ -1,4 +1,4 @@
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+import type { ColumnMetadata } from '../typeorm-types';
 
 /**
  * Whether a stored derived value equals the expected one, as the database would have stored it.

@@ -200,24 +200,23 @@ describe('capture: what the subscriber marks', () => {
     expect(await heat()).toEqual({ [`Order:${a}`]: 1 });
     const l = await line(a);
     await coalescer.drain();
-    // QueryBuilder update with the key in SET: the new parent is known, the old one is not.
+    // QueryBuilder update with the key in SET: the new parent is in SET, the old one is read before the statement.
     await lines().createQueryBuilder().update().set({ orderId: b }).where('id = :id', { id: l.id }).execute();
-    expect(await heat()).toEqual({ [`Order:${b}`]: 1 });
-    // The old parent is the host's to mark on such a path, as the README says.
-    await coalescer.mark(Order, a);
+    expect(await heat()).toEqual({ [`Order:${a}`]: 1, [`Order:${b}`]: 1 });
   });
 
-  it('bulk delete cannot be resolved by the subscriber; mark() covers it', async () => {
+  it('bulk delete by criteria marks the parents of the rows it deletes; mark() adds heat', async () => {
     await fresh();
     const a = await order();
     await line(a);
     await line(a);
     await coalescer.drain();
     await lines().delete({ orderId: a });
-    expect(await heat()).toEqual({});
-    // Two marks of one parent are one member: its heat is 2.
-    expect(await coalescer.mark(Order, [a, a])).toBe(1);
+    // The rows are read before the DELETE runs: one mark per deleted line.
     expect(await heat()).toEqual({ [`Order:${a}`]: 2 });
+    // Two marks of one parent are one member: its heat grows by 2.
+    expect(await coalescer.mark(Order, [a, a])).toBe(1);
+    expect(await heat()).toEqual({ [`Order:${a}`]: 4 });
     await coalescer.drain();
     expect((await orders().findOneByOrFail({ id: a })).lineCount).toBe(0);
     expect(await countMismatches(db.dataSource.manager)).toBe(0);

@@ -1,7 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 import { Coalescer, type ParentOptions, RecomputeTimeoutError } from '../../src';
-import { createTestDb, disposeAll, redisClient, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
+import {
+  createTestDb,
+  crashedClaims,
+  disposeAll,
+  redisClient,
+  redisUrl,
+  suffix,
+  testLogger,
+  waitFor,
+  type TestDb,
+} from '../helpers';
 
 @Entity({ name: 'drain_doc' })
 class Doc {
@@ -70,23 +80,27 @@ describe('drain: claims, leases, re-arming, failures', () => {
     return c;
   }
 
-  it('8 concurrent claimers over 10,000 parents recompute each exactly once, never two at once', async () => {
-    const ns = `drain-${suffix()}`;
-    const tracker = new Tracker();
-    const workers = Array.from({ length: 8 }, () => make(ns, tracker));
-    const ids = Array.from({ length: 10_000 }, (_, i) => i + 1);
-    expect(await workers[0]!.mark(Doc, ids)).toBe(10_000);
-    // Window 1: every worker reads the same top member, so claims must collide.
-    const results = await Promise.all(workers.map((w) => w.drain({ window: 1 })));
-    const lostRaces = results.reduce((n, r) => n + r.lostRaces, 0);
-    expect(results.reduce((n, r) => n + r.recomputed, 0)).toBe(10_000);
-    expect(tracker.counts.size).toBe(10_000);
-    expect([...tracker.counts.values()].every((n) => n === 1)).toBe(true);
-    expect(tracker.overlaps).toEqual([]);
-    expect(lostRaces).toBeGreaterThan(0);
-    const s = await workers[0]!.stats();
-    expect([s.pending, s.inflight, s.delayed, s.dead]).toEqual([0, 0, 0, 0]);
-  });
+  it(
+    '8 concurrent claimers over 10,000 parents recompute each exactly once, never two at once',
+    { timeout: 180_000 },
+    async () => {
+      const ns = `drain-${suffix()}`;
+      const tracker = new Tracker();
+      const workers = Array.from({ length: 8 }, () => make(ns, tracker));
+      const ids = Array.from({ length: 10_000 }, (_, i) => i + 1);
+      expect(await workers[0]!.mark(Doc, ids)).toBe(10_000);
+      // Window 1: every worker reads the same top member, so claims must collide.
+      const results = await Promise.all(workers.map((w) => w.drain({ window: 1 })));
+      const lostRaces = results.reduce((n, r) => n + r.lostRaces, 0);
+      expect(results.reduce((n, r) => n + r.recomputed, 0)).toBe(10_000);
+      expect(tracker.counts.size).toBe(10_000);
+      expect([...tracker.counts.values()].every((n) => n === 1)).toBe(true);
+      expect(tracker.overlaps).toEqual([]);
+      expect(lostRaces).toBeGreaterThan(0);
+      const s = await workers[0]!.stats();
+      expect([s.pending, s.inflight, s.delayed, s.dead]).toEqual([0, 0, 0, 0]);
+    },
+  );
 
   it('batch claims from 4 processes-worth of drainers also recompute each parent once', async () => {
     const ns = `drain-${suffix()}`;
@@ -108,7 +122,7 @@ describe('drain: claims, leases, re-arming, failures', () => {
     const crashed = make(ns, tracker, { leaseMs: 300 });
     for (let i = 0; i < 3; i += 1) await crashed.mark(Doc, 5);
     // The crashed worker claims and dies before its ack.
-    const [claim] = await crashed.store.claim(await crashed.store.window(0, 1), Date.now() + 300, 'crashed:1');
+    const [claim] = await crashedClaims(crashed, 1, 300);
     expect(claim?.member).toBe('Doc:5');
     const survivor = make(ns, tracker, { leaseMs: 300 });
     expect((await survivor.drain()).recomputed).toBe(0);
@@ -120,10 +134,10 @@ describe('drain: claims, leases, re-arming, failures', () => {
     expect(tracker.counts.get('Doc:5')).toBe(1);
     // A late ack from the worker that lost its lease ends nothing, but its write may have
     // landed after the newer recompute: the parent is marked for one more.
-    expect(await crashed.store.ack([{ member: 'Doc:5', token: 'crashed:1', base: 0 }], Date.now())).toEqual({
+    expect(await crashed.store.ack([{ key: claim!.key, token: claim!.token, base: 0 }], crashed.clock.now())).toEqual({
       acked: 0,
       rearmed: 0,
-      lost: 1,
+      superseded: 1,
     });
     expect((await survivor.drain()).recomputed).toBe(1);
     expect(tracker.counts.get('Doc:5')).toBe(2);
@@ -133,7 +147,7 @@ describe('drain: claims, leases, re-arming, failures', () => {
     const ns = `drain-${suffix()}`;
     const c = make(ns, new Tracker(), { leaseMs: 200 });
     for (let i = 0; i < 7; i += 1) await c.mark(Doc, 9);
-    await c.store.claim(await c.store.windowWithScores(0, 1), Date.now() + 200, 'crashed:2');
+    await crashedClaims(c, 1, 200);
     await c.mark(Doc, 9); // a mark during the hold
     await waitFor(async () => (await c.stats()).expired === 1, 'the lease to expire');
     await c.requeue();

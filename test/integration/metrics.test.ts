@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Entity, PrimaryColumn } from 'typeorm';
 import { Registry, register as globalRegistry } from 'prom-client';
 import { Coalescer, coalescerMetrics, serveMetrics, type DrainResult, type MetricsServer, type Runner } from '../../src';
-import { coalesceMigrations } from '../../migrations';
+import { coalesceMigrations } from '../../src/migrations';
 import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
 
 @Entity({ name: 'metrics_doc' })
@@ -65,7 +65,7 @@ describe('Prometheus metrics', () => {
       redis: options.redis ?? redisUrl(),
       namespace: options.namespace ?? `metrics-${suffix()}`,
       logger: testLogger(),
-      markTimeoutMs: 200,
+      markTimeoutMs: 2_000,
       retry: { attempts: 1 },
     });
     c.parent<number>(Doc, { recompute: (id) => recompute('Doc', id) });

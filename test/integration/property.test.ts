@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Coalescer, DrainResult } from '../../src';
-import { countMismatches, createTestDb, dispose, OrderLine, seedOrders, shopCoalescer, type TestDb } from '../helpers';
+import {
+  countMismatches,
+  crashedClaims,
+  createTestDb,
+  dispose,
+  OrderLine,
+  seedOrders,
+  shopCoalescer,
+  type TestDb,
+} from '../helpers';
 
 const LEASE_MS = 150;
 
@@ -112,11 +121,7 @@ describe('property: any history of child changes, drains and crashes converges',
                 break;
               case 'crash':
                 // A worker claims and dies before its ack.
-                await coalescer.store.claim(
-                  await coalescer.store.windowWithScores(0, s.claims),
-                  Date.now() + LEASE_MS,
-                  `crashed:${Math.random()}`,
-                );
+                await crashedClaims(coalescer, s.claims, LEASE_MS);
                 break;
             }
           }

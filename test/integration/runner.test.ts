@@ -2,8 +2,16 @@ import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Entity, PrimaryColumn } from 'typeorm';
 import pino from 'pino';
-import { Coalescer, ConfigError, type FailedEvent, type Runner, type TickEvent } from '../../src';
-import { coalesceMigrations } from '../../migrations';
+import {
+  Coalescer,
+  ConfigError,
+  StoppingError,
+  type FailedEvent,
+  type RecomputeContext,
+  type Runner,
+  type TickEvent,
+} from '../../src';
+import { coalesceMigrations } from '../../src/migrations';
 import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
 
 @Entity({ name: 'runner_doc' })
@@ -59,7 +67,7 @@ describe('runner', () => {
   });
 
   function make(
-    recompute: (id: number) => Promise<void>,
+    recompute: (id: number, ctx: RecomputeContext) => Promise<void>,
     options: { redis?: string; namespace?: string; logger?: pino.Logger; attempts?: number } = {},
   ): Coalescer {
     const c = new Coalescer({
@@ -243,12 +251,17 @@ describe('runner', () => {
     expect(done.sort()).toEqual([1, 2, 3, 4, 5]);
   });
 
-  it('after stopTimeoutMs every claimed parent, running or not yet started, is back in pending', async () => {
-    const g = gate();
+  it('after stopTimeoutMs a recompute that honours its signal gives its parent back at once, with the ones not started', async () => {
     let started = 0;
-    const c = make(async () => {
+    let aborted: unknown;
+    const c = make(async (_id, { signal }) => {
       started += 1;
-      await g.promise;
+      await new Promise<void>((_resolve, reject) =>
+        signal.addEventListener('abort', () => {
+          aborted = signal.reason;
+          reject(signal.reason as Error);
+        }),
+      );
     });
     // Concurrency 1: one parent runs, the next is claimed ahead and waits for the slot.
     const r = track(c.runner({ schedule: NEVER, concurrency: 1, stopTimeoutMs: 100 }));
@@ -257,13 +270,37 @@ describe('runner', () => {
     const tick = r.tick();
     await waitFor(async () => (await c.stats()).inflight >= 2, 'a parent running and one claimed ahead');
     await r.stop();
+    await tick;
     expect(r.status).toBe('stopped');
     expect(started).toBe(1);
+    expect(aborted).toBeInstanceOf(StoppingError);
     // Nothing waits on a lease: a process exiting now leaves every parent to the next runner.
-    expect(await c.stats()).toMatchObject({ pending: 5, inflight: 0 });
+    expect(await c.stats()).toMatchObject({ pending: 5, inflight: 0, delayed: 0, dead: 0 });
+  });
+
+  it('after stopTimeoutMs a recompute that ignores its signal keeps its parent until it ends: never two at once', async () => {
+    const g = gate();
+    let started = 0;
+    const c = make(async () => {
+      started += 1;
+      await g.promise;
+    });
+    const r = track(c.runner({ schedule: NEVER, concurrency: 1, stopTimeoutMs: 100 }));
+    r.start();
+    await c.mark(Doc, [1, 2, 3, 4, 5]);
+    const tick = r.tick();
+    await waitFor(async () => (await c.stats()).inflight >= 2, 'a parent running and one claimed ahead');
+    await r.stop();
+    expect(r.status).toBe('stopped');
+    expect(started).toBe(1);
+    // The running parent stays leased (no other worker may start it); the others are back.
+    expect(await c.stats()).toMatchObject({ pending: 4, inflight: 1 });
+    const other = make(async () => undefined, { namespace: c.namespace });
+    expect((await other.drain()).recomputed).toBe(4);
     g.open();
     await tick;
-    expect(await c.stats()).toMatchObject({ pending: 5, inflight: 0 });
+    // It ended within its lease: acknowledged, nothing left anywhere.
+    expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
   });
 
   it('stop() of a runner never started waits for a tick run by hand', async () => {

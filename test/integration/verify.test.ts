@@ -43,6 +43,21 @@ async function seed(ds: DataSource, n: number, lines: number): Promise<number[]>
   return orders.map((o) => o.id).sort((a, b) => a - b);
 }
 
+/**
+ * Writes derived columns behind the library's back, as another program would (raw SQL: no
+ * subscriber sees it, so nothing marks the orders): the drift verify must find.
+ */
+async function corrupt(ds: DataSource, ids: readonly number[], set: { total?: string; lineCount?: number }): Promise<void> {
+  const mysql = ds.options.type !== 'postgres';
+  const p = (n: number): string => (mysql ? '?' : `$${n}`);
+  const columns: [string, unknown][] = [];
+  if (set.total !== undefined) columns.push(['total', set.total]);
+  if (set.lineCount !== undefined) columns.push(['line_count', set.lineCount]);
+  const assignments = columns.map(([c], i) => `${c} = ${p(i + 1)}`).join(', ');
+  const list = ids.map((_id, i) => p(columns.length + i + 1)).join(', ');
+  await ds.query(`UPDATE shop_order SET ${assignments} WHERE id IN (${list})`, [...columns.map(([, v]) => v), ...ids]);
+}
+
 /** Total and line count of `ids` from their live lines, computed in JS (for `expected`). */
 async function fromLines(ds: DataSource, ids: ParentId[]): Promise<Map<ParentId, Record<string, unknown>>> {
   const lines = await ds.getRepository(OrderLine).findBy({ orderId: In(ids) });
@@ -90,9 +105,9 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
 
     const [a, b, d] = [ids[3]!, ids[17]!, ids[29]!];
     const before = await orders().findOneByOrFail({ id: a });
-    await orders().update(a, { total: '999.99' });
-    await orders().update(b, { lineCount: 42 });
-    await orders().update(d, { total: '0.00', lineCount: 0 });
+    await corrupt(db.dataSource, [a], { total: '999.99' });
+    await corrupt(db.dataSource, [b], { lineCount: 42 });
+    await corrupt(db.dataSource, [d], { total: '0.00', lineCount: 0 });
     const found = await c.verify(Order, { ids, recheckMs: 20 });
     expect(found).toMatchObject({ checked: 30, drifted: 3, skipped: 0, repaired: 0 });
     expect(found.examples).toEqual(
@@ -156,7 +171,7 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
       },
     });
     const ids = await seed(db.dataSource, 4, 2);
-    await orders().update({ id: In(ids) }, { total: '1.00' });
+    await corrupt(db.dataSource, ids, { total: '1.00' });
     await c.mark(Order, ids.slice(0, 2));
     const drain = worker.drain();
     try {
@@ -175,16 +190,6 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     expect(await c.verify(Order, { ids })).toMatchObject({ drifted: 0, skipped: 0 });
   });
 
-  it('Store.busy answers for any number of members in one round trip', async () => {
-    const c = shop();
-    const many = Array.from({ length: 1300 }, (_, i) => 1_000_000 + i);
-    await c.mark(Order, many.slice(0, 1200));
-    const busy = await c.store.busy(many.map((id) => `Order:${id}`));
-    expect(busy.slice(0, 1200).every(Boolean)).toBe(true);
-    expect(busy.slice(1200).some(Boolean)).toBe(false);
-    expect(await c.store.busy([])).toEqual([]);
-  });
-
   it('a parent without aggregates gives expected(); with neither, verify says so; bad options are named', async () => {
     const c = make().parent<number>(Order, {
       recompute: async () => undefined,
@@ -194,7 +199,7 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     const fresh = await fromLines(db.dataSource, ids);
     for (const [id, fields] of fresh) await orders().update(Number(id), fields);
     expect(await c.verify(Order, { ids })).toMatchObject({ checked: 6, drifted: 0 });
-    await orders().update(ids[1]!, { lineCount: 7 });
+    await corrupt(db.dataSource, [ids[1]!], { lineCount: 7 });
     const r = await c.verify(Order, { ids, recheckMs: 20 });
     expect(r).toMatchObject({ checked: 6, drifted: 1, examples: [{ id: ids[1], field: 'lineCount', stored: 7, expected: 2 }] });
 
@@ -230,8 +235,8 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     await c.mark(Order, ids);
     await drainer.drain({ concurrency: 2 });
     const hot = ids.slice(0, 30);
-    const corrupt = ids.slice(35);
-    await orders().update({ id: In(corrupt) }, { lineCount: 1000 });
+    const corrupted = ids.slice(35);
+    await corrupt(db.dataSource, corrupted, { lineCount: 1000 });
 
     let stop = false;
     const writer = async (w: number): Promise<number> => {
@@ -278,13 +283,13 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     expect(results.length).toBeGreaterThan(1);
     for (const r of results) {
       expect(r.checked).toBe(40);
-      expect(r.drifted).toBe(corrupt.length);
-      expect(r.examples.map((e) => Number(e.id)).sort((a, b) => a - b)).toEqual(corrupt);
+      expect(r.drifted).toBe(corrupted.length);
+      expect(r.examples.map((e) => Number(e.id)).sort((a, b) => a - b)).toEqual(corrupted);
     }
     // Once the writes stop and the drain is done, everything but the corrupted rows is fresh.
     await c.flushed();
     await drainer.drain();
-    expect(await c.verify(Order, { ids, recheckMs: 20 })).toMatchObject({ checked: 40, drifted: corrupt.length, skipped: 0 });
+    expect(await c.verify(Order, { ids, recheckMs: 20 })).toMatchObject({ checked: 40, drifted: corrupted.length, skipped: 0 });
   });
 
   it('coalesce verify: exit 1 on drift, --repair marks it (exit 0), --json, --sample', async () => {
@@ -295,7 +300,6 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     open.push(c);
     c.parent(Order, { aggregates: SHOP_AGGREGATES });
     const ids = await seed(own.dataSource, 12, 2);
-    const orders = () => own.dataSource.getRepository(Order);
     await c.mark(Order, ids);
     await c.drain();
     const env = {
@@ -322,7 +326,7 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     expect(ok.stdout).toContain('checked 12 Order parents');
     expect(ok.stdout).toContain('drifted 0, skipped 0');
 
-    await orders().update(ids[4]!, { total: '123.45' });
+    await corrupt(own.dataSource, [ids[4]!], { total: '123.45' });
     const bad = await run('verify', 'Order', '--batch', '5');
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain('drifted 1, skipped 0');

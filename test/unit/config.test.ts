@@ -13,7 +13,15 @@ const ok = { dataSource, redis: 'redis://127.0.0.1:6379' };
 describe('resolveOptions', () => {
   it('fills defaults and freezes the result', () => {
     const o = resolveOptions(ok);
-    expect(o).toMatchObject({ namespace: 'coalesce', leaseMs: 30_000, recomputeTimeoutMs: 15_000, markTimeoutMs: 1_000 });
+    expect(o).toMatchObject({
+      namespace: 'coalesce',
+      leaseMs: 10_000,
+      recomputeTimeoutMs: 60_000,
+      markTimeoutMs: 1_000,
+      delivery: 'redis',
+      onRedisLoss: 'rebuild',
+    });
+    expect(resolveOptions({ ...ok, delivery: 'outbox' }).onRedisLoss).toBe('warn');
     expect(o.retry).toEqual({ attempts: 5, baseMs: 1_000, maxMs: 60_000 });
     expect(Object.isFrozen(o)).toBe(true);
   });
@@ -23,14 +31,19 @@ describe('resolveOptions', () => {
     [{ leaseMs: 1.5 }, /"leaseMs" = 1.5/],
     [{ namespace: 'has space' }, /"namespace" = "has space": must be 1-64 characters/],
     [{ namespace: '' }, /"namespace" = ""/],
-    [{ recomputeTimeoutMs: 30_000 }, /"recomputeTimeoutMs" = 30000: must be less than leaseMs \(30000\)/],
+    [{ leaseMs: 99 }, /"leaseMs" = 99/],
+    [{ leaseMS: 5_000 }, /unknown option "leaseMS": did you mean "leaseMs"\?/],
+    [{ retry: { attemps: 3 } }, /unknown option "retry.attemps": did you mean "retry.attempts"\?/],
+    [{ logger: console }, /"logger": expected a pino logger .* it has no child \(console is not one/],
+    [{ onRedisLoss: 'panic' }, /"onRedisLoss" = "panic"/],
+    [{ clock: 5 }, /"clock": expected a function/],
     [{ retry: { attempts: 0 } }, /"retry.attempts" = 0/],
     [{ retry: { baseMs: 5_000, maxMs: 1_000 } }, /"retry.maxMs" = 1000: must be at least retry.baseMs/],
     [{ maxWaitMs: -1 }, /"maxWaitMs" = -1/],
     [{ redis: 'localhost:6379' }, /"redis" = "localhost:6379": expected a redis:\/\/ or rediss:\/\/ URL/],
-    [{ redis: 42 }, /"redis" = 42: expected a redis:\/\/ URL or an ioredis client/],
+    [{ redis: 42 }, /"redis" = 42: expected a redis:\/\/ URL, an ioredis client or an ioredis Cluster/],
     [{ dataSource: {} }, /"dataSource": expected a TypeORM DataSource/],
-  ])('rejects %j naming the option and the value', (bad, message) => {
+  ])('rejects %o naming the option and the value', (bad, message) => {
     expect(() => resolveOptions({ ...ok, ...(bad as object) } as never)).toThrow(ConfigError);
     expect(() => resolveOptions({ ...ok, ...(bad as object) } as never)).toThrow(message);
   });

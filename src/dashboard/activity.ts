@@ -1,0 +1,80 @@
+import type { Coalescer } from '../coalescer';
+import type { DrainResult, FailedEvent, RecomputedEvent } from '../drain/drainer';
+import { errorMessage } from '../errors';
+
+/** A parent recomputed, as the dashboard streams it. */
+export interface RecomputedActivity {
+  readonly type: 'recomputed';
+  /** Ms when it was seen. */
+  readonly at: number;
+  readonly member: string;
+  /** Ms from first mark to recompute start, when measured. */
+  readonly waitMs: number | null;
+  readonly durationMs: number;
+}
+
+/** A recompute failed, as the dashboard streams it. */
+export interface FailedActivity {
+  readonly type: 'failed';
+  readonly at: number;
+  readonly member: string;
+  readonly error: string;
+  readonly attempt: number;
+  readonly dead: boolean;
+  readonly retryAt: number | null;
+}
+
+/** A drain ended, as the dashboard streams it. */
+export interface DrainedActivity {
+  readonly type: 'drained';
+  readonly at: number;
+  readonly claimed: number;
+  readonly recomputed: number;
+  readonly failed: number;
+  readonly durationMs: number;
+}
+
+/** Something that happened in a namespace. */
+export type Activity = RecomputedActivity | FailedActivity | DrainedActivity;
+
+/** Subscribes a listener to a namespace's activity; returns the function that unsubscribes it. */
+export type ActivitySource = (listener: (activity: Activity) => void) => () => void;
+
+/**
+ * The activity the dashboard streams: today the coalescer's own events, so only the drains of
+ * this process are seen (`coalesce run --dashboard-port`, or a host serving the dashboard beside
+ * its runner). A channel shared by every process of the namespace plugs in here and nowhere else.
+ */
+export function coalescerActivity(coalescer: Coalescer, clock: () => number = Date.now): ActivitySource {
+  return (listener) => {
+    const recomputed = (e: RecomputedEvent): void =>
+      listener({ type: 'recomputed', at: clock(), member: e.member, waitMs: e.waitMs ?? null, durationMs: e.durationMs });
+    const failed = (e: FailedEvent): void =>
+      listener({
+        type: 'failed',
+        at: clock(),
+        member: e.member,
+        error: errorMessage(e.error),
+        attempt: e.attempt,
+        dead: e.dead,
+        retryAt: e.retryAt ?? null,
+      });
+    const drained = (r: DrainResult): void =>
+      listener({
+        type: 'drained',
+        at: clock(),
+        claimed: r.claimed,
+        recomputed: r.recomputed,
+        failed: r.failed,
+        durationMs: r.durationMs,
+      });
+    coalescer.on('recomputed', recomputed);
+    coalescer.on('failed', failed);
+    coalescer.on('drained', drained);
+    return () => {
+      coalescer.off('recomputed', recomputed);
+      coalescer.off('failed', failed);
+      coalescer.off('drained', drained);
+    };
+  };
+}

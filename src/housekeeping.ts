@@ -1,0 +1,105 @@
+import type { DataSource } from 'typeorm';
+import type { CoalesceLogger as Logger } from './log';
+import type { Store } from './redis/store';
+import type { ServerClock } from './redis/clock';
+import type { Outbox } from './capture/outbox';
+import type { EpochGuard } from './epoch';
+import type { ParentId, Registry } from './registry';
+import { ConnectionError, errorMessage } from './errors';
+import { pageIds } from './rebuild';
+
+/** Rows of one parent type marked per drain by the rebuild that follows a Redis data loss. */
+export const REBUILD_STEP = 5_000;
+
+/** What the work before a drain did. */
+export interface Housework {
+  /** Marks relayed from the outbox to Redis. */
+  relayed: number;
+  /** Outbox rows deleted because Redis can no longer lose their marks. */
+  pruned: number;
+  /** Parents marked by the rebuild after a Redis data loss. */
+  rebuilt: number;
+  /** Whether this drain found Redis had lost the namespace's data. */
+  redisLost: boolean;
+}
+
+/**
+ * The work every drain does first, whatever this process registered: set the clock against
+ * Redis, check the epoch (a data loss queues a rebuild and republishes the type policies),
+ * relay and prune the outbox, and move the rebuild on by a bounded step.
+ */
+export class Housekeeper {
+  constructor(
+    private readonly store: Store,
+    private readonly registry: Registry,
+    private readonly dataSource: DataSource,
+    private readonly clock: ServerClock,
+    private readonly guard: EpochGuard,
+    private readonly outbox: Outbox,
+    private readonly publishPolicies: (force: boolean) => Promise<void>,
+    private readonly mark: (type: string, ids: ParentId[]) => Promise<unknown>,
+    private readonly rebuildOnLoss: boolean,
+    private readonly logger: Logger,
+    private readonly where: string,
+  ) {}
+
+  /** Runs before a drain; throws a ConnectionError when Redis cannot be reached (nothing is drained then). */
+  async run(): Promise<Housework> {
+    const work: Housework = { relayed: 0, pruned: 0, rebuilt: 0, redisLost: false };
+    const redis = <T>(what: Promise<T>): Promise<T> =>
+      what.catch((error: unknown) => {
+        throw new ConnectionError(`Redis at ${this.where}: ${errorMessage(error)}`, { cause: error });
+      });
+    await redis(this.clock.sync());
+    const types = this.rebuildOnLoss ? this.registry.parentNames() : [];
+    const check = await this.guard.check(types).catch((error: unknown) => {
+      if (error instanceof ConnectionError) throw error;
+      throw new ConnectionError(`checking the namespace's epoch: ${errorMessage(error)}`, { cause: error });
+    });
+    work.redisLost = check.status === 'lost';
+    await redis(this.publishPolicies(!check.policies));
+    const epoch = check.epoch;
+    try {
+      work.relayed = await this.outbox.relay(epoch);
+      work.pruned = await this.outbox.prune(epoch);
+    } catch (error) {
+      // Redis or the database is failing; the drain will say which. The rows are kept.
+      if (!this.outbox.explainMissingTable(error)) {
+        this.logger.warn({ err: errorMessage(error) }, 'outbox relay failed; its marks stay in the outbox');
+      }
+    }
+    if (check.rebuilding > 0) {
+      work.rebuilt = await this.rebuildStep().catch((error: unknown) => {
+        this.logger.warn({ err: errorMessage(error) }, 'rebuild after a Redis data loss failed; the next drain goes on');
+        return 0;
+      });
+    }
+    return work;
+  }
+
+  /** Deletes the outbox rows Redis can no longer lose (after a drain); never throws. */
+  async prune(): Promise<number> {
+    return this.outbox.prune(this.guard.epoch).catch((error: unknown) => {
+      if (!this.outbox.explainMissingTable(error)) this.logger.warn({ err: errorMessage(error) }, 'outbox pruning failed');
+      return 0;
+    });
+  }
+
+  /** Marks up to {@link REBUILD_STEP} more rows of each parent type still to rebuild that this process registers. */
+  private async rebuildStep(): Promise<number> {
+    let marked = 0;
+    for (const [type, cursor] of await this.store.rebuildCursors()) {
+      const parent = this.registry.parentTypes().find((t) => t.name === type);
+      if (!parent) continue;
+      const after = cursor === '' ? undefined : this.registry.idOf(parent, cursor);
+      const ids = await pageIds(this.dataSource, parent, after, REBUILD_STEP);
+      if (ids.length > 0) await this.mark(type, ids);
+      const last = ids.length === REBUILD_STEP ? String(ids[ids.length - 1]) : undefined;
+      if (await this.store.advanceRebuild(type, cursor, last)) {
+        marked += ids.length;
+        if (last === undefined) this.logger.warn({ parent: type }, 'rebuild after the Redis data loss done');
+      }
+    }
+    return marked;
+  }
+}

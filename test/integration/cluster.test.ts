@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from 'ioredis';
+import { countMismatches, createTestDb, Order, OrderLine, seedOrders, shopCoalescer, waitFor, type TestDb } from '../helpers';
+import { OwnCluster } from '../servers';
+
+describe('Redis Cluster', () => {
+  let db: TestDb;
+  let cluster: OwnCluster;
+  const closing: (() => Promise<unknown>)[] = [];
+  beforeAll(async () => {
+    db = await createTestDb('cluster');
+    cluster = new OwnCluster(3);
+    await cluster.start();
+  });
+  afterAll(async () => {
+    for (const close of closing.reverse()) await close().catch(() => undefined);
+    await cluster.destroy();
+    await db.destroy();
+  });
+
+  function client(): Cluster {
+    const c = new Cluster(
+      cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+      { redisOptions: { maxRetriesPerRequest: 3 } },
+    );
+    c.on('error', () => undefined);
+    closing.push(async () => c.disconnect());
+    return c;
+  }
+
+  it('marks, claims and recomputes on a 3-master cluster: one namespace is one hash tag', async () => {
+    const c = shopCoalescer(db.dataSource, { redis: client(), many: true });
+    closing.push(() => c.close());
+    await c.attach();
+    const ids = await seedOrders(db.dataSource, 200, 1);
+    await c.mark(Order, ids);
+    for (const orderId of ids.slice(0, 10)) {
+      await db.dataSource.getRepository(OrderLine).save({ orderId, sku: 'c', qty: 2, unitPrice: '1.00' });
+    }
+    await c.flushed();
+    const r = await c.drain({ concurrency: 4 });
+    expect(r.recomputed).toBe(200);
+    expect(await countMismatches(db.dataSource.manager, ids)).toBe(0);
+    expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0 });
+    c.detach();
+  });
+
+  it('a paused shard never holds a save: the marker fails fast on a Cluster too, and the marks wait in the outbox', async () => {
+    const c = shopCoalescer(db.dataSource, { redis: client(), markTimeoutMs: 200, awaitMarks: true });
+    closing.push(() => c.close());
+    await c.attach();
+    const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
+    await c.drain();
+    const shard = await cluster.nodeOf(c.store.keys.pending);
+    shard.pause();
+    closing.push(async () => shard.resume());
+    const started = performance.now();
+    let saved = false;
+    const save = db.dataSource
+      .getRepository(OrderLine)
+      .save({ orderId, sku: 'paused', qty: 1, unitPrice: '2.00' })
+      .then(() => (saved = true));
+    // The save ends while the shard is still paused, within the mark timeout and a second.
+    await Promise.race([save, new Promise((resolve) => setTimeout(resolve, 200 + 1_000))]);
+    const waited = performance.now() - started;
+    expect(saved, `save still waiting after ${Math.round(waited)} ms`).toBe(true);
+    await c.flushed();
+    expect(await c.outbox.size()).toBe(1);
+    shard.resume();
+    await waitFor(async () => {
+      await c.drain().catch(() => undefined);
+      return (await countMismatches(db.dataSource.manager, [orderId])) === 0;
+    }, 'the kept mark to be relayed and recomputed');
+    c.detach();
+  });
+});

@@ -1,0 +1,237 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Coalescer, ConnectionError, LeaseLostError, type Housework } from '../../src';
+import {
+  countMismatches,
+  createTestDb,
+  Order,
+  OrderLine,
+  RecomputeLog,
+  seedOrders,
+  shopCoalescer,
+  suffix,
+  testLogger,
+  waitFor,
+  type TestDb,
+} from '../helpers';
+import { OwnRedis } from '../servers';
+
+/** Stale orders among `ids`: their stored total or line count differ from their lines. */
+const stale = (db: TestDb, ids: number[]) => countMismatches(db.dataSource.manager, ids);
+
+describe('Redis failing, and Redis losing its data', () => {
+  let db: TestDb;
+  const closing: (() => Promise<unknown>)[] = [];
+  beforeAll(async () => {
+    db = await createTestDb('redisloss', { poolSize: 20 });
+  });
+  afterAll(async () => {
+    for (const close of closing.reverse()) await close().catch(() => undefined);
+    await db.destroy();
+  });
+
+  async function ownRedis(persist: boolean): Promise<OwnRedis> {
+    const redis = new OwnRedis({ persist });
+    closing.push(() => redis.destroy());
+    await redis.start();
+    return redis;
+  }
+
+  /** A database of the test's own: a rebuild marks every order of its table. */
+  async function ownDb(name: string): Promise<TestDb> {
+    const own = await createTestDb(name);
+    closing.push(() => own.destroy());
+    return own;
+  }
+
+  function coalescer(redis: OwnRedis, options: Parameters<typeof shopCoalescer>[1] = {}, on: TestDb = db): Coalescer {
+    const c = shopCoalescer(on.dataSource, { redis: redis.url, markTimeoutMs: 300, leaseMs: 1_000, ...options });
+    closing.push(() => c.close());
+    return c;
+  }
+
+  it('Redis killed mid-drain: drain() rejects with a ConnectionError naming Redis, the process lives, nothing is lost', async () => {
+    const redis = await ownRedis(true);
+    const log = new RecomputeLog();
+    let done = 0;
+    const c = coalescer(redis, {
+      log,
+      before: async () => {
+        done += 1;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      },
+    });
+    const ids = await seedOrders(db.dataSource, 300, 1);
+    await c.mark(Order, ids);
+    const drain = c.drain({ concurrency: 4, window: 20 });
+    drain.catch(() => undefined);
+    await waitFor(() => done >= 40, 'the drain to be under way');
+    await redis.kill();
+    const error = await drain.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as Error).message).toContain(`127.0.0.1:${redis.port}`);
+    // Back up with its data: what was claimed comes back after the leases, and all converges.
+    await redis.start();
+    await waitFor(async () => {
+      await c.drain({ concurrency: 4 });
+      const s = await c.stats();
+      return s.pending + s.inflight + s.delayed === 0;
+    }, 'every order to be recomputed');
+    expect(await stale(db, ids)).toBe(0);
+  });
+
+  it('a worker that cannot renew its leases aborts its recomputes before the leases can pass to another worker', async () => {
+    const redis = await ownRedis(true);
+    const c = new Coalescer({
+      dataSource: db.dataSource,
+      redis: redis.url,
+      logger: testLogger(),
+      leaseMs: 900,
+      namespace: `renew-${suffix()}`,
+    });
+    closing.push(() => c.close());
+    let started = false;
+    let abortedAt: number | undefined;
+    let reason: unknown;
+    c.parent<number>(Order, {
+      // A long recompute that honours its signal.
+      recompute: (_id, { signal }) =>
+        new Promise<void>((_resolve, reject) => {
+          started = true;
+          signal.addEventListener('abort', () => {
+            abortedAt = c.clock.now();
+            reason = signal.reason;
+            reject(signal.reason as Error);
+          });
+        }),
+    });
+    const [orderId] = (await seedOrders(db.dataSource, 1, 1)) as [number];
+    await c.mark(Order, orderId);
+    const drain = c.drain().catch((e: unknown) => e);
+    await waitFor(() => started, 'the recompute to start');
+    // Renewals keep the lease while Redis answers...
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    expect(abortedAt).toBeUndefined();
+    // ...and once it does not (a hung server), the recompute is told to stop.
+    redis.pause();
+    await waitFor(() => abortedAt !== undefined, 'the recompute to be aborted', 5_000);
+    redis.resume();
+    expect(reason).toBeInstanceOf(LeaseLostError);
+    // It was aborted while its lease still stood: nobody else could have started it yet.
+    const deadline = Number(await c.store.client.zscore(c.store.keys.leases, `Order:${orderId}`));
+    expect(deadline).toBeGreaterThan(abortedAt as number);
+    await drain;
+    await waitFor(async () => (await c.stats()).expired === 1, 'the lease to expire');
+  });
+
+  it('20,000 parents marked while Redis is down are all kept in the outbox, then all recomputed', async () => {
+    const redis = await ownRedis(true);
+    const log = new RecomputeLog();
+    const c = coalescer(redis, { log, many: true });
+    const ids = await seedOrders(db.dataSource, 20_000, 0);
+    await redis.kill();
+    expect(await c.mark(Order, ids)).toBe(20_000);
+    await c.flushed();
+    expect((await c.outbox.size()) ?? 0).toBe(20_000);
+    await redis.start();
+    await waitFor(async () => {
+      await c.drain({ concurrency: 4 });
+      return (await c.stats()).pending === 0 && (await c.outbox.size()) === 0;
+    }, 'the outbox to be relayed and drained');
+    expect(log.counts.size).toBe(20_000);
+    expect(ids.every((id) => log.of(id) >= 1)).toBe(true);
+  });
+
+  it('strict delivery: a transaction touching 20,000 parents commits while Redis is down, and nothing is lost', async () => {
+    const redis = await ownRedis(true);
+    const log = new RecomputeLog();
+    const c = coalescer(redis, { log, many: true, delivery: 'outbox' });
+    await c.attach();
+    const ids = await seedOrders(db.dataSource, 20_000, 0);
+    await redis.kill();
+    await db.dataSource.transaction((m) =>
+      m.save(
+        OrderLine,
+        ids.map((orderId) => m.create(OrderLine, { orderId, sku: 'bulk', qty: 2, unitPrice: '1.50' })),
+        { chunk: 2_000 },
+      ),
+    );
+    await c.flushed();
+    expect(await c.outbox.size()).toBe(20_000);
+    expect(await stale(db, ids)).toBe(20_000);
+    await redis.start();
+    await waitFor(
+      async () => {
+        await c.drain({ concurrency: 4 });
+        return (await c.stats()).pending === 0 && (await c.outbox.size()) === 0;
+      },
+      'the outbox to be relayed and drained',
+      60_000,
+    );
+    c.detach();
+    expect(await stale(db, ids)).toBe(0);
+  });
+
+  for (const delivery of ['redis', 'outbox'] as const) {
+    it(`Redis restarted empty (delivery '${delivery}'): the loss is found and no parent stays stale`, async () => {
+      const redis = await ownRedis(false);
+      const own = await ownDb(`loss_${delivery}`);
+      const c = coalescer(redis, { delivery, many: true, leaseMs: 60_000 }, own);
+      const works: Housework[] = [];
+      c.on('housework', (w) => works.push(w));
+      await c.attach();
+      const ids = await seedOrders(own.dataSource, 50, 1);
+      await c.mark(Order, ids);
+      await c.drain();
+      expect(await stale(own, ids)).toBe(0);
+      // Changes whose marks are in Redis only (none drained yet) when it restarts empty.
+      for (const orderId of ids.slice(0, 20)) {
+        await own.dataSource.getRepository(OrderLine).save({ orderId, sku: 'late', qty: 3, unitPrice: '4.00' });
+      }
+      await c.flushed();
+      expect((await c.stats()).pending).toBe(20);
+      expect(await stale(own, ids)).toBe(20);
+      await redis.restart();
+      expect((await c.stats()).pending).toBe(0);
+      await waitFor(async () => {
+        await c.drain({ concurrency: 2 });
+        return (await stale(own, ids)) === 0;
+      }, 'the lost parents to be recomputed');
+      expect(works.filter((w) => w.redisLost)).toHaveLength(1);
+      // Default delivery marks every order again; strict delivery sends its kept rows again.
+      if (delivery === 'redis') expect(works.reduce((n, w) => n + w.rebuilt, 0)).toBe(ids.length);
+      else expect(works.reduce((n, w) => n + w.relayed, 0)).toBeGreaterThanOrEqual(20);
+      c.detach();
+      expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0, outbox: 0 });
+    });
+  }
+
+  it('a loss is found even when every process restarted meanwhile: the epoch is kept in the database too', async () => {
+    const redis = await ownRedis(false);
+    const own = await ownDb('loss_restart');
+    const first = coalescer(redis, {}, own);
+    await first.attach();
+    const ids = await seedOrders(own.dataSource, 10, 1);
+    await first.mark(Order, ids);
+    await first.drain();
+    for (const orderId of ids)
+      await own.dataSource.getRepository(OrderLine).save({ orderId, sku: 'x', qty: 1, unitPrice: '9.00' });
+    await first.flushed();
+    first.detach();
+    await first.close();
+    await redis.restart();
+    // A new process of the same namespace, knowing nothing of the last one.
+    const next = coalescer(redis, { namespace: first.namespace }, own);
+    const works: Housework[] = [];
+    next.on('housework', (w) => works.push(w));
+    await waitFor(async () => {
+      await next.drain();
+      return (await stale(own, ids)) === 0;
+    }, 'the parents to be recomputed after the loss');
+    expect(works[0]?.redisLost).toBe(true);
+    // The type policies went with the data and were published again.
+    expect((await next.store.policyTypes()).has('Order')).toBe(true);
+  });
+});
