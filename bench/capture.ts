@@ -2,7 +2,8 @@ import type { DataSource } from 'typeorm';
 import { Coalescer } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { recomputeOrders } from '../examples/shop/recompute';
-import { benchDataSource, median, progress, round } from './util';
+import { benchDataSource, progress } from './util';
+import { median, round } from './figure';
 
 export interface CaptureBenchOptions {
   databaseUrl: string;

@@ -5,6 +5,8 @@ import { benchEndToEnd } from './end-to-end';
 import { benchFreshness } from './freshness';
 import { benchPeers } from './peers';
 import { benchContention } from './contention';
+import { benchAggregates } from './aggregates';
+import { benchCapture } from './capture';
 import { cell } from './figure';
 import { machineInfo } from './machine';
 import { Report } from './report';
@@ -200,10 +202,49 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
     report.fail(...c.failures);
   },
 
-  // aggregates: bench/aggregates.ts (`benchAggregates(...)`, another engineer's) plugs in here as
-  // one more entry, `async aggregates({ quick, report, out, ...urls }) { ... }`, following the
-  // parts above: figures in out.aggregates, tables printed, targets and failures in `report`.
-  // Adding the entry is all it takes: --only and the default run list come from this object.
+  async aggregates({ quick, report, out, ...urls }) {
+    const a = await benchAggregates({ ...urls, orders: quick ? 2_000 : 10_000, rounds: quick ? 3 : 7 });
+    out.aggregates = a;
+    table(
+      `aggregates: ${a.orders} orders, ${a.lines} lines, batches of ${a.batchSize}, ${a.rounds} interleaved rounds (parents/s)`,
+      [
+        { recompute: 'declarative aggregates', median: a.declarative.median, min: a.declarative.min, max: a.declarative.max },
+        {
+          recompute: 'hand-written recomputeOrders',
+          median: a.handWritten.median,
+          min: a.handWritten.min,
+          max: a.handWritten.max,
+        },
+        { recompute: `verify (batch ${a.verify.batch})`, median: a.verify.median, min: a.verify.min, max: a.verify.max },
+      ],
+    );
+    report.atMost('aggregates', 'hand-written / declarative recomputeMany', a.ratio, 1.2);
+    if (a.mismatches !== 0) report.fail(`aggregates: ${a.mismatches} orders mismatched after the rounds`);
+    if (a.drifted !== 0) report.fail(`aggregates: verify reported ${a.drifted} drifted orders on fresh data`);
+  },
+
+  async capture({ quick, report, out, ...urls }) {
+    const c = await benchCapture({ ...urls, rounds: quick ? 30 : 300 });
+    out.capture = c;
+    table(`capture: one transaction of ${c.children} children, ${c.rounds} interleaved rounds (ms)`, [
+      { path: 'bare TypeORM', medianMs: c.bare.medianMs, minMs: c.bare.minMs, maxMs: c.bare.maxMs, ratio: c.bare.ratio },
+      {
+        path: 'subscriber',
+        medianMs: c.subscriber.medianMs,
+        minMs: c.subscriber.minMs,
+        maxMs: c.subscriber.maxMs,
+        ratio: c.subscriber.ratio,
+      },
+      {
+        path: 'triggers',
+        medianMs: c.triggers.medianMs,
+        minMs: c.triggers.minMs,
+        maxMs: c.triggers.maxMs,
+        ratio: c.triggers.ratio,
+      },
+    ]);
+    report.atMost('capture', 'subscriber / bare', c.subscriber.ratio, 1.1);
+  },
 };
 
 async function main(): Promise<void> {
@@ -213,7 +254,7 @@ async function main(): Promise<void> {
       'Benchmarks of typeorm-coalesce against local PostgreSQL and Redis: the drain (in-process, 1 and 2 processes, 5 ms recomputes, ' +
         'against a ZPOPMAX 100 loop), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
         'to end, freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
-        'on hot parents: bare, the synchronous update, ours). Every comparison is measured in the same run; every figure is a median ' +
+        'on hot parents: bare, the synchronous update, ours), declarative aggregates against hand-written SQL, and trigger capture. Every comparison is measured in the same run; every figure is a median ' +
         'of at least 3 interleaved runs, with min and max. Nothing here is a test: no figure is asserted, but a wrong result ' +
         '(mismatched totals, recomputes not equal to the parents touched) exits 1.',
     )

@@ -30,6 +30,7 @@ import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type Re
 import { Runner, type RunnerOptions } from './runner/runner';
 import { EventHub, type LiveEvent, type Subscription } from './events';
 import { parentState, waitFresh, type FreshOptions, type ParentState } from './fresh';
+import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
 
 /** Events a Coalescer emits. */
 export interface CoalescerEvents {
@@ -39,6 +40,8 @@ export interface CoalescerEvents {
   drained: [DrainResult];
   /** Before a drain, what the housekeeping did (outbox relayed and pruned, rebuild after a Redis data loss). */
   housework: [Housework];
+  /** After each `verify()`, with what it found. */
+  verified: [VerifyResult];
 }
 
 /** Sizes and ages of one namespace. */
@@ -217,7 +220,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const ds = this.options.dataSource;
     // Checked before registering, so a bad list leaves nothing half registered.
     const derived = ds.hasMetadata(target) ? DerivedColumns.resolve(ds.getMetadata(target), options.derived) : [];
-    this.derived.set(this.registry.addParent(target, options as ParentOptions), derived);
+    const type = this.registry.addParent(target, options as ParentOptions);
+    // Fields declared as aggregates are derived columns too: a host save writing one back is caught.
+    const aggregated = (type.aggregates?.fields ?? []).map((f) => f.column).filter((c) => !c.relationMetadata);
+    this.derived.set(type, [...new Set([...derived, ...aggregated])]);
     this.policiesWritten = undefined;
     return this;
   }
@@ -512,6 +518,29 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const member = this.registry.encode(this.registry.parentOf(target), id);
     await this.clock.sync();
     return parentState(this.store, member, this.clock.now());
+  }
+
+  /**
+   * Compares a parent type's stored derived fields with what its aggregates (or its `expected`)
+   * compute: every row by primary key, a random `sample`, or the given `ids`. Parents with a
+   * recompute pending or running are skipped, not reported; `repair` marks the drifted ones.
+   */
+  async verify(target: EntityTarget<ObjectLiteral> | string, options: VerifyOptions = {}): Promise<VerifyResult> {
+    const parent = this.registry.parentOf(target);
+    const result = await verifyParent(
+      {
+        dataSource: this.options.dataSource,
+        registry: this.registry,
+        store: this.store,
+        mark: (name, ids) => this.mark(name, ids),
+        recheckMs: this.options.markTimeoutMs,
+        clock: () => this.clock.now(),
+      },
+      parent,
+      options,
+    );
+    this.report('verified', result);
+    return result;
   }
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */

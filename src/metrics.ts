@@ -4,6 +4,7 @@ import type { Coalescer, CoalescerStats } from './coalescer';
 import type { DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 import type { Runner, TickEvent } from './runner/runner';
 import type { Housework } from './housekeeping';
+import type { VerifyResult } from './verify/verifier';
 import { errorMessage } from './errors';
 
 /** Options of {@link coalescerMetrics}. */
@@ -41,7 +42,8 @@ const TICK_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 30];
  * Registers the coalescer's figures as Prometheus metrics: the sizes of its sets and its lag,
  * read from Redis once per scrape (`coalesce_up` is 0 when Redis did not answer; the other
  * gauges then keep their last values), and what this process did, counted from its events:
- * recomputes and failures by parent type, recompute durations, lost races, runner ticks.
+ * recomputes and failures by parent type, recompute durations, lost races, runner ticks, and
+ * the parents checked and found drifted by `verify()`.
  */
 export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions = {}): CoalescerMetrics {
   const registry = options.registry ?? new Registry();
@@ -144,6 +146,18 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
   fromRunner('failed', 'Runner ticks whose drain threw (Redis or PostgreSQL unreachable).', 'failed');
   fromRunner('missed', 'Runner ticks node-cron could not fire on time (blocked event loop).', 'missed');
 
+  const drift = new Counter({
+    name: 'coalesce_drift_total',
+    help: 'Parents found drifted by verify() in this process (stored derived fields differ from their children).',
+    labelNames: ['parent'],
+    registers: [registry],
+  });
+  const verifyChecked = new Counter({
+    name: 'coalesce_verify_checked_total',
+    help: 'Parents compared by verify() in this process.',
+    registers: [registry],
+  });
+
   const onRecomputed = (e: RecomputedEvent): void => {
     recomputes.inc({ parent: e.parent });
     duration.observe({ parent: e.parent }, e.durationMs / 1000);
@@ -179,10 +193,15 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
     relayed.inc(w.relayed);
   };
   const onTick = (t: TickEvent): void => ticks.observe(t.durationMs / 1000);
+  const onVerified = (r: VerifyResult): void => {
+    drift.inc({ parent: r.parent }, r.drifted);
+    verifyChecked.inc(r.checked);
+  };
   coalescer.on('recomputed', onRecomputed);
   coalescer.on('failed', onFailed);
   coalescer.on('drained', onDrained);
   coalescer.on('housework', onHousework);
+  coalescer.on('verified', onVerified);
   runner?.on('tick', onTick);
 
   return {
@@ -192,6 +211,7 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
       coalescer.off('failed', onFailed);
       coalescer.off('drained', onDrained);
       coalescer.off('housework', onHousework);
+      coalescer.off('verified', onVerified);
       runner?.off('tick', onTick);
     },
   };

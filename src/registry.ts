@@ -4,6 +4,9 @@ import { RegistrationError } from './errors';
 import { dialectOf } from './db/dialect';
 import { canonicalId, classify, idKindOf, idValue, type Classified, type IdKind, type ParentId } from './members';
 import { foreignKeyLink, junctionLink, readForeignKey, type ChildLink, type ForeignKeyLink, type JunctionLink } from './links';
+import type { AggregateSpec } from './aggregates/spec';
+import { compileAggregates, type CompiledAggregates } from './aggregates/compile';
+import { recomputeWithAggregates } from './aggregates/wire';
 
 export type { ChildLink, ForeignKeyLink, JunctionLink } from './links';
 
@@ -36,8 +39,26 @@ export interface RecomputeContext {
 /** Drain order of parent types: every pending `critical` parent is claimed before any `high`, and so on. */
 export type Priority = 'critical' | 'high' | 'normal' | 'low';
 
-/** How a parent type is recomputed. Give `recompute`, `recomputeMany`, or both. */
+/**
+ * What a parent's derived fields should hold, for `verify()` of a parent without `aggregates`:
+ * for each id, its fields (parent property names) and their expected values. Ids left out of the
+ * map are not checked.
+ */
+export type ExpectedValues<Id extends ParentId = ParentId> = (
+  ids: Id[],
+  manager: EntityManager,
+) => Promise<ReadonlyMap<ParentId, Readonly<Record<string, unknown>>>>;
+
+/** How a parent type is recomputed. Give `aggregates`, `recompute`, `recomputeMany`, or several. */
 export interface ParentOptions<Id extends ParentId = ParentId> {
+  /**
+   * Derived fields declared as aggregates over children (`{ total: sum(OrderLine, 'qty * unitPrice') }`),
+   * compiled to one UPDATE per batch of parents. With `recompute`/`recomputeMany` as well, both
+   * run in one transaction, aggregates first.
+   */
+  aggregates?: Record<string, AggregateSpec>;
+  /** What `verify()` compares the stored fields with, for a parent without `aggregates`. */
+  expected?: ExpectedValues<Id>;
   /** Rebuilds one parent from its children. */
   recompute?: (id: Id, ctx: RecomputeContext) => Promise<void>;
   /**
@@ -133,6 +154,9 @@ export interface ParentType {
   readonly maxWaitMs: number | undefined;
   readonly recompute: ParentOptions['recompute'];
   readonly recomputeMany: ParentOptions['recomputeMany'];
+  /** The declared aggregates, compiled. */
+  readonly aggregates: CompiledAggregates | undefined;
+  readonly expected: ExpectedValues | undefined;
 }
 
 /** Parents and children of one coalescer, resolved against the DataSource's metadata. */
@@ -162,8 +186,11 @@ export class Registry {
         `parent ${metadata.name} has ${metadata.primaryColumns.length} primary columns; a parent needs exactly one`,
       );
     }
-    if (!options.recompute && !options.recomputeMany) {
-      throw new RegistrationError(`parent ${metadata.name}: give recompute or recomputeMany`);
+    if (!options.recompute && !options.recomputeMany && !options.aggregates) {
+      throw new RegistrationError(`parent ${metadata.name}: give recompute or recomputeMany, or declare aggregates`);
+    }
+    if (options.expected !== undefined && typeof options.expected !== 'function') {
+      throw new RegistrationError(`parent ${metadata.name}: expected must be a function (ids, manager) => Map of id to fields`);
     }
     const batchSize = options.batchSize ?? 100;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) {
@@ -187,6 +214,8 @@ export class Registry {
     ms('settleMs', options.settleMs);
     ms('maxWaitMs', options.maxWaitMs);
     const primary = metadata.primaryColumns[0] as ColumnMetadata;
+    const aggregates = options.aggregates ? compileAggregates(this.dataSource, metadata, options.aggregates) : undefined;
+    const recompute = aggregates ? recomputeWithAggregates(aggregates, options) : options;
     const parent: ParentType = Object.freeze({
       name: metadata.name,
       metadata,
@@ -196,8 +225,10 @@ export class Registry {
       batchSize,
       settleMs: options.settleMs ?? 0,
       maxWaitMs: options.maxWaitMs ?? this.defaults.maxWaitMs,
-      recompute: options.recompute,
-      recomputeMany: options.recomputeMany,
+      recompute: recompute.recompute,
+      recomputeMany: recompute.recomputeMany,
+      aggregates,
+      expected: options.expected,
     });
     this.parents.set(parent.name, parent);
     return parent;

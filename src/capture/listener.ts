@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
+import type { CoalesceLogger as Logger } from '../log';
 import type { Client, ClientConfig, Notification } from 'pg';
 import { ConfigError, errorMessage } from '../errors';
 import { OUTBOX_CHANNEL } from './trigger-sql';

@@ -12,6 +12,7 @@ import { closeApp, loadApp, UsageError } from './app';
 import { addTriggersCommand } from './triggers';
 import { Progress } from './progress';
 import { markAll } from '../rebuild';
+import { addVerifyCommand } from './verify';
 
 /** Exit codes, as `coalesce --help` lists them. */
 export const EXIT = Object.freeze({ ok: 0, failed: 1, usage: 2, unreachable: 3, interrupted: 130 });
@@ -19,7 +20,8 @@ export const EXIT = Object.freeze({ ok: 0, failed: 1, usage: 2, unreachable: 3, 
 const EXIT_HELP = `
 Exit codes:
   0    done
-  1    some recomputes failed (they are retried or dead-lettered), or an unexpected error
+  1    some recomputes failed (they are retried or dead-lettered), verify found drift it did
+       not repair, or an unexpected error
   2    usage error: bad arguments, a bad --app module, an unknown parent, a bad option
   3    Redis or PostgreSQL cannot be reached
   130  a second SIGINT/SIGTERM during a graceful stop
@@ -106,7 +108,9 @@ function ms(value: number | null): string {
 
 export function buildProgram(): Command {
   const program = new Command('coalesce')
-    .description('Run and inspect a typeorm-coalesce namespace: the runner, one drain, status, marks, rebuilds, dead letters.')
+    .description(
+      'Run and inspect a typeorm-coalesce namespace: the runner, one drain, status, marks, rebuilds, verify, dead letters.',
+    )
     .requiredOption('--app <module>', 'JavaScript module exporting the Coalescer (see below)', process.env.COALESCE_APP)
     .option('--verbose', 'print stack traces with errors')
     // Usage errors come back as exceptions, so they get exit code 2 like every other usage error.
@@ -310,6 +314,14 @@ export function buildProgram(): Command {
         print(`marked ${marked} ${name} parent${marked === 1 ? '' : 's'}; the runner (or coalesce drain) recomputes them`);
       });
     });
+
+  addVerifyCommand(program, {
+    withApp: (fn) => withApp(program.opts<Globals>(), fn),
+    count,
+    print,
+    ms,
+    failedCode: EXIT.failed,
+  });
 
   program
     .command('state')

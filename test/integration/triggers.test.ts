@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'pg';
 import { Column, DataSource, Entity, PrimaryColumn, PrimaryGeneratedColumn, type MigrationInterface } from 'typeorm';
 import { Coalescer, ConfigError, RegistrationError } from '../../src';
-import { coalesceMigrations } from '../../migrations';
+import { coalesceMigrations } from '../../src/migrations';
 import { OutboxListener } from '../../src/capture/listener';
 import {
   countMismatches,

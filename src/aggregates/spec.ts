@@ -1,0 +1,115 @@
+import type { EntityTarget, FindOptionsWhere, ObjectLiteral } from 'typeorm';
+
+/** The aggregate functions a derived field may be declared with. */
+export type AggregateKind = 'count' | 'sum' | 'min' | 'max' | 'avg';
+
+/** Options of one declared aggregate. */
+export interface AggregateOptions<Child extends ObjectLiteral = ObjectLiteral> {
+  /**
+   * Only the children matching this TypeORM filter are aggregated (conditional aggregate). An
+   * array is an OR of its objects. Supported: plain equality, `Equal`, `Not`, `LessThan`,
+   * `LessThanOrEqual`, `MoreThan`, `MoreThanOrEqual`, `In`, `IsNull`, `Between`, `Like`, `ILike`,
+   * `And`, `Or`. Values are bound as parameters.
+   * @defaultValue every live child
+   */
+  where?: FindOptionsWhere<Child> | FindOptionsWhere<Child>[];
+  /**
+   * Property of the child pointing at the parent: a column (`orderId`) or a many-to-one relation
+   * (`order`). Needed only when the child has several many-to-one relations to the parent.
+   * @defaultValue the child's one many-to-one relation to the parent
+   */
+  foreignKey?: string;
+}
+
+/**
+ * A derived field of a parent, declared as an aggregate over one child entity: built with
+ * {@link count}, {@link sum}, {@link min}, {@link max} or {@link avg}, and given to
+ * `coalescer.parent(Parent, { aggregates: { field: spec } })`.
+ */
+export interface AggregateSpec {
+  /** The aggregate function. */
+  readonly kind: AggregateKind;
+  /** The child entity aggregated (class, EntitySchema or name). */
+  readonly child: EntityTarget<ObjectLiteral>;
+  /**
+   * Arithmetic over the child's properties (`'qty * unitPrice'`): names, numbers, `+ - * /`,
+   * parentheses, unary minus. Absent for `count` of rows.
+   */
+  readonly expression: string | undefined;
+  /** See {@link AggregateOptions.where}. */
+  readonly where: FindOptionsWhere<ObjectLiteral> | FindOptionsWhere<ObjectLiteral>[] | undefined;
+  /** See {@link AggregateOptions.foreignKey}. */
+  readonly foreignKey: string | undefined;
+}
+
+function spec<Child extends ObjectLiteral>(
+  kind: AggregateKind,
+  child: EntityTarget<Child>,
+  expression: string | undefined,
+  options: AggregateOptions<Child> = {},
+): AggregateSpec {
+  return Object.freeze({
+    kind,
+    child: child as EntityTarget<ObjectLiteral>,
+    expression,
+    where: options.where as AggregateSpec['where'],
+    foreignKey: options.foreignKey,
+  });
+}
+
+/**
+ * Number of live children (`count(OrderLine)`), of those matching `where`, or of those whose
+ * `expression` is not NULL. 0 for a parent with none.
+ */
+export function count<Child extends ObjectLiteral>(child: EntityTarget<Child>, options?: AggregateOptions<Child>): AggregateSpec;
+export function count<Child extends ObjectLiteral>(
+  child: EntityTarget<Child>,
+  expression: string,
+  options?: AggregateOptions<Child>,
+): AggregateSpec;
+export function count<Child extends ObjectLiteral>(
+  child: EntityTarget<Child>,
+  expressionOrOptions?: string | AggregateOptions<Child>,
+  options?: AggregateOptions<Child>,
+): AggregateSpec {
+  if (typeof expressionOrOptions === 'string' || expressionOrOptions === undefined) {
+    return spec('count', child, expressionOrOptions, options);
+  }
+  return spec('count', child, undefined, expressionOrOptions);
+}
+
+/** Sum of `expression` over the live children (`sum(OrderLine, 'qty * unitPrice')`); 0 for a parent with none. */
+export function sum<Child extends ObjectLiteral>(
+  child: EntityTarget<Child>,
+  expression: string,
+  options?: AggregateOptions<Child>,
+): AggregateSpec {
+  return spec('sum', child, expression, options);
+}
+
+/** Smallest value of `expression` over the live children; NULL for a parent with none. */
+export function min<Child extends ObjectLiteral>(
+  child: EntityTarget<Child>,
+  expression: string,
+  options?: AggregateOptions<Child>,
+): AggregateSpec {
+  return spec('min', child, expression, options);
+}
+
+/** Largest value of `expression` over the live children (`max(OrderLine, 'createdAt')`); NULL for a parent with none. */
+export function max<Child extends ObjectLiteral>(
+  child: EntityTarget<Child>,
+  expression: string,
+  options?: AggregateOptions<Child>,
+): AggregateSpec {
+  return spec('max', child, expression, options);
+}
+
+/** Average of `expression` over the live children; NULL for a parent with none. */
+export function avg<Child extends ObjectLiteral>(
+  child: EntityTarget<Child>,
+  expression: string,
+  options?: AggregateOptions<Child>,
+): AggregateSpec {
+  return spec('avg', child, expression, options);
+}
