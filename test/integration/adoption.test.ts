@@ -17,7 +17,9 @@ import { databaseUrl, redisUrl, suffix } from '../helpers';
 
 const root = join(__dirname, '..', '..');
 const fixtures = join(root, 'test', 'fixtures', 'adoption');
-const migrationName = 'CoalesceOutbox1732300000001';
+/** The library's migrations, oldest first: the outbox, then the epoch kept outside Redis. */
+const migrationNames = ['CoalesceOutbox1732300000001', 'CoalesceEpoch1732300000002'];
+const lastMigration = migrationNames[migrationNames.length - 1] as string;
 
 /** Versions our own lock file holds, so the npm cache already has them. */
 const locked = (name: string): string => {
@@ -262,7 +264,7 @@ describe('adoption: the packed tarball in scratch apps', () => {
       expect(out.code, describeOutput(out)).toBe(0);
       const result = JSON.parse(out.stdout.trim().split('\n').pop() ?? '') as Record<string, unknown>;
       expect(result).toEqual({
-        migrated: [migrationName],
+        migrated: migrationNames,
         // Three orders marked by 30 saves in one transaction: three recomputes; then one by mark().
         recomputes: 4,
         recomputed: [3, 1],
@@ -275,9 +277,9 @@ describe('adoption: the packed tarball in scratch apps', () => {
         badOption: expect.stringMatching(/invalid option "leaseMs" = 0/),
         errors: [],
       });
-      expect(await tables(schema)).toContain('coalesce_outbox');
+      expect(await tables(schema)).toEqual(expect.arrayContaining(['coalesce_outbox', 'coalesce_epoch']));
 
-      // TypeORM's CLI loads the same migration from the app's data-source file: down, then up.
+      // TypeORM's CLI loads the same migrations from the app's data-source file: the last one down, then up.
       const cli = (command: string) =>
         sh(
           process.execPath,
@@ -290,12 +292,12 @@ describe('adoption: the packed tarball in scratch apps', () => {
         );
       const revert = await cli('migration:revert');
       expect(revert.code, describeOutput(revert)).toBe(0);
-      expect(plain(revert.stdout)).toMatch(new RegExp(`Migration ${migrationName} has been\\s+reverted successfully`));
-      expect(await tables(schema)).not.toContain('coalesce_outbox');
+      expect(plain(revert.stdout)).toMatch(new RegExp(`Migration ${lastMigration} has been\\s+reverted successfully`));
+      expect(await tables(schema)).not.toContain('coalesce_epoch');
       const up = await cli('migration:run');
       expect(up.code, describeOutput(up)).toBe(0);
-      expect(plain(up.stdout)).toMatch(new RegExp(`Migration ${migrationName} has been\\s+executed successfully`));
-      expect(await tables(schema)).toContain('coalesce_outbox');
+      expect(plain(up.stdout)).toMatch(new RegExp(`Migration ${lastMigration} has been\\s+executed successfully`));
+      expect(await tables(schema)).toContain('coalesce_epoch');
     });
   });
 
@@ -311,6 +313,6 @@ describe('adoption: the packed tarball in scratch apps', () => {
       { cwd: root, env: { ...process.env, DATABASE_URL: url.toString() }, timeoutMs: 60_000 },
     );
     expect(out.code, describeOutput(out)).toBe(0);
-    expect(await tables(schema)).toEqual(['coalesce_outbox', 'migrations', 'shop_order', 'shop_order_line']);
+    expect(await tables(schema)).toEqual(['coalesce_epoch', 'coalesce_outbox', 'migrations', 'shop_order', 'shop_order_line']);
   });
 });
