@@ -1,5 +1,6 @@
 import 'reflect-metadata';
-import type { AfterQueryEvent, EntitySubscriberInterface } from 'typeorm';
+import type { EntitySubscriberInterface } from 'typeorm';
+import type { AfterQuery } from '../src/typeorm-types';
 import {
   Column,
   DeleteDateColumn,
@@ -38,7 +39,8 @@ export class CpRelLine {
   @PrimaryGeneratedColumn({ type: 'int' }) id!: number;
   @Column({ type: 'varchar', length: 60 }) sku!: string;
   @Column({ type: 'int', default: 1 }) qty!: number;
-  @ManyToOne(() => CpOrder, (o) => o.relLines, { nullable: true })
+  // onDelete: TypeORM 0.3 deletes the parent before its cascade-removed children.
+  @ManyToOne(() => CpOrder, (o) => o.relLines, { nullable: true, onDelete: 'CASCADE' })
   @JoinColumn({ name: 'order_id' })
   order?: CpOrder | null;
 }
@@ -50,7 +52,7 @@ export class CpColLine {
   @Column({ type: 'varchar', length: 60 }) sku!: string;
   @Column({ type: 'int', default: 1 }) qty!: number;
   @Column({ name: 'order_id', type: 'int', nullable: true }) orderId?: number | null;
-  @ManyToOne(() => CpOrder, (o) => o.colLines, { nullable: true })
+  @ManyToOne(() => CpOrder, (o) => o.colLines, { nullable: true, onDelete: 'CASCADE' })
   @JoinColumn({ name: 'order_id' })
   order?: CpOrder | null;
 }
@@ -92,7 +94,8 @@ export class CpPlainLine {
 export class CpUser {
   @PrimaryGeneratedColumn({ type: 'int' }) id!: number;
   @Column({ type: 'varchar', length: 60 }) name!: string;
-  @ManyToMany(() => CpPost, (p) => p.fans)
+  // onDelete both ways: TypeORM 0.3 leaves the inverse side's junction key at NO ACTION.
+  @ManyToMany(() => CpPost, (p) => p.fans, { onDelete: 'CASCADE' })
   @JoinTable({ name: 'cp_favorite', joinColumn: { name: 'user_id' }, inverseJoinColumn: { name: 'post_id' } })
   favorites?: CpPost[];
 }
@@ -101,7 +104,7 @@ export class CpUser {
 export class CpPost {
   @PrimaryGeneratedColumn({ type: 'int' }) id!: number;
   @Column({ type: 'varchar', length: 60 }) title!: string;
-  @ManyToMany(() => CpUser, (u) => u.favorites) fans?: CpUser[];
+  @ManyToMany(() => CpUser, (u) => u.favorites, { onDelete: 'CASCADE' }) fans?: CpUser[];
 }
 
 export const CAPTURE_ENTITIES = [CpOrder, CpRelLine, CpColLine, CpDelLine, CpSoftLine, CpPlainLine, CpUser, CpPost];
@@ -109,7 +112,7 @@ export const CAPTURE_ENTITIES = [CpOrder, CpRelLine, CpColLine, CpDelLine, CpSof
 /** Counts the statements the capture subscriber runs to read keys (they carry a tag). */
 export class LookupCounter implements EntitySubscriberInterface {
   readonly queries: string[] = [];
-  afterQuery(event: AfterQueryEvent): void {
+  afterQuery(event: AfterQuery): void {
     if (event.query.includes('typeorm-coalesce lookup')) this.queries.push(event.query);
   }
 }

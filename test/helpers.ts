@@ -1,4 +1,6 @@
 import 'reflect-metadata';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { DataSource, type DataSourceOptions, type EntitySchema } from 'typeorm';
@@ -264,4 +266,11 @@ export async function crashedClaims(coalescer: Coalescer, n: number, leaseMs: nu
     const key = (top[w.index] as { key: Buffer }).key;
     return { key, member: key.toString(), token };
   });
+}
+
+/** The installed TypeORM's version (CI runs the suite on 1.x and on 0.3). */
+export function typeormVersion(): string {
+  let dir = dirname(require.resolve('typeorm'));
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
 }

@@ -1,3 +1,4 @@
+import { dataSourceOf } from '../typeorm-types';
 import type { EntityMetadata, ObjectLiteral, QueryRunner } from 'typeorm';
 import type { ColumnMetadata } from '../typeorm-types';
 import { errorMessage } from '../errors';
@@ -142,7 +143,7 @@ export class Lookups {
    */
   async statement(qr: QueryRunner, statement: WriteStatement, targets: StatementTargets): Promise<ObjectLiteral[]> {
     const { metadata } = targets;
-    const driver = qr.dataSource.driver;
+    const driver = dataSourceOf(qr).driver;
     const columns: string[] = [];
     const alias = (column: ColumnMetadata, name: string): string => {
       columns.push(`${driver.escape(column.databaseName)} AS ${driver.escape(name)}`);
@@ -232,7 +233,7 @@ export class Lookups {
 
   private async runRows(qr: QueryRunner, batch: RowBatch): Promise<void> {
     const { metadata } = batch;
-    const driver = qr.dataSource.driver;
+    const driver = dataSourceOf(qr).driver;
     const links = [...new Set([...batch.requests.values()].flatMap((r) => [...r.links]))];
     const pks = metadata.primaryColumns;
     const select = [
@@ -283,7 +284,7 @@ export class Lookups {
 
   private async runJunction(qr: QueryRunner, batch: JunctionBatch): Promise<void> {
     const { link } = batch;
-    const driver = qr.dataSource.driver;
+    const driver = dataSourceOf(qr).driver;
     const ids = [...batch.ids.values()];
     const found: Found[] = [];
     for (let at = 0; at < ids.length; at += CHUNK) {
@@ -316,13 +317,13 @@ function keyed(values: readonly unknown[]): Map<string, unknown> {
 }
 
 function isPostgres(qr: QueryRunner): boolean {
-  const type = qr.dataSource.driver.options.type;
+  const type = dataSourceOf(qr).driver.options.type;
   return type === 'postgres' || type === 'cockroachdb';
 }
 
 /** A table path escaped the way TypeORM's own statements write it. */
 function escapePath(qr: QueryRunner, tablePath: string): string {
-  const driver = qr.dataSource.driver;
+  const driver = dataSourceOf(qr).driver;
   return tablePath
     .split('.')
     .map((part) => (part === '' ? part : driver.escape(part)))

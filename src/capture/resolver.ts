@@ -1,3 +1,4 @@
+import { dataSourceOf } from '../typeorm-types';
 import type { EntityMetadata, ObjectLiteral, QueryRunner } from 'typeorm';
 import { readForeignKey, readJunctionColumn, type ForeignKeyLink, type JunctionLink, type KeyRead } from '../links';
 import type { Registry } from '../registry';
@@ -138,7 +139,7 @@ export class Resolver {
     const list = this.watches.get(qr);
     if (!list || list.length === 0 || !isWrite(sql)) return undefined;
     const open = list.filter((w) => !w.settled);
-    const type = qr.dataSource.driver.options.type;
+    const type = dataSourceOf(qr).driver.options.type;
     const style = type === 'postgres' || type === 'cockroachdb' ? 'numbered' : 'positional';
     const statement = parseWrite(sql, Array.isArray(parameters) ? parameters : [], style);
     if (typeof statement === 'string') {

@@ -1,6 +1,4 @@
 import type {
-  AfterQueryEvent,
-  BeforeQueryEvent,
   EntityMetadata,
   EntitySubscriberInterface,
   InsertEvent,
@@ -14,6 +12,7 @@ import type {
 import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry } from '../redis/store';
 import type { Registry } from '../registry';
+import type { AfterQuery, BeforeQuery } from '../typeorm-types';
 import { isRecomputing } from '../recompute-scope';
 import type { DerivedColumns, DerivedWrite } from './derived';
 import { Lookups, type Found } from './lookups';
@@ -111,12 +110,12 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
   }
 
   /** Rows an event does not name are read just before their statement runs. */
-  beforeQuery(event: BeforeQueryEvent): Promise<void> | void {
+  beforeQuery(event: BeforeQuery): Promise<void> | void {
     return this.resolver.beforeQuery(event.queryRunner, event.query, event.parameters);
   }
 
   /** A failed statement ends its watches; outside a transaction, marks already found leave now. */
-  afterQuery(event: AfterQueryEvent): Promise<void> | void {
+  afterQuery(event: AfterQuery): Promise<void> | void {
     if (event.success || Lookups.isLookup(event.query)) return undefined;
     const qr = event.queryRunner;
     if (qr.isTransactionActive) return undefined;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
-import { databaseUrl, DIALECTS, monitorNamespace } from '../helpers';
+import { databaseUrl, DIALECTS, monitorNamespace, typeormVersion } from '../helpers';
 import {
   captureHarness,
   CpColLine,
@@ -65,8 +65,11 @@ describe.each(DIALECTS)('capture paths of one-to-many children (%s)', (dialect) 
     await orders().remove(await orders().findOneOrFail({ where: { id: o.id }, relations: { relLines: true, colLines: true } }));
     expect(await ds().getRepository(CpRelLine).countBy({ sku: 'cascaded' })).toBe(0);
     expect(await ds().getRepository(CpColLine).countBy({ sku: 'cascaded' })).toBe(0);
-    // The parent is gone: its recompute finds no row, as for any deleted parent.
-    expect(await h.heat()).toEqual({ [`CpOrder:${o.id}`]: 2 });
+    // The parent is gone: its recompute finds no row, as for any deleted parent. TypeORM 0.3
+    // never removes the children itself (the database's ON DELETE CASCADE does, unseen), so it
+    // reports nothing: nothing is lost, the only parent touched is the one deleted.
+    const typeorm03 = typeormVersion().startsWith('0.3.');
+    expect(await h.heat()).toEqual(typeorm03 ? {} : { [`CpOrder:${o.id}`]: 2 });
   });
 
   it('a child pushed into parent.children and saved with the parent marks it', async () => {
