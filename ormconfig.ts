@@ -1,10 +1,18 @@
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
-import { Order, OrderLine } from './examples/shop/entities';
+import { Customer, Order, OrderLine } from './examples/shop/entities';
 import { migrations } from './examples/shop/migrations';
 
-/** PostgreSQL of the demo: DATABASE_URL, else the local server. */
+/**
+ * The demo's database: DATABASE_URL, else the local PostgreSQL. A `mysql://` or `mariadb://`
+ * URL runs the same demo on MySQL/MariaDB.
+ */
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** The DataSource driver of a database URL. */
+export function driverOf(url: string): 'postgres' | 'mariadb' {
+  return /^(mysql|mariadb):/.test(url) ? 'mariadb' : 'postgres';
+}
 
 /**
  * The demo's DataSource. Also usable with TypeORM's CLI once built:
@@ -13,9 +21,9 @@ export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127
 // The only DataSource this module exports: TypeORM's CLI refuses a file exporting two (a named
 // and a default export of the same instance count as two).
 export const dataSource = new DataSource({
-  type: 'postgres',
+  type: driverOf(DATABASE_URL),
   url: DATABASE_URL,
-  entities: [Order, OrderLine],
+  entities: [Customer, Order, OrderLine],
   migrations,
   synchronize: false,
   logging: false,

@@ -24,6 +24,7 @@ import {
   type TriggerMigrationSource,
 } from './capture/triggers';
 import { EpochGuard } from './epoch';
+import { chainedParents } from './chains';
 import { Housekeeper, type Housework } from './housekeeping';
 import { dialectOf } from './db/dialect';
 import { Drainer, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
@@ -169,6 +170,13 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         failed: (e) => {
           this.report('failed', e);
           this.events.publish({ type: 'failed', ...e, error: errorMessage(e.error) });
+        },
+        // Parent chains: a recomputed Order marks its Customer before the Order's ack.
+        beforeAck: async (parent, ids) => {
+          if (this.registry.chainLinksOf(parent).length === 0) return;
+          for (const [next, nextIds] of await chainedParents(this.registry, o.dataSource, parent, ids)) {
+            await this.mark(next.name, nextIds);
+          }
         },
       },
       this.clock,

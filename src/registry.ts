@@ -231,7 +231,42 @@ export class Registry {
       expected: options.expected,
     });
     this.parents.set(parent.name, parent);
+    this.checkChains(() => this.parents.delete(parent.name));
     return parent;
+  }
+
+  /**
+   * Links through which recomputing a parent of type `parent` makes other parents stale: the
+   * links of its own entity registered as a child (Order -> Customer). Many-to-many links are
+   * left out: their parents are marked when the links change, not when the child is recomputed.
+   */
+  chainLinksOf(parent: ParentType): readonly ForeignKeyLink[] {
+    const target = parent.metadata.target;
+    return [...(this.links.get(target) ?? []), ...(this.triggered.get(target) ?? [])].filter(
+      (l): l is ForeignKeyLink => l.kind === 'foreignKey',
+    );
+  }
+
+  /**
+   * Rejects a registration that closes a cycle of parent chains (A's recompute marks B, B's
+   * marks A: they would mark each other forever); `undo` takes the registration back first.
+   */
+  private checkChains(undo: () => void): void {
+    const next = (type: ParentType): ParentType[] => this.chainLinksOf(type).map((l) => l.parent);
+    const done = new Set<ParentType>();
+    const visit = (type: ParentType, path: ParentType[]): void => {
+      if (path.includes(type)) {
+        undo();
+        const cycle = [...path.slice(path.indexOf(type)), type].map((t) => t.name).join(' -> ');
+        throw new RegistrationError(
+          `parent chain cycle: ${cycle}: each recompute would mark the next for ever; register one of these links without the other`,
+        );
+      }
+      if (done.has(type)) return;
+      for (const up of next(type)) visit(up, [...path, type]);
+      done.add(type);
+    };
+    for (const type of this.parents.values()) visit(type, []);
   }
 
   addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions): ChildLink {
@@ -254,6 +289,9 @@ export class Registry {
         );
       }
       this.triggered.set(metadata.target, [...existing, link]);
+      this.checkChains(() =>
+        existing.length > 0 ? this.triggered.set(metadata.target, existing) : this.triggered.delete(metadata.target),
+      );
       return link;
     }
     const existing = this.links.get(metadata.target) ?? [];
@@ -274,6 +312,9 @@ export class Registry {
       );
     }
     this.links.set(metadata.target, [...existing, link]);
+    this.checkChains(() =>
+      existing.length > 0 ? this.links.set(metadata.target, existing) : this.links.delete(metadata.target),
+    );
     return link;
   }
 

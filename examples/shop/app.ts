@@ -1,24 +1,36 @@
 import type { DataSource } from 'typeorm';
-import type { Logger } from 'pino';
-import { Coalescer, type CoalescerOptions } from '../../src';
-import { Order, OrderLine } from './entities';
-import { recomputeOrders } from './recompute';
+import { Coalescer, count, sum, type CoalescerOptions } from '../../src';
+import { Customer, Order, OrderLine } from './entities';
 import { dataSource } from '../../ormconfig';
 
 /** Redis of the demo: REDIS_URL, else the local server. */
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-/** Registers the shop's parents and children on a new Coalescer. */
-export function shopCoalescer(
-  dataSource: DataSource,
-  options: Partial<Omit<CoalescerOptions, 'dataSource'>> & { logger?: Logger } = {},
-): Coalescer {
+/**
+ * Registers the shop on a new Coalescer, with no hand-written SQL: an order's total and line
+ * count are aggregates of its lines, a customer's lifetime value and order count aggregates of
+ * its orders. Orders are children of customers too, so a recomputed order marks its customer
+ * (a parent chain), and an order moved to another customer marks both.
+ */
+export function shopCoalescer(dataSource: DataSource, options: Partial<Omit<CoalescerOptions, 'dataSource'>> = {}): Coalescer {
   const coalescer = new Coalescer({ redis: REDIS_URL, namespace: 'shop', ...options, dataSource });
   coalescer.parent<number>(Order, {
-    recompute: (id, { manager }) => recomputeOrders(manager, [id]),
-    recomputeMany: (ids, { manager }) => recomputeOrders(manager, ids),
+    aggregates: {
+      total: sum(OrderLine, 'qty * unitPrice'),
+      lineCount: count(OrderLine),
+    },
+  });
+  coalescer.parent<number>(Customer, {
+    // Drained after the orders, so the marks a batch of orders sends its customers coalesce
+    // into one recompute each.
+    priority: 'low',
+    aggregates: {
+      lifetimeValue: sum(Order, 'total', { foreignKey: 'customerId' }),
+      orderCount: count(Order, { foreignKey: 'customerId' }),
+    },
   });
   coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
+  coalescer.child(Order, { parent: Customer, foreignKey: 'customerId' });
   return coalescer;
 }
 

@@ -15,7 +15,25 @@ import {
 // portable: the shop runs on PostgreSQL and on MySQL/MariaDB. Date columns take the driver's
 // own type (timestamp / datetime(6)).
 
-/** A parent: its total and line count are derived from its lines. */
+/** A parent of orders: its lifetime value and order count are derived from its orders. */
+@Entity({ name: 'shop_customer' })
+export class Customer {
+  @PrimaryGeneratedColumn({ type: 'int' })
+  id!: number;
+
+  @Column({ type: 'varchar', length: 120 })
+  name!: string;
+
+  /** Sum of the totals of its orders; kept by the coalescer, from the orders' own derived totals. */
+  @Column({ name: 'lifetime_value', type: 'numeric', precision: 16, scale: 2, default: 0 })
+  lifetimeValue!: string;
+
+  /** Number of its orders; kept by the coalescer. */
+  @Column({ name: 'order_count', type: 'int', default: 0 })
+  orderCount!: number;
+}
+
+/** A parent of lines, and a child of its customer: its total and line count are derived from its lines. */
 @Entity({ name: 'shop_order' })
 export class Order {
   @PrimaryGeneratedColumn({ type: 'int' })
@@ -23,6 +41,12 @@ export class Order {
 
   @Column({ type: 'varchar', length: 120 })
   customer!: string;
+
+  // The key as a plain column (the foreign key constraint is the migration's): an order moved
+  // to another customer marks both.
+  @Index()
+  @Column({ name: 'customer_id', type: 'int', nullable: true })
+  customerId!: number | null;
 
   /** Sum of qty * unit_price over live lines; kept by the coalescer. */
   @Column({ type: 'numeric', precision: 14, scale: 2, default: 0 })

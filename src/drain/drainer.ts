@@ -27,6 +27,12 @@ export interface DrainerSettings {
 export interface DrainerHooks {
   recomputed(event: RecomputedEvent): void;
   failed(event: FailedEvent): void;
+  /**
+   * Runs after recomputes succeed and before they are acknowledged (parent chains mark the
+   * next parents here: a crash in between recomputes these again and marks again, never
+   * loses the marks). A rejection counts as a failed recompute, retried.
+   */
+  beforeAck?(parent: ParentType, ids: ParentId[]): Promise<void>;
 }
 
 interface Item {
@@ -440,6 +446,16 @@ export class Drainer {
     result: DrainResult,
     acks: AckBuffer,
   ): Promise<void> {
+    if (outcome.kind === 'ok' && this.hooks.beforeAck) {
+      try {
+        await this.hooks.beforeAck(
+          parent,
+          items.map((i) => i.id),
+        );
+      } catch (error) {
+        outcome = { kind: 'error', error };
+      }
+    }
     switch (outcome.kind) {
       case 'ok': {
         const now = this.clock.now();

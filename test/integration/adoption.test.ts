@@ -313,6 +313,13 @@ describe('adoption: the packed tarball in scratch apps', () => {
       { cwd: root, env: { ...process.env, DATABASE_URL: url.toString() }, timeoutMs: 60_000 },
     );
     expect(out.code, describeOutput(out)).toBe(0);
-    expect(await tables(schema)).toEqual(['coalesce_epoch', 'coalesce_outbox', 'migrations', 'shop_order', 'shop_order_line']);
+    expect(await tables(schema)).toEqual([
+      'coalesce_epoch',
+      'coalesce_outbox',
+      'migrations',
+      'shop_customer',
+      'shop_order',
+      'shop_order_line',
+    ]);
   });
 });

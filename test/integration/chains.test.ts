@@ -1,0 +1,208 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { EntitySchema } from 'typeorm';
+import { Coalescer, RegistrationError, type DrainResult } from '../../src';
+import { shopCoalescer } from '../../examples/shop/app';
+import { Customer, Order, OrderLine } from '../../examples/shop/entities';
+import { createTestDb, crashedClaims, DIALECTS, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+
+const LEASE_MS = 150;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One step of a random history over lines, orders moving between customers, drains and crashes. */
+type Step =
+  | { kind: 'line'; order: number; qty: number }
+  | { kind: 'qty'; line: number; qty: number }
+  | { kind: 'moveLine'; line: number; order: number }
+  | { kind: 'deleteLine'; line: number }
+  | { kind: 'moveOrder'; order: number; customer: number }
+  | { kind: 'newOrder'; customer: number; lines: number }
+  | { kind: 'drain'; concurrency: number }
+  | { kind: 'crash'; claims: number };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({ kind: fc.constant('line' as const), order: fc.nat(), qty: fc.integer({ min: 1, max: 9 }) }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('qty' as const), line: fc.nat(), qty: fc.integer({ min: 1, max: 9 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('moveLine' as const), line: fc.nat(), order: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('deleteLine' as const), line: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('moveOrder' as const), order: fc.nat(), customer: fc.nat() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('newOrder' as const), customer: fc.nat(), lines: fc.integer({ min: 1, max: 4 }) }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('drain' as const), concurrency: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('crash' as const), claims: fc.integer({ min: 1, max: 3 }) }) },
+);
+
+describe.each(DIALECTS)('parent chains: lines -> orders -> customers (%s)', (dialect) => {
+  let db: TestDb;
+  beforeAll(async () => {
+    db = await createTestDb(`chains_${dialect}`, {
+      dialect,
+      entities: [Customer, Order, OrderLine],
+      // PostgreSQL: the shop's own migrations; MariaDB: synchronized from the entities.
+      synchronize: dialect === 'mariadb',
+    });
+  });
+  afterAll(async () => {
+    await db.destroy();
+  });
+
+  it('any history of line changes, orders moving between customers, drains and crashes converges: verify finds no drift', async () => {
+    const ds = db.dataSource;
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 5, maxLength: 20 }), async (steps) => {
+        const coalescer = shopCoalescer(ds, { namespace: `chain-${suffix()}`, logger: testLogger(), leaseMs: 120_000 });
+        await coalescer.attach();
+        const drains: Promise<DrainResult>[] = [];
+        try {
+          const customers = (await ds.getRepository(Customer).save([{ name: 'a' }, { name: 'b' }, { name: 'c' }])).map(
+            (c) => c.id,
+          );
+          const orders = (await ds.getRepository(Order).save(customers.map((customerId) => ({ customer: 'x', customerId })))).map(
+            (o) => o.id,
+          );
+          const lines: number[] = [];
+          const pick = <T>(list: readonly T[], i: number): T | undefined =>
+            list.length === 0 ? undefined : list[i % list.length];
+          const lineRepo = ds.getRepository(OrderLine);
+          for (const s of steps) {
+            switch (s.kind) {
+              case 'line':
+                lines.push(
+                  (await lineRepo.save({ orderId: pick(orders, s.order) as number, sku: 'p', qty: s.qty, unitPrice: '2.50' })).id,
+                );
+                break;
+              case 'qty': {
+                const id = pick(lines, s.line);
+                if (id !== undefined) await lineRepo.save({ id, qty: s.qty });
+                break;
+              }
+              case 'moveLine': {
+                const id = pick(lines, s.line);
+                if (id !== undefined) await lineRepo.save({ id, orderId: pick(orders, s.order) as number });
+                break;
+              }
+              case 'deleteLine': {
+                const id = pick(lines, s.line);
+                const row = id === undefined ? null : await lineRepo.findOneBy({ id });
+                if (row) {
+                  await lineRepo.remove(row);
+                  lines.splice(lines.indexOf(id as number), 1);
+                }
+                break;
+              }
+              case 'moveOrder':
+                await ds
+                  .getRepository(Order)
+                  .save({ id: pick(orders, s.order) as number, customerId: pick(customers, s.customer) as number });
+                break;
+              case 'newOrder':
+                await ds.transaction(async (m) => {
+                  const order = await m.save(
+                    m.create(Order, { customer: 'n', customerId: pick(customers, s.customer) as number }),
+                  );
+                  orders.push(order.id);
+                  for (let i = 0; i < s.lines; i += 1) {
+                    lines.push(
+                      (await m.save(m.create(OrderLine, { orderId: order.id, sku: 'n', qty: 1 + i, unitPrice: '1.00' }))).id,
+                    );
+                  }
+                });
+                break;
+              case 'drain':
+                drains.push(coalescer.drain({ concurrency: s.concurrency }));
+                break;
+              case 'crash':
+                await coalescer.flushed();
+                await crashedClaims(coalescer, s.claims, LEASE_MS);
+                break;
+            }
+          }
+          await Promise.all(drains);
+          await coalescer.flushed();
+          for (let round = 0; round < 20; round += 1) {
+            await sleep(LEASE_MS);
+            await coalescer.drain({ concurrency: 2 });
+            const st = await coalescer.stats();
+            if (st.pending + st.inflight + st.delayed + st.settling === 0) break;
+          }
+          const [o, c] = [await coalescer.verify(Order, { ids: orders }), await coalescer.verify(Customer, { ids: customers })];
+          expect(o.drifted, JSON.stringify(o.examples)).toBe(0);
+          expect(c.drifted, JSON.stringify(c.examples)).toBe(0);
+          expect(o.skipped + c.skipped).toBe(0);
+          expect(await coalescer.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0, settling: 0 });
+        } finally {
+          await Promise.allSettled(drains);
+          coalescer.detach();
+          await coalescer.reset();
+          await coalescer.close();
+        }
+      }),
+      { numRuns: dialect === 'postgres' ? 12 : 8 },
+    );
+  });
+
+  it('a recomputed order marks its customer before its own ack: one drain leaves every customer fresh', async () => {
+    const ds = db.dataSource;
+    const coalescer = shopCoalescer(ds, { namespace: `chain-${suffix()}`, logger: testLogger() });
+    await coalescer.attach();
+    try {
+      const [customer] = await ds.getRepository(Customer).save([{ name: 'solo' }]);
+      const order = await ds.getRepository(Order).save({ customer: 's', customerId: customer!.id });
+      await ds.getRepository(OrderLine).save({ orderId: order.id, sku: 'a', qty: 4, unitPrice: '2.50' });
+      await coalescer.flushed();
+      await coalescer.drain();
+      const fresh = await ds.getRepository(Customer).findOneByOrFail({ id: customer!.id });
+      expect(Number(fresh.lifetimeValue)).toBe(10);
+      expect(fresh.orderCount).toBe(1);
+    } finally {
+      coalescer.detach();
+      await coalescer.reset();
+      await coalescer.close();
+    }
+  });
+});
+
+describe('parent chains: registration', () => {
+  const A = new EntitySchema<{ id: number; bId: number | null }>({
+    name: 'ChainA',
+    columns: { id: { type: 'int', primary: true }, bId: { type: 'int', nullable: true } },
+  });
+  const B = new EntitySchema<{ id: number; aId: number | null }>({
+    name: 'ChainB',
+    columns: { id: { type: 'int', primary: true }, aId: { type: 'int', nullable: true } },
+  });
+  let db: TestDb;
+  beforeAll(async () => {
+    db = await createTestDb('chain_reg', { entities: [A, B] });
+  });
+  afterAll(async () => {
+    await db.destroy();
+  });
+
+  it('a cycle of parent chains is rejected naming it, and leaves the registration as it was', async () => {
+    const c = new Coalescer({
+      dataSource: db.dataSource,
+      redis: redisUrl(),
+      namespace: `chain-${suffix()}`,
+      logger: testLogger(),
+    });
+    try {
+      c.parent(A, { recompute: async () => undefined });
+      c.parent(B, { recompute: async () => undefined });
+      c.child(A, { parent: B, foreignKey: 'bId' });
+      expect(() => c.child(B, { parent: A, foreignKey: 'aId' })).toThrow(RegistrationError);
+      expect(() => c.child(B, { parent: A, foreignKey: 'aId' })).toThrow(
+        /parent chain cycle: ChainA -> ChainB -> ChainA|ChainB -> ChainA -> ChainB/,
+      );
+      expect(() => c.child(A, { parent: A, foreignKey: 'bId' })).toThrow(/parent chain cycle: ChainA -> ChainA/);
+      expect(c.registry.chainLinksOf(c.registry.parentOf('ChainB'))).toHaveLength(0);
+    } finally {
+      await c.close();
+    }
+  });
+});
