@@ -1,4 +1,4 @@
-import type { DataSource, EntityMetadata, EntitySubscriberInterface, QueryRunner } from 'typeorm';
+import type { DataSource, EntityMetadata, QueryRunner } from 'typeorm';
 
 // TypeORM's column and relation metadata, reached through EntityMetadata: a deep import
 // (`typeorm/metadata/...`) is not resolvable under every TypeORM version and module resolution
@@ -15,6 +15,17 @@ export function dataSourceOf(qr: QueryRunner): DataSource {
   return (r.dataSource ?? r.connection) as DataSource;
 }
 
-/** What `beforeQuery` / `afterQuery` receive, whichever TypeORM (generic in 0.3, not in 1.x). */
-export type BeforeQuery = Parameters<NonNullable<EntitySubscriberInterface['beforeQuery']>>[0];
-export type AfterQuery = Parameters<NonNullable<EntitySubscriberInterface['afterQuery']>>[0];
+/**
+ * What `beforeQuery` receives, as much of it as capture reads. Our own shape: TypeORM's event
+ * types are generic in 0.3, not in 1.x, and absent before 0.3.18 (which never calls the hook).
+ */
+export interface BeforeQuery {
+  readonly queryRunner: QueryRunner;
+  readonly query: string;
+  readonly parameters?: unknown;
+}
+
+/** What `afterQuery` receives, as much of it as capture reads (see {@link BeforeQuery}). */
+export interface AfterQuery extends BeforeQuery {
+  readonly success: boolean;
+}
