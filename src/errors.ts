@@ -82,3 +82,40 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`;
   return String(err);
 }
+
+/**
+ * Driver error codes that mean a service cannot be reached or will not let us in: a network
+ * error, a database that does not exist, a refused login (PostgreSQL SQLSTATEs, MySQL codes).
+ */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EAI_AGAIN',
+  '3D000', // invalid_catalog_name: no such database
+  '28P01', // invalid_password
+  '28000', // invalid_authorization_specification
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+  'ER_BAD_DB_ERROR',
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_DBACCESS_DENIED_ERROR',
+  'ER_CON_COUNT_ERROR',
+  'PROTOCOL_CONNECTION_LOST',
+]);
+
+/** Whether `error` (or its cause) says a database or Redis cannot be reached or refuses us. */
+export function isUnreachable(error: unknown): boolean {
+  for (
+    let e = error as { code?: unknown; cause?: unknown; driverError?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    depth += 1
+  ) {
+    if (e instanceof ConnectionError) return true;
+    if (typeof e.code === 'string' && UNREACHABLE_CODES.has(e.code)) return true;
+    e = (e.driverError ?? e.cause) as typeof e;
+  }
+  return false;
+}

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Coalescer } from '../coalescer';
-import { CoalesceError, ConnectionError } from '../errors';
+import { CoalesceError, ConnectionError, isUnreachable } from '../errors';
 
 /** A usage error: bad arguments, a module without a Coalescer, an unknown parent. Exit code 2. */
 export class UsageError extends CoalesceError {}
@@ -46,9 +46,9 @@ export async function loadApp(module: string): Promise<Coalescer> {
     try {
       candidate = await (candidate as () => unknown)();
     } catch (error) {
-      const code = String((error as { code?: unknown }).code ?? '');
       const text = `--app ${module}: creating the Coalescer failed: ${(error as Error).message}`;
-      if (/^(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT)$/.test(code)) throw new ConnectionError(text, { cause: error });
+      // A database that does not exist, or refuses the login, is as unreachable as one that is down.
+      if (isUnreachable(error)) throw new ConnectionError(text, { cause: error });
       throw new UsageError(text, { cause: error });
     }
   }

@@ -2,7 +2,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import type { ObjectLiteral } from 'typeorm';
 import type { Coalescer } from '../coalescer';
-import { ConfigError, ConnectionError, RegistrationError } from '../errors';
+import { ConfigError, RegistrationError, isUnreachable } from '../errors';
 import { heatOf } from '../registry';
 import { serveMetrics, type MetricsServer } from '../metrics';
 import { serveDashboard, type DashboardServer } from '../dashboard/server';
@@ -426,7 +426,7 @@ export function describeError(error: unknown): { code: number; message: string }
     return { code: EXIT.usage, message };
   }
   const text = `${message} ${String((error as { code?: unknown })?.code ?? '')}`;
-  if (error instanceof ConnectionError || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|max retries per request/i.test(text)) {
+  if (isUnreachable(error) || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|max retries per request/i.test(text)) {
     return { code: EXIT.unreachable, message: `${message} (is the service running? see README)` };
   }
   return { code: EXIT.failed, message };

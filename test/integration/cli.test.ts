@@ -163,6 +163,13 @@ describe('the coalesce command line', () => {
     const pgDown = await run(withApp('status'), { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/postgres' });
     expect(pgDown.code).toBe(3);
     expect(pgDown.stderr).toContain('ECONNREFUSED');
+    // A database that does not exist is as unreachable as one that is down.
+    const noDatabase = new URL(databaseUrl());
+    noDatabase.pathname = '/no_such_database_here';
+    const missingDb = await run(withApp('status'), { DATABASE_URL: noDatabase.toString() });
+    expect(missingDb.code).toBe(3);
+    expect(missingDb.stderr).toContain('no_such_database_here');
+    expect(missingDb.stderr.trim().split('\n')).toHaveLength(1);
     const badArg = await run(withApp('drain', '--concurrency', 'lots'));
     expect(badArg.code).toBe(2);
     expect(badArg.stderr).toContain('--concurrency must be a whole number');
