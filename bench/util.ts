@@ -63,16 +63,19 @@ export async function benchDataSource(
  * nothing behind in Redis whatever keys the product keeps. Returns how many were deleted.
  */
 export async function clearNamespace(redis: Redis, namespace: string): Promise<number> {
-  return deleteMatching(redis, `{${namespace}}*`);
+  // The epoch stays: without it the next drain would take the empty namespace for a Redis data
+  // loss and rebuild every parent type (coalescer.reset() is the way to start afresh for good).
+  return deleteMatching(redis, `{${namespace}}*`, [`{${namespace}}:epoch`]);
 }
 
 /** Deletes every key matching the glob `pattern` (SCAN, never KEYS); returns how many. */
-export async function deleteMatching(redis: Redis, pattern: string): Promise<number> {
+export async function deleteMatching(redis: Redis, pattern: string, keep: readonly string[] = []): Promise<number> {
   let deleted = 0;
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
     cursor = next;
+    const keys = found.filter((k) => !keep.includes(k));
     if (keys.length > 0) deleted += await redis.del(...keys);
   } while (cursor !== '0');
   return deleted;

@@ -1,5 +1,5 @@
 import type { CoalesceLogger as Logger } from '../log';
-import type { MarkEntry, Store } from '../redis/store';
+import { MAX_BATCH, type MarkEntry, type Store } from '../redis/store';
 import { errorMessage } from '../errors';
 
 /** Marks that could not be sent to Redis, handed to whatever keeps them (the outbox) or logged. */
@@ -103,10 +103,13 @@ export class Marker {
     try {
       if (!this.options.reachable()) throw new Error('the Redis connection is down (reconnecting)');
       this.stats.roundTrips += 1;
+      // markTimeoutMs per script call of the send: a save's marks are one call; an explicit
+      // mark() of 100,000 parents is 200, pipelined, and is not cut short for its size.
+      const timeoutMs = this.options.timeoutMs * Math.ceil(entries.length / MAX_BATCH);
       const deadline = new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`Redis did not take the marks within ${this.options.timeoutMs} ms (markTimeoutMs)`)),
-          this.options.timeoutMs,
+          () => reject(new Error(`Redis did not take the marks within ${timeoutMs} ms (markTimeoutMs per ${MAX_BATCH} parents)`)),
+          timeoutMs,
         );
       });
       const attempt = (async () => {

@@ -1,6 +1,7 @@
 import type { Coalescer } from '../coalescer';
 import type { DrainResult, FailedEvent, RecomputedEvent } from '../drain/drainer';
 import { errorMessage } from '../errors';
+import type { LiveEvent, Subscription } from '../events';
 
 /** A parent recomputed, as the dashboard streams it. */
 export interface RecomputedActivity {
@@ -41,11 +42,63 @@ export type Activity = RecomputedActivity | FailedActivity | DrainedActivity;
 export type ActivitySource = (listener: (activity: Activity) => void) => () => void;
 
 /**
- * The activity the dashboard streams: today the coalescer's own events, so only the drains of
- * this process are seen (`coalesce run --dashboard-port`, or a host serving the dashboard beside
- * its runner). A channel shared by every process of the namespace plugs in here and nowhere else.
+ * The activity the dashboard streams: the namespace's live events from every process (the
+ * event channel, so `coalesce dashboard` shows what runners elsewhere do). Should the channel
+ * not open (Redis away), the coalescer's own events stand in.
  */
 export function coalescerActivity(coalescer: Coalescer, clock: () => number = Date.now): ActivitySource {
+  return (listener) => {
+    let closed = false;
+    let subscription: Subscription | undefined;
+    let local: (() => void) | undefined;
+    const forward = (e: LiveEvent): void => {
+      if (e.type === 'recomputed') {
+        listener({ type: 'recomputed', at: clock(), member: e.member, waitMs: e.waitMs ?? null, durationMs: e.durationMs });
+      } else if (e.type === 'failed') {
+        listener({
+          type: 'failed',
+          at: clock(),
+          member: e.member,
+          error: e.error,
+          attempt: e.attempt,
+          dead: e.dead,
+          retryAt: e.retryAt ?? null,
+        });
+      } else {
+        const r = e.result;
+        listener({
+          type: 'drained',
+          at: clock(),
+          claimed: r.claimed,
+          recomputed: r.recomputed,
+          failed: r.failed,
+          durationMs: r.durationMs,
+        });
+      }
+    };
+    coalescer.subscribe(forward).then(
+      (s) => {
+        if (closed) void s.close();
+        else subscription = s;
+      },
+      (error: unknown) => {
+        coalescer.logger.warn(
+          { err: errorMessage(error) },
+          "dashboard: the event channel did not open; showing this process's events only",
+        );
+        if (!closed) local = localActivity(coalescer, clock)(listener);
+      },
+    );
+    return () => {
+      closed = true;
+      void subscription?.close();
+      local?.();
+    };
+  };
+}
+
+/** The coalescer's own events (this process's drains only). */
+export function localActivity(coalescer: Coalescer, clock: () => number = Date.now): ActivitySource {
   return (listener) => {
     const recomputed = (e: RecomputedEvent): void =>
       listener({ type: 'recomputed', at: clock(), member: e.member, waitMs: e.waitMs ?? null, durationMs: e.durationMs });
