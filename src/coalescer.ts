@@ -138,6 +138,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       awaitMarks: o.awaitMarks,
       reachable: this.clients.reachable,
       clockReady: () => this.clock.ready,
+      bulk: this.store,
     });
     this.outbox = new Outbox(o.dataSource, o.namespace, this.store, this.logger, now, o.outboxTable);
     this.marker.onUndelivered(async (entries, error) => {
@@ -432,10 +433,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     await this.publishPolicies().catch(() => undefined);
     if (this.options.delivery === 'outbox') {
       const written = await this.outbox.write(entries);
-      const sent = await this.marker.send(entries, { keep: false });
+      const sent = await this.marker.send(entries, { keep: false, bulk: true });
       if (sent.delivered) await this.outbox.sent(written, sent.epoch).catch(() => undefined);
     } else {
-      await this.marker.send(entries);
+      await this.marker.send(entries, { bulk: true });
     }
     return batch.size;
   }

@@ -87,7 +87,11 @@ export function coalescerMetrics(coalescer: Coalescer, options: MetricsOptions =
   stat('settling', 'Parents in their quiet period (settleMs).', (s) => s.settling);
   stat('overdue', 'Parents waiting longer than their maxWaitMs.', (s) => s.overdue);
   stat('expired_leases', 'Leases past their deadline not yet given back.', (s) => s.expired);
-  stat('outbox', 'Marks waiting in the outbox table to be relayed to Redis.', (s) => s.outbox);
+  stat(
+    'outbox',
+    'Rows of the outbox table: marks not yet in Redis, or kept until their parents are recomputed.',
+    (s) => s.outbox,
+  );
   stat('oldest_pending_seconds', 'Age of the oldest first mark among parents waiting (0 when none waits).', (s) =>
     s.oldestPendingMs === null ? 0 : s.oldestPendingMs / 1000,
   );

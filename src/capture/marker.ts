@@ -39,6 +39,11 @@ export interface MarkerOptions {
   readonly reachable: () => boolean;
   /** Settles once the clock has been set against Redis (or failed to): marks carry its time. */
   readonly clockReady: () => Promise<void>;
+  /**
+   * The store explicit `mark()` calls go through: the main connection, with no per-command
+   * timeout, so 100,000 parents pipelined in one call are not cut short while they queue.
+   */
+  readonly bulk?: Store;
 }
 
 /**
@@ -92,12 +97,16 @@ export class Marker {
   }
 
   /**
-   * Sends marks. Marks Redis did not take go to the undelivered handler (unless `keep` is false:
+   * Sends marks (`bulk`: through the main connection, for explicit marks of many parents).
+   * Marks Redis did not take go to the undelivered handler (unless `keep` is false:
    * they are kept elsewhere already) in the background, tracked by {@link settled}: the caller
    * may hold a pooled connection (a save's commit hook does) that keeping them needs, and
    * waiting here would deadlock a full pool.
    */
-  async send(entries: readonly MarkEntry[], { keep = true }: { keep?: boolean } = {}): Promise<Sent> {
+  async send(
+    entries: readonly MarkEntry[],
+    { keep = true, bulk = false }: { keep?: boolean; bulk?: boolean } = {},
+  ): Promise<Sent> {
     if (entries.length === 0) return { delivered: true, epoch: '' };
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -114,7 +123,7 @@ export class Marker {
       });
       const attempt = (async () => {
         await this.options.clockReady();
-        return this.store.mark(entries, this.clock());
+        return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock());
       })();
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.
