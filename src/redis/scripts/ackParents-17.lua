@@ -38,40 +38,86 @@ if 3 * n + 4 <= #ARGV then
   redis.call('LPUSH', KEYS[14], unpack(ARGV, 3 * n + 4, #ARGV))
   redis.call('LTRIM', KEYS[14], 0, 999)
 end
-local acked, rearmed, superseded = 0, 0, 0
-local done, gens = {}, {}
+if n == 0 then return { 0, 0, 0 } end
+
+-- Each member once in the batched reads; a repeat (never sent by one worker) is acknowledged
+-- after them, where its claim has ended and it counts as superseded.
+local members, tokens, bases, seen, again = {}, {}, {}, {}, {}
 for i = 4, 3 * n + 3, 3 do
-  local member, token, base = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local record = redis.call('HGET', KEYS[2], member)
-  if record and string.sub(record, 1, #token + 1) == token .. '|'
-      and redis.call('ZREM', KEYS[1], member) == 1 then
-    acked = acked + 1
-    redis.call('HDEL', KEYS[2], member)
-    redis.call('HDEL', KEYS[3], member)
-    local gen = string.match(record, '^[^|]*|[^|]*|[^|]*|(.*)$') or ''
-    local heat = redis.call('HGET', KEYS[6], member)
-    redis.call('ZREM', KEYS[5], member)
-    redis.call('ZREM', KEYS[10], member)
-    if heat then
-      local first = tonumber(redis.call('HGET', KEYS[7], member)) or now
-      redis.call('HDEL', KEYS[6], member)
-      redis.call('HDEL', KEYS[7], member)
-      markOne(K, member, tonumber(heat), base, now, first)
-      rearmed = rearmed + 1
-      if gen ~= '' then redis.call('HSET', KEYS[16], member, gen) end
-    else
-      -- Nothing newer than what this recompute covered: the generations can go.
-      redis.call('HDEL', KEYS[15], member)
-      redis.call('HDEL', KEYS[16], member)
-    end
-    done[#done + 1] = member
-    gens[#gens + 1] = gen
+  local member = ARGV[i]
+  if seen[member] then
+    again[#again + 1] = member
+    again[#again + 1] = tonumber(ARGV[i + 2])
   else
-    superseded = superseded + 1
-    markOne(K, member, 1, base, now, now)
+    seen[member] = true
+    members[#members + 1] = member
+    tokens[#members] = ARGV[i + 1]
+    bases[#members] = tonumber(ARGV[i + 2])
   end
 end
-if #done > 0 and redis.call('EXISTS', KEYS[17]) == 1 then
-  redis.call('PUBLISH', ARGV[3], cjson.encode({ type = 'acked', members = done, generations = gens }))
+
+local function ifExists(key, cmd, list)
+  if #list > 0 and redis.call('EXISTS', key) == 1 then return redis.call(cmd, key, unpack(list)) end
+  return {}
 end
-return { acked, rearmed, superseded }
+
+local records = redis.call('HMGET', KEYS[2], unpack(members))
+local held = redis.call('ZMSCORE', KEYS[1], unpack(members))
+local owned, ownedGens, ownedBases, superseded = {}, {}, {}, {}
+for j, member in ipairs(members) do
+  local record, token = records[j], tokens[j]
+  if record and held[j] and string.sub(record, 1, #token + 1) == token .. '|' then
+    owned[#owned + 1] = member
+    ownedGens[#owned] = string.match(record, '^[^|]*|[^|]*|[^|]*|(.*)$') or ''
+    ownedBases[#owned] = bases[j]
+  else
+    superseded[#superseded + 1] = j
+  end
+end
+
+local rearmed = 0
+if #owned > 0 then
+  redis.call('ZREM', KEYS[1], unpack(owned))
+  redis.call('HDEL', KEYS[2], unpack(owned))
+  ifExists(KEYS[3], 'HDEL', owned)
+  redis.call('ZREM', KEYS[5], unpack(owned))
+  ifExists(KEYS[10], 'ZREM', owned)
+  local heats = ifExists(KEYS[6], 'HMGET', owned)
+  local rearm, incs, rearmBases, firsts, keptGens, clean = {}, {}, {}, {}, {}, {}
+  for j, member in ipairs(owned) do
+    if heats[j] then
+      rearm[#rearm + 1] = member
+      incs[#rearm] = tonumber(heats[j])
+      rearmBases[#rearm] = ownedBases[j]
+      if ownedGens[j] ~= '' then
+        keptGens[#keptGens + 1] = member
+        keptGens[#keptGens + 1] = ownedGens[j]
+      end
+    else
+      -- Nothing newer than what this recompute covered: the generations can go.
+      clean[#clean + 1] = member
+    end
+  end
+  if #rearm > 0 then
+    local ats = redis.call('HMGET', KEYS[7], unpack(rearm))
+    for j = 1, #rearm do firsts[j] = tonumber(ats[j]) or now end
+    redis.call('HDEL', KEYS[6], unpack(rearm))
+    redis.call('HDEL', KEYS[7], unpack(rearm))
+    markMany(K, rearm, incs, rearmBases, now, firsts)
+    if #keptGens > 0 then redis.call('HSET', KEYS[16], unpack(keptGens)) end
+    rearmed = #rearm
+  end
+  if #clean > 0 then
+    ifExists(KEYS[15], 'HDEL', clean)
+    ifExists(KEYS[16], 'HDEL', clean)
+  end
+  if redis.call('EXISTS', KEYS[17]) == 1 then
+    redis.call('PUBLISH', ARGV[3], cjson.encode({ type = 'acked', members = owned, generations = ownedGens }))
+  end
+end
+
+-- Superseded: this recompute may have written after a newer one from an older read, so the
+-- parent gets one mark; one more recompute settles it.
+for _, j in ipairs(superseded) do markOne(K, members[j], 1, bases[j], now, now) end
+for i = 1, #again, 2 do markOne(K, again[i], 1, again[i + 1], now, now) end
+return { #owned, rearmed, #superseded + #again / 2 }

@@ -39,9 +39,14 @@ for i = 2, #ARGV, 3 do
     bases[j] = tonumber(ARGV[i + 2])
   end
 end
+if #members == 0 then return { 0, redis.call('GET', KEYS[12]) or '' } end
+local firsts, gens = {}, {}
 local gen = redis.call('INCR', KEYS[14])
 for j, member in ipairs(members) do
-  markOne(K, member, incs[j], bases[j], now, now)
-  redis.call('HSET', KEYS[13], member, gen)
+  firsts[j] = now
+  gens[#gens + 1] = member
+  gens[#gens + 1] = gen
 end
+markMany(K, members, incs, bases, now, firsts)
+redis.call('HSET', KEYS[13], unpack(gens))
 return { #members, redis.call('GET', KEYS[12]) or '' }

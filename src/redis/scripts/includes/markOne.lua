@@ -3,7 +3,7 @@
 
   K: key names { pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling,
      settleHeat, policy }
-  markOne(K, member, inc, fallbackBase, now, first):
+  markMany(K, members, incs, bases, now, firsts) / markOne(K, member, inc, base, now, first):
     - a dead parent gets a fresh start;
     - a held parent (a claim record: leased, or waiting to retry) keeps the heat aside in
       `dirty` (first such mark in `dirtyAt`); it comes back when the hold ends, so a parent is
@@ -53,52 +53,71 @@ local function exists(key)
   return e
 end
 
-local function markOne(K, member, inc, fallbackBase, now, first)
-  if exists(K.dead) and redis.call('ZREM', K.dead, member) == 1 then
-    redis.call('HDEL', K.deadInfo, member)
+-- Marks several members at once (each at most once in the lists): the common case, a parent
+-- that is neither held, settling nor capped, costs a share of a few batched calls.
+local function markMany(K, members, incs, bases, now, firsts)
+  local n = #members
+  if n == 0 then return end
+  if exists(K.dead) and redis.call('ZREM', K.dead, unpack(members)) > 0 then
+    redis.call('HDEL', K.deadInfo, unpack(members))
   end
-  if exists(K.claims) and redis.call('HEXISTS', K.claims, member) == 1 then
-    redis.call('HINCRBY', K.dirty, member, inc)
-    local at = tonumber(redis.call('HGET', K.dirtyAt, member))
-    if not at or first < at then redis.call('HSET', K.dirtyAt, member, first) end
-    present[K.dirty] = true
-    return
-  end
-  local p = policyOf(K, member)
-  local base = (p and p.base) or fallbackBase
-  redis.call('ZADD', K.since, 'NX', first, member)
-  local due
-  if p and p.wait then
-    local since = tonumber(redis.call('ZSCORE', K.since, member))
-    redis.call('ZADD', K.due, 'NX', since + p.wait, member)
-    due = tonumber(redis.call('ZSCORE', K.due, member))
-    present[K.due] = true
-  end
-  local kept
-  if exists(K.settleHeat) then kept = redis.call('HGET', K.settleHeat, member) end
-  local current = redis.call('ZSCORE', K.pending, member)
-  local score
-  if current then
-    score = tonumber(current) + inc
-    if kept then score = score + heatOf(tonumber(kept)) end
-  elseif kept then
-    score = tonumber(kept) + inc
-  else
-    score = base + inc
-  end
-  if p and p.settle > 0 then
-    -- Not quiet yet: the parent waits in `settling`, out of pending, with its score.
-    if current then redis.call('ZREM', K.pending, member) end
-    redis.call('HSET', K.settleHeat, member, fmt(score))
-    present[K.settleHeat] = true
-    local ready = now + p.settle
-    if due and due < ready then ready = due end
-    redis.call('ZADD', K.settling, ready, member)
-  else
-    if kept then
-      redis.call('HDEL', K.settleHeat, member)
-      redis.call('ZREM', K.settling, member)
+  local held, kept = {}, {}
+  if exists(K.claims) then held = redis.call('HMGET', K.claims, unpack(members)) end
+  if exists(K.settleHeat) then kept = redis.call('HMGET', K.settleHeat, unpack(members)) end
+  local current = redis.call('ZMSCORE', K.pending, unpack(members))
+  local sinceArgs, pendingArgs = {}, {}
+  for j = 1, n do
+    local member, inc, first = members[j], incs[j], firsts[j]
+    if held[j] then
+      redis.call('HINCRBY', K.dirty, member, inc)
+      local at = tonumber(redis.call('HGET', K.dirtyAt, member))
+      if not at or first < at then redis.call('HSET', K.dirtyAt, member, first) end
+      present[K.dirty] = true
+    else
+      local p = policyOf(K, member)
+      local base = (p and p.base) or bases[j]
+      local due
+      if p and p.wait then
+        redis.call('ZADD', K.since, 'NX', first, member)
+        local since = tonumber(redis.call('ZSCORE', K.since, member))
+        redis.call('ZADD', K.due, 'NX', since + p.wait, member)
+        due = tonumber(redis.call('ZSCORE', K.due, member))
+        present[K.due] = true
+      else
+        sinceArgs[#sinceArgs + 1] = first
+        sinceArgs[#sinceArgs + 1] = member
+      end
+      local score
+      if current[j] then
+        score = tonumber(current[j]) + inc
+        if kept[j] then score = score + heatOf(tonumber(kept[j])) end
+      elseif kept[j] then
+        score = tonumber(kept[j]) + inc
+      else
+        score = base + inc
+      end
+      if p and p.settle > 0 then
+        -- Not quiet yet: the parent waits in `settling`, out of pending, with its score.
+        if current[j] then redis.call('ZREM', K.pending, member) end
+        redis.call('HSET', K.settleHeat, member, fmt(score))
+        present[K.settleHeat] = true
+        local ready = now + p.settle
+        if due and due < ready then ready = due end
+        redis.call('ZADD', K.settling, ready, member)
+      else
+        if kept[j] then
+          redis.call('HDEL', K.settleHeat, member)
+          redis.call('ZREM', K.settling, member)
+        end
+        pendingArgs[#pendingArgs + 1] = fmt(score)
+        pendingArgs[#pendingArgs + 1] = member
+      end
     end
-    redis.call('ZADD', K.pending, fmt(score), member)
   end
+  if #sinceArgs > 0 then redis.call('ZADD', K.since, 'NX', unpack(sinceArgs)) end
+  if #pendingArgs > 0 then redis.call('ZADD', K.pending, unpack(pendingArgs)) end
+end
+
+local function markOne(K, member, inc, fallbackBase, now, first)
+  markMany(K, { member }, { inc }, { fallbackBase }, now, { first })
 end
