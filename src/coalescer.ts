@@ -173,12 +173,15 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
           this.events.publish({ type: 'failed', ...e, error: errorMessage(e.error) });
         },
         // Parent chains: a recomputed Order marks its Customer before the Order's ack.
-        beforeAck: async (parent, ids) => {
-          if (this.registry.chainLinksOf(parent).length === 0) return;
-          for (const [next, nextIds] of await chainedParents(this.registry, o.dataSource, parent, ids)) {
-            await this.mark(next.name, nextIds);
-          }
+        beforeAck: (parent, ids) => {
+          if (this.registry.chainLinksOf(parent).length === 0) return undefined;
+          return (async () => {
+            for (const [next, nextIds] of await chainedParents(this.registry, o.dataSource, parent, ids)) {
+              await this.mark(next.name, nextIds);
+            }
+          })();
         },
+        scoped: () => this.derived.any,
       },
       this.clock,
     );

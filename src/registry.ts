@@ -242,9 +242,10 @@ export class Registry {
    */
   chainLinksOf(parent: ParentType): readonly ForeignKeyLink[] {
     const target = parent.metadata.target;
-    return [...(this.links.get(target) ?? []), ...(this.triggered.get(target) ?? [])].filter(
-      (l): l is ForeignKeyLink => l.kind === 'foreignKey',
-    );
+    const links = this.links.get(target);
+    const triggered = this.triggered.get(target);
+    if (!links && !triggered) return [];
+    return [...(links ?? []), ...(triggered ?? [])].filter((l): l is ForeignKeyLink => l.kind === 'foreignKey');
   }
 
   /**

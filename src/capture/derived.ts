@@ -62,6 +62,11 @@ export class DerivedColumns {
     else this.byTarget.set(parent.metadata.target, { parent, columns: new Set(columns) });
   }
 
+  /** Whether any parent type has derived columns (so a recompute's own writes must be told apart). */
+  get any(): boolean {
+    return this.byTarget.size > 0;
+  }
+
   /** The derived columns an update of `metadata` wrote, or undefined when it wrote none. */
   written(
     metadata: EntityMetadata,

@@ -30,9 +30,16 @@ export interface DrainerHooks {
   /**
    * Runs after recomputes succeed and before they are acknowledged (parent chains mark the
    * next parents here: a crash in between recomputes these again and marks again, never
-   * loses the marks). A rejection counts as a failed recompute, retried.
+   * loses the marks). A rejection counts as a failed recompute, retried. Returns nothing when
+   * there is nothing to do (no awaiting on the common path).
    */
-  beforeAck?(parent: ParentType, ids: ParentId[]): Promise<void>;
+  beforeAck?(parent: ParentType, ids: ParentId[]): Promise<void> | undefined;
+  /**
+   * Whether recomputes must run in the recompute scope, where capture tells their writes of
+   * derived columns from a host's. Only when some parent declares derived columns: the scope
+   * (AsyncLocalStorage) slows every promise of the process once used.
+   */
+  scoped?(): boolean;
 }
 
 interface Item {
@@ -427,7 +434,7 @@ export class Drainer {
       return await this.invoker.invoke(
         ctx,
         // The recompute's own writes are not a host's: capture knows them by this scope.
-        () => runAsRecompute(() => fn(ids, ctx)),
+        this.hooks.scoped?.() ? () => runAsRecompute(() => fn(ids, ctx)) : () => fn(ids, ctx),
         first.member,
         () => claims.map((c) => ({ member: c.member, increment: 1, base: parent.base })),
       );
@@ -448,10 +455,11 @@ export class Drainer {
   ): Promise<void> {
     if (outcome.kind === 'ok' && this.hooks.beforeAck) {
       try {
-        await this.hooks.beforeAck(
+        const pending = this.hooks.beforeAck(
           parent,
           items.map((i) => i.id),
         );
+        if (pending) await pending;
       } catch (error) {
         outcome = { kind: 'error', error };
       }
