@@ -51,31 +51,7 @@ export function coalescerActivity(coalescer: Coalescer, clock: () => number = Da
     let closed = false;
     let subscription: Subscription | undefined;
     let local: (() => void) | undefined;
-    const forward = (e: LiveEvent): void => {
-      if (e.type === 'recomputed') {
-        listener({ type: 'recomputed', at: clock(), member: e.member, waitMs: e.waitMs ?? null, durationMs: e.durationMs });
-      } else if (e.type === 'failed') {
-        listener({
-          type: 'failed',
-          at: clock(),
-          member: e.member,
-          error: e.error,
-          attempt: e.attempt,
-          dead: e.dead,
-          retryAt: e.retryAt ?? null,
-        });
-      } else {
-        const r = e.result;
-        listener({
-          type: 'drained',
-          at: clock(),
-          claimed: r.claimed,
-          recomputed: r.recomputed,
-          failed: r.failed,
-          durationMs: r.durationMs,
-        });
-      }
-    };
+    const forward = (e: LiveEvent): void => listener(activityOf(e.type === 'drained' ? e.result : e, clock()));
     coalescer.subscribe(forward).then(
       (s) => {
         if (closed) void s.close();
@@ -97,30 +73,34 @@ export function coalescerActivity(coalescer: Coalescer, clock: () => number = Da
   };
 }
 
+type Happened = ({ readonly type: 'recomputed' } & RecomputedEvent) | ({ readonly type: 'failed' } & FailedLike) | DrainResult;
+type FailedLike = Pick<FailedEvent, 'member' | 'attempt' | 'dead' | 'retryAt'> & { readonly error: unknown };
+
+/** What the dashboard streams of an event, from this process or from the event channel. */
+function activityOf(e: Happened, at: number): Activity {
+  if (!('type' in e)) {
+    return { type: 'drained', at, claimed: e.claimed, recomputed: e.recomputed, failed: e.failed, durationMs: e.durationMs };
+  }
+  if (e.type === 'recomputed') {
+    return { type: 'recomputed', at, member: e.member, waitMs: e.waitMs ?? null, durationMs: e.durationMs };
+  }
+  return {
+    type: 'failed',
+    at,
+    member: e.member,
+    error: errorMessage(e.error),
+    attempt: e.attempt,
+    dead: e.dead,
+    retryAt: e.retryAt ?? null,
+  };
+}
+
 /** The coalescer's own events (this process's drains only). */
 export function localActivity(coalescer: Coalescer, clock: () => number = Date.now): ActivitySource {
   return (listener) => {
-    const recomputed = (e: RecomputedEvent): void =>
-      listener({ type: 'recomputed', at: clock(), member: e.member, waitMs: e.waitMs ?? null, durationMs: e.durationMs });
-    const failed = (e: FailedEvent): void =>
-      listener({
-        type: 'failed',
-        at: clock(),
-        member: e.member,
-        error: errorMessage(e.error),
-        attempt: e.attempt,
-        dead: e.dead,
-        retryAt: e.retryAt ?? null,
-      });
-    const drained = (r: DrainResult): void =>
-      listener({
-        type: 'drained',
-        at: clock(),
-        claimed: r.claimed,
-        recomputed: r.recomputed,
-        failed: r.failed,
-        durationMs: r.durationMs,
-      });
+    const recomputed = (e: RecomputedEvent): void => listener(activityOf({ type: 'recomputed', ...e }, clock()));
+    const failed = (e: FailedEvent): void => listener(activityOf({ type: 'failed', ...e }, clock()));
+    const drained = (r: DrainResult): void => listener(activityOf(r, clock()));
     coalescer.on('recomputed', recomputed);
     coalescer.on('failed', failed);
     coalescer.on('drained', drained);

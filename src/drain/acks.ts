@@ -36,6 +36,7 @@ export class AckBuffer {
   ) {}
 
   add(entry: AckEntry, claim: Claim): void {
+    claim.ending = true;
     this.entries.push({ entry, claim });
     if (this.entries.length >= this.batch) this.flush();
     else if (!this.timer) {

@@ -503,6 +503,7 @@ export class Drainer {
   /** Gives claims back to pending (checked by token) and stops keeping them; returns how many went back. */
   private async release(claims: readonly Claim[]): Promise<number> {
     if (claims.length === 0) return 0;
+    for (const c of claims) c.ending = true;
     try {
       return await this.store.release(
         claims.map((c) => ({ key: c.key, token: c.token })),
@@ -567,6 +568,7 @@ export class Drainer {
       events.push({ member: claim.member, parent: parent?.name, id, error, attempt, dead, retryAt });
     }
     result.failed += failures.length;
+    for (const f of failures) f.claim.ending = true;
     try {
       const { dead, superseded } = await this.store.fail(entries, now);
       result.deadLettered += dead;

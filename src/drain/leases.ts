@@ -23,6 +23,11 @@ export interface Claim {
   lost: LeaseLostError | undefined;
   /** Called once when the lease is lost while the recompute runs: aborts its signal. */
   onLost: ((reason: LeaseLostError) => void) | undefined;
+  /**
+   * Its ack, failure or release is on its way: a renewal crossing it finds the claim ended, and
+   * that is no lost lease.
+   */
+  ending?: boolean;
 }
 
 /**
@@ -132,14 +137,13 @@ export class LeaseKeeper {
         this.clock.now() + this.leaseMs,
       );
       const gone = new Set(lost);
+      const passed: Claim[] = [];
       claims.forEach((c, i) => {
         if (!gone.has(i)) c.validUntil = started + this.leaseMs;
+        else if (c.ending) this.held.delete(c);
+        else passed.push(c);
       });
-      if (gone.size > 0)
-        this.lose(
-          [...gone].map((i) => claims[i] as Claim),
-          'it passed to another worker',
-        );
+      if (passed.length > 0) this.lose(passed, 'it passed to another worker');
       if (this.failing) this.logger.info({ held: claims.length }, 'lease renewals work again');
       this.failing = false;
     } catch (error) {

@@ -8,15 +8,11 @@
 
   Output: 1 moved, 0 it was not settling
 ]]
+--- @include "score"
+
 local score = redis.call('HGET', KEYS[2], ARGV[1])
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-local s = tonumber(score) or 1
-local current = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if current then
-  redis.call('ZINCRBY', KEYS[3], s - math.min(math.floor(s / 1e12), 3) * 1e12, ARGV[1])
-else
-  redis.call('ZADD', KEYS[3], string.format('%.17g', s), ARGV[1])
-end
+restore(KEYS[3], ARGV[1], tonumber(score) or 1)
 return 1

@@ -14,19 +14,15 @@
   Output: flat array: number of overdue members k, then k members, then pairs member, score of
           the hottest (ZREVRANGE ... WITHSCORES)
 ]]
+--- @include "score"
+
 local now, size, offset = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, size)
   if #ready > 0 then
     local scores = redis.call('HMGET', KEYS[2], unpack(ready))
     for i, member in ipairs(ready) do
-      local score = tonumber(scores[i]) or 1
-      local current = redis.call('ZSCORE', KEYS[3], member)
-      if current then
-        redis.call('ZINCRBY', KEYS[3], score - math.min(math.floor(score / 1e12), 3) * 1e12, member)
-      else
-        redis.call('ZADD', KEYS[3], string.format('%.17g', score), member)
-      end
+      restore(KEYS[3], member, tonumber(scores[i]) or 1)
     end
     redis.call('ZREM', KEYS[1], unpack(ready))
     redis.call('HDEL', KEYS[2], unpack(ready))

@@ -16,6 +16,8 @@
 
   Output: { requeued, dead-lettered }
 ]]
+--- @include "score"
+
 local now = tonumber(ARGV[1])
 local maxAttempts = tonumber(ARGV[3])
 local members = {}
@@ -66,12 +68,7 @@ for _, member in ipairs(members) do
   else
     -- Held parents are in no other set, so this adds the whole score once; a stray entry
     -- (written by hand) keeps its own tier and gains the heat only.
-    local current = redis.call('ZSCORE', KEYS[3], member)
-    if current then
-      redis.call('ZINCRBY', KEYS[3], score - math.min(math.floor(score / 1e12), 3) * 1e12, member)
-    else
-      redis.call('ZADD', KEYS[3], string.format('%.17g', score), member)
-    end
+    restore(KEYS[3], member, score)
     redis.call('ZADD', KEYS[4], 'NX', since, member)
     if due then redis.call('ZADD', KEYS[7], 'NX', due, member) end
     requeued = requeued + 1

@@ -15,16 +15,7 @@
   Policies ("base|settleMs|maxWaitMs" per type) come from the `policy` hash, so every process
   and every path marks alike whatever it registered itself.
 ]]
-local TIER = 1e12
-
-local function fmt(n)
-  return string.format('%.17g', n)
-end
-
--- Heat of a score: its distance from its priority tier's base.
-local function heatOf(score)
-  return score - math.min(math.floor(score / TIER), 3) * TIER
-end
+--- @include "score"
 
 local policyCache = {}
 local function policyOf(K, member)
