@@ -373,16 +373,23 @@ export class Drainer {
         await this.settle(parent, live, outcome, started, result, acks);
       }
     } else {
-      await this.runEach(parent, live, result, acks);
+      await this.runEach(parent, live, result, acks, true);
     }
     return (performance.now() - timer) / task.items.length;
   }
 
-  private async runEach(parent: ParentType, items: readonly Item[], result: DrainResult, acks: AckBuffer): Promise<void> {
+  /** Recomputes items one by one; `checked`: the first one's lease was just checked. */
+  private async runEach(
+    parent: ParentType,
+    items: readonly Item[],
+    result: DrainResult,
+    acks: AckBuffer,
+    checked = false,
+  ): Promise<void> {
     const recompute = parent.recompute as NonNullable<ParentType['recompute']>;
-    for (const item of items) {
+    for (const [i, item] of items.entries()) {
       // Each one checks its lease again: the ones before it may have taken long.
-      const [live] = await this.startable([item], result);
+      const live = checked && i === 0 ? item : (await this.startable([item], result))[0];
       if (!live) continue;
       const started = this.clock.now();
       const outcome = await this.call(parent, [live], ([id], ctx) => recompute(id as ParentId, ctx));
@@ -394,9 +401,10 @@ export class Drainer {
    * The items whose lease is still owned with a safe margin; the others are given back (a lease
    * that ran short) or left (a lease already lost), never started.
    */
-  private async startable(items: readonly Item[], result: DrainResult): Promise<Item[]> {
+  private async startable(items: readonly Item[], result: DrainResult): Promise<readonly Item[]> {
+    if (items.every((i) => this.keeper.valid(i.claim))) return items;
     const live = items.filter((i) => this.keeper.valid(i.claim));
-    if (live.length < items.length) {
+    {
       const stale = items.filter((i) => !live.includes(i)).map((i) => i.claim);
       result.released += await this.release(stale.filter((c) => !c.lost)).catch((error: unknown) => {
         this.logger.warn(

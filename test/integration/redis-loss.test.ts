@@ -136,10 +136,14 @@ describe('Redis failing, and Redis losing its data', () => {
     await c.flushed();
     expect((await c.outbox.size()) ?? 0).toBe(100_000);
     await redis.start();
-    await waitFor(async () => {
-      await c.drain({ concurrency: 4 });
-      return (await c.stats()).pending === 0 && (await c.outbox.size()) === 0;
-    }, 'the outbox to be relayed and drained', 120_000);
+    await waitFor(
+      async () => {
+        await c.drain({ concurrency: 4 });
+        return (await c.stats()).pending === 0 && (await c.outbox.size()) === 0;
+      },
+      'the outbox to be relayed and drained',
+      120_000,
+    );
     expect(log.counts.size).toBe(100_000);
     expect(ids.every((id) => log.of(id) >= 1)).toBe(true);
   }, 180_000);
