@@ -431,17 +431,44 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       addMark(batch, { member: this.registry.encode(parent, id), increment: 1, base: parent.base });
     }
     const entries = [...batch.values()];
-    // Without the policies a settling type's marks would go straight to pending; an
-    // unreachable Redis is the marker's to handle, so that failure is left to it.
-    await this.publishPolicies().catch(() => undefined);
+    // Without the policies a settling type's marks would go straight to pending. A Redis that
+    // cannot take them within markTimeoutMs will not take the marks either: those go straight
+    // to the outbox, so an unreachable Redis costs one markTimeoutMs, not two.
+    const away = await this.policiesOrAway();
     if (this.options.delivery === 'outbox') {
       const written = await this.outbox.write(entries);
+      if (away) return batch.size;
       const sent = await this.marker.send(entries, { keep: false, bulk: true });
       if (sent.delivered) await this.outbox.sent(written, sent.epoch).catch(() => undefined);
+    } else if (away) {
+      this.marker.keepOnly(entries, away);
     } else {
       await this.marker.send(entries, { bulk: true });
     }
     return batch.size;
+  }
+
+  /** Publishes the policies if need be; returns why Redis is away when it could not within markTimeoutMs. */
+  private async policiesOrAway(): Promise<Error | undefined> {
+    const timeoutMs = this.options.markTimeoutMs;
+    if (!this.clients.reachable()) return new Error(`Redis at ${this.clients.where} is down (reconnecting)`);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.publishPolicies(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`Redis at ${this.clients.where} did not answer within ${timeoutMs} ms (markTimeoutMs)`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+      return undefined;
+    } catch (error) {
+      return error instanceof Error ? error : new Error(errorMessage(error));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
@@ -528,8 +555,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** One parent's state (waiting, heat, age of its first change, in flight, retrying, dead), for an "updating..." badge. */
   async state(target: EntityTarget<ObjectLiteral> | string, id: ParentId): Promise<ParentState> {
     const member = this.registry.encode(this.registry.parentOf(target), id);
-    await this.clock.sync();
-    return parentState(this.store, member, this.clock.now());
+    return this.onRedis(
+      'state()',
+      this.clock.sync().then(() => parentState(this.store, member, this.clock.now())),
+    );
   }
 
   /**
@@ -571,8 +600,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /** Gives back expired leases and promotes due retries without draining. */
   async requeue(): Promise<{ reaped: number; promoted: number }> {
-    await this.clock.sync();
-    const { reaped, promoted, deadLettered } = await this.drainer.requeue();
+    const { reaped, promoted, deadLettered } = await this.onRedis(
+      'requeue()',
+      this.clock.sync().then(() => this.drainer.requeue()),
+    );
     return { reaped: reaped + deadLettered, promoted };
   }
 
@@ -581,8 +612,8 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     await this.clock.sync().catch(() => undefined);
     const now = this.clock.now();
     const [c, waits, outbox] = await Promise.all([
-      this.store.counts(now),
-      this.store.recentWaits(),
+      this.onRedis('stats()', this.store.counts(now)),
+      this.onRedis('stats()', this.store.recentWaits()),
       this.outbox.size().catch(() => null),
     ]);
     return {
@@ -602,14 +633,35 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /** The `n` hottest pending parents. */
   async hottest(n = 10): Promise<HotParent[]> {
-    return (await this.store.top(n)).map(({ member, score }) => ({ member, heat: heatOf(score) }));
+    return (await this.onRedis('hottest()', this.store.top(n))).map(({ member, score }) => ({ member, heat: heatOf(score) }));
+  }
+
+  /**
+   * `pending`, or a ConnectionError naming Redis and where it is when Redis cannot be reached
+   * (an error Redis itself replied with is passed on as it is).
+   */
+  private async onRedis<T>(what: string, pending: Promise<T>): Promise<T> {
+    try {
+      return await pending;
+    } catch (error) {
+      if (error instanceof CoalesceError || (error instanceof Error && error.name === 'ReplyError')) throw error;
+      throw new ConnectionError(`${what}: cannot reach Redis at ${this.clients.where}: ${errorMessage(error)}`, { cause: error });
+    }
   }
 
   /** Dead-lettered parents: list, retry, purge. */
   readonly dead: DeadLetters = {
-    list: ({ offset = 0, limit = 100 } = {}) => this.store.listDead(offset, limit),
-    retry: (members) => this.eachDeadBatch(members, (batch) => this.store.revive(batch, this.clock.now(), DEAD_BATCH)),
-    purge: (members) => this.eachDeadBatch(members, (batch) => this.store.purge(batch, DEAD_BATCH)),
+    list: ({ offset = 0, limit = 100 } = {}) => this.onRedis('dead.list()', this.store.listDead(offset, limit)),
+    retry: (members) =>
+      this.onRedis(
+        'dead.retry()',
+        this.eachDeadBatch(members, (batch) => this.store.revive(batch, this.clock.now(), DEAD_BATCH)),
+      ),
+    purge: (members) =>
+      this.onRedis(
+        'dead.purge()',
+        this.eachDeadBatch(members, (batch) => this.store.purge(batch, DEAD_BATCH)),
+      ),
   };
 
   private async eachDeadBatch(

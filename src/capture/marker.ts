@@ -140,6 +140,13 @@ export class Marker {
     }
   }
 
+  /** Keeps marks for later without trying Redis (known to be away): the outbox takes them. */
+  keepOnly(entries: readonly MarkEntry[], error: unknown): Sent {
+    this.stats.undelivered += entries.length;
+    this.track(this.keep(entries, error));
+    return { delivered: false, epoch: '' };
+  }
+
   private async keep(entries: readonly MarkEntry[], error: unknown): Promise<void> {
     try {
       await this.undeliveredHandler(entries, error);

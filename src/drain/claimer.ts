@@ -53,7 +53,8 @@ export class Claimer {
         foreign += 1;
         return;
       }
-      candidates.push({ key, score });
+      // Every kind but a malformed member is valid UTF-8: its text is its exact bytes.
+      candidates.push({ key: what.kind === 'malformed' ? key : what.member, score });
       kinds.push(what);
     };
     for (const key of overdue) consider(key, '');

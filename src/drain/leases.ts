@@ -5,8 +5,8 @@ import { LeaseLostError, errorMessage } from '../errors';
 
 /** A parent this worker claimed and holds until its ack, failure or release. */
 export interface Claim {
-  /** The member's exact bytes in Redis. */
-  readonly key: Buffer;
+  /** The member's exact bytes in Redis (as text when they are valid UTF-8). */
+  readonly key: Buffer | string;
   /** The member as text (for logs and events). */
   readonly member: string;
   /** Score at claim time (priority base + heat). */

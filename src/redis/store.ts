@@ -9,9 +9,12 @@ export interface MarkEntry {
   readonly base: number;
 }
 
-/** A member read for a claim: its exact bytes, and its score as read ('' when not read). */
+/**
+ * A member read for a claim: its exact bytes (as text when they are valid UTF-8, which encodes
+ * back to the same bytes and is cheaper to send), and its score as read ('' when not read).
+ */
 export interface Candidate {
-  readonly key: Buffer;
+  readonly key: Buffer | string;
   readonly score: string;
 }
 
@@ -180,12 +183,12 @@ export class Store {
    * The next window: settled parents promoted first, then up to `size` overdue members and the
    * hottest pending ones from rank `offset`.
    */
-  async readWindow(now: number, size: number, offset: number): Promise<{ overdue: Buffer[]; top: Candidate[] }> {
+  async readWindow(now: number, size: number, offset: number): Promise<{ overdue: Buffer[]; top: (Candidate & { key: Buffer })[] }> {
     const k = this.keys;
     const flat = await this.client.coalesceReadWindowBuffer(k.settling, k.settleHeat, k.pending, k.due, now, size, offset);
     const n = Number(flat[0] ?? 0);
     const overdue = flat.slice(1, 1 + n) as Buffer[];
-    const top: Candidate[] = [];
+    const top: (Candidate & { key: Buffer })[] = [];
     for (let i = 1 + n; i + 1 < flat.length; i += 2) {
       top.push({ key: flat[i] as Buffer, score: (flat[i + 1] as Buffer).toString() });
     }

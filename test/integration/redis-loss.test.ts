@@ -49,6 +49,35 @@ describe('Redis failing, and Redis losing its data', () => {
     return c;
   }
 
+  it('Redis down: stats(), state(), hottest() and the dead letters reject with a ConnectionError naming host:port; mark() keeps the marks', async () => {
+    const redis = await ownRedis(true);
+    const c = coalescer(redis);
+    const [id] = await seedOrders(db.dataSource, 1, 1);
+    await c.mark(Order, id as number);
+    expect((await c.stats()).pending).toBe(1);
+    await redis.kill();
+    const where = `127.0.0.1:${redis.port}`;
+    for (const [what, call] of [
+      ['stats()', () => c.stats()],
+      ['state()', () => c.state(Order, id as number)],
+      ['hottest()', () => c.hottest()],
+      ['dead.list()', () => c.dead.list()],
+      ['dead.retry()', () => c.dead.retry('all')],
+    ] as const) {
+      const error = await (call as () => Promise<unknown>)().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error, what).toBeInstanceOf(ConnectionError);
+      expect((error as Error).message, what).toContain(what);
+      expect((error as Error).message, what).toContain(where);
+    }
+    // A mark never throws for Redis: it waits in the outbox.
+    expect(await c.mark(Order, id as number)).toBe(1);
+    await c.flushed();
+    expect(await c.outbox.size()).toBe(1);
+  });
+
   it('Redis killed mid-drain: drain() rejects with a ConnectionError naming Redis, the process lives, nothing is lost', async () => {
     const redis = await ownRedis(true);
     const log = new RecomputeLog();
