@@ -183,7 +183,11 @@ export class Store {
    * The next window: settled parents promoted first, then up to `size` overdue members and the
    * hottest pending ones from rank `offset`.
    */
-  async readWindow(now: number, size: number, offset: number): Promise<{ overdue: Buffer[]; top: (Candidate & { key: Buffer })[] }> {
+  async readWindow(
+    now: number,
+    size: number,
+    offset: number,
+  ): Promise<{ overdue: Buffer[]; top: (Candidate & { key: Buffer })[] }> {
     const k = this.keys;
     const flat = await this.client.coalesceReadWindowBuffer(k.settling, k.settleHeat, k.pending, k.due, now, size, offset);
     const n = Number(flat[0] ?? 0);
