@@ -117,6 +117,8 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   private subscriber: CaptureSubscriber | undefined;
   private readonly derived = new DerivedColumns();
   private policiesWritten: Promise<void> | undefined;
+  /** `policiesWritten` once it has resolved: marks need not wait for it any more. */
+  private policiesDone: Promise<void> | undefined;
   private closed = false;
   private readonly triggers: TriggerMigrations;
   private listener: OutboxListener | undefined;
@@ -398,15 +400,22 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
    */
   private publishPolicies(force = false): Promise<void> {
     if (force) this.policiesWritten = undefined;
-    this.policiesWritten ??= this.store
+    if (this.policiesWritten) return this.policiesWritten;
+    const written = this.store
       .writePolicies(
         new Map(this.registry.parentTypes().map((t) => [t.name, { base: t.base, settleMs: t.settleMs, maxWaitMs: t.maxWaitMs }])),
       )
-      .catch((error: unknown) => {
-        this.policiesWritten = undefined;
-        throw error;
-      });
-    return this.policiesWritten;
+      .then(
+        () => {
+          this.policiesDone = written;
+        },
+        (error: unknown) => {
+          if (this.policiesWritten === written) this.policiesWritten = undefined;
+          throw error;
+        },
+      );
+    this.policiesWritten = written;
+    return written;
   }
 
   /** Unregisters the capture subscriber. */
@@ -452,10 +461,12 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   private async policiesOrAway(): Promise<Error | undefined> {
     const timeoutMs = this.options.markTimeoutMs;
     if (!this.clients.reachable()) return new Error(`Redis at ${this.clients.where} is down (reconnecting)`);
+    const publishing = this.publishPolicies();
+    if (publishing === this.policiesDone) return undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.publishPolicies(),
+        publishing,
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new Error(`Redis at ${this.clients.where} did not answer within ${timeoutMs} ms (markTimeoutMs)`)),
