@@ -23,24 +23,28 @@ Exit codes:
   1    some recomputes failed (they are retried or dead-lettered), verify found drift it did
        not repair, or an unexpected error
   2    usage error: bad arguments, a bad --app module, an unknown parent, a bad option
-  3    Redis or PostgreSQL cannot be reached
+  3    Redis or the database (PostgreSQL, MySQL/MariaDB) cannot be reached, or refuses us
   130  a second SIGINT/SIGTERM during a graceful stop
 
-Logs are the app's pino logger's; the default one writes warnings and errors to stderr, and
-COALESCE_LOG_LEVEL=info adds one line per runner tick.
+Logs are the app's logger's; the default one writes warnings and errors to stderr as human
+lines (COALESCE_LOG_FORMAT=json for pino's JSON), and COALESCE_LOG_LEVEL=info adds one line per
+runner tick.
 
 The --app module (or COALESCE_APP): a JavaScript module, CommonJS or ESM (compile TypeScript
 first), whose default export is a Coalescer, or a function (possibly async) returning one, with
 its DataSource initialized and its parents and children registered. The CLI closes both the
-Coalescer and its DataSource on exit. The demo's (examples/shop/app.ts, built to
+Coalescer and its DataSource on exit. The demo's, in short (examples/shop/app.ts, built to
 dist/examples/shop/app.js):
   export default async function createApp() {
     await dataSource.initialize();
     const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL });
-    coalescer.parent(Order, { recompute: (id, { manager }) => recomputeOrders(manager, [id]) });
+    coalescer.parent(Order, {
+      aggregates: { total: sum(OrderLine, 'qty * unitPrice'), lineCount: count(OrderLine) },
+    });
     coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
     return coalescer;
-  }`;
+  }
+(a hand-written recompute: { recompute: async (id, { manager, signal }) => ... } instead)`;
 
 function count(name: string, min = 1) {
   return (value: string): number => {
