@@ -138,6 +138,9 @@ export class EventHub {
       this.sub = sub;
       await sub.subscribe(this.channel);
       await this.beat();
+      // This process listens now: its own events need not wait for the next check to say so.
+      this.someoneListens = true;
+      this.checkedAt = performance.now();
       this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
       this.heartbeat.unref();
     })().catch((error: unknown) => {

@@ -45,6 +45,29 @@ describe('Redis Cluster', () => {
     c.detach();
   });
 
+  it('read your writes and live events on a cluster: fresh() resolves after the recompute, subscribe() sees it', async () => {
+    const c = shopCoalescer(db.dataSource, { redis: client() });
+    closing.push(() => c.close());
+    await c.attach();
+    const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
+    await c.drain();
+    const seen: string[] = [];
+    const subscription = await c.subscribe((e) => {
+      if (e.type === 'recomputed') seen.push(e.member);
+    });
+    closing.push(() => subscription.close());
+    await db.dataSource.getRepository(OrderLine).save({ orderId, sku: 'fresh', qty: 3, unitPrice: '2.00' });
+    const fresh = c.fresh(Order, orderId, { timeoutMs: 20_000 });
+    const runner = c.runner({ schedule: '* * * * * *' });
+    runner.start();
+    closing.push(() => runner.stop());
+    await fresh;
+    expect(await countMismatches(db.dataSource.manager, [orderId])).toBe(0);
+    await waitFor(() => seen.includes(`Order:${orderId}`), 'the recomputed event');
+    await runner.stop();
+    c.detach();
+  });
+
   it('a paused shard never holds a save: the marker fails fast on a Cluster too, and the marks wait in the outbox', async () => {
     const c = shopCoalescer(db.dataSource, { redis: client(), markTimeoutMs: 200, awaitMarks: true });
     closing.push(() => c.close());
