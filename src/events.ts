@@ -32,6 +32,8 @@ const HEARTBEAT_MS = 3_000;
 const LISTENING_TTL_MS = 10_000;
 /** Recomputed and failed events are published in batches at most this often. */
 const FLUSH_MS = 100;
+/** How long a publisher trusts what it last read of whether anyone listens. */
+const LISTENERS_CHECK_MS = 250;
 /** Most events held for one batch; more are dropped (and counted) rather than held in memory. */
 const MAX_BATCH = 5_000;
 
@@ -77,12 +79,12 @@ export class EventHub {
   }
 
   /**
-   * Queues an event for publication. While nobody listens (checked at most once a second, in
+   * Queues an event for publication. While nobody listens (checked at most every 250 ms, in
    * the background) it costs nothing more than that check.
    */
   publish(event: OutgoingEvent): void {
     // Unsure (the last check is old): keep it, the flush decides once the check is back.
-    const unsure = performance.now() - this.checkedAt > 1_000;
+    const unsure = performance.now() - this.checkedAt > LISTENERS_CHECK_MS;
     if (unsure) this.checkListeners();
     if (!unsure && !this.someoneListens && !this.checking) return;
     if (this.outgoing.length >= MAX_BATCH) {
