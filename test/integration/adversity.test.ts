@@ -244,6 +244,59 @@ describe('correct under adversity', () => {
     expect(await c.stats()).toMatchObject({ dead: 0, pending: 0 });
   }, 180_000);
 
+  it('marks racing three drainers, with a quiet period, a wait cap and crashed claims: every mark is covered by a later recompute, none overlap', async () => {
+    const ns = `adv-${suffix()}`;
+    const t = new Tracker();
+    // A logical clock: a mark counts once mark() has resolved (Redis took it); a recompute
+    // covers every mark counted before it started.
+    let seq = 0;
+    const markedAt = new Map<string, number>();
+    const startedAt = new Map<string, number>();
+    const recompute = async (id: number): Promise<void> => {
+      startedAt.set(`Doc:${id}`, seq);
+      await t.around(`Doc:${id}`, 1 + Math.floor(Math.random() * 6));
+    };
+    const policy = { recompute, settleMs: 15, maxWaitMs: 150 };
+    const workers = [0, 1, 2].map(() => worker(ns, policy, { leaseMs: 400 }));
+    const writer = worker(ns, policy, { leaseMs: 400 });
+    const ids = Array.from({ length: 50 }, (_, i) => i + 1);
+    let writing = true;
+    const writes = (async () => {
+      for (let round = 0; round < 150; round += 1) {
+        const batch = ids.filter(() => Math.random() < 0.2);
+        if (batch.length === 0) continue;
+        await writer.mark(Doc, batch);
+        seq += 1;
+        for (const id of batch) markedAt.set(`Doc:${id}`, seq);
+        if (round === 50) await crashedClaims(writer, 5, 400);
+        await sleep(Math.random() * 3);
+      }
+      writing = false;
+    })();
+    const drains = workers.map(async (w) => {
+      while (writing) {
+        await w.drain({ concurrency: 4, window: 20 });
+        await sleep(5);
+      }
+    });
+    await writes;
+    await Promise.all(drains);
+    // Then until nothing waits: quiet periods end, crashed leases expire and come back.
+    await waitFor(
+      async () => {
+        await Promise.all(workers.map((w) => w.drain({ concurrency: 4 })));
+        const s = await writer.stats();
+        return s.pending + s.settling + s.inflight + s.delayed === 0;
+      },
+      'every parent to be recomputed',
+      30_000,
+    );
+    expect(t.overlaps).toEqual([]);
+    const uncovered = [...markedAt].filter(([member, at]) => (startedAt.get(member) ?? -1) < at).map(([m]) => m);
+    expect(uncovered).toEqual([]);
+    expect(await writer.stats()).toMatchObject({ pending: 0, settling: 0, inflight: 0, delayed: 0, dead: 0, expired: 0 });
+  }, 120_000);
+
   it("a client whose clock runs 1.5 s ahead does not take a lease that has 1.4 s left: deadlines are Redis' time", async () => {
     const ns = `adv-${suffix()}`;
     const t = new Tracker();
