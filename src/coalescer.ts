@@ -546,9 +546,15 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
       throw new ConfigError(`invalid fresh option "timeoutMs" = ${String(timeoutMs)}: expected an integer >= 0`);
     }
-    // This process's own marks of the parent must be in Redis before the generation is read.
+    // Every mark of the parent must be in Redis before the generation is read: this process's
+    // own, and those kept in the outbox while Redis was away (the next drain would send them).
     await this.marker.settled();
     await this.clock.sync();
+    await this.outbox.relay('').catch((error: unknown) => {
+      if (!this.outbox.explainMissingTable(error)) {
+        this.logger.debug({ err: errorMessage(error) }, 'fresh(): could not relay the outbox first');
+      }
+    });
     const runNow = options.now
       ? async (): Promise<void> => {
           await this.publishPolicies();

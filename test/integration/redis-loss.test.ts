@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Coalescer, ConnectionError, LeaseLostError, type Housework } from '../../src';
+import { Coalescer, ConnectionError, FreshTimeoutError, LeaseLostError, type Housework } from '../../src';
 import {
   countMismatches,
   createTestDb,
@@ -76,6 +76,31 @@ describe('Redis failing, and Redis losing its data', () => {
     expect(await c.mark(Order, id as number)).toBe(1);
     await c.flushed();
     expect(await c.outbox.size()).toBe(1);
+  });
+
+  it('a save made while Redis was down: fresh() waits for the recompute of the mark kept in the outbox, not less', async () => {
+    const redis = await ownRedis(true);
+    const c = coalescer(redis);
+    await c.attach();
+    const [orderId] = (await seedOrders(db.dataSource, 1, 1)) as [number];
+    await c.drain();
+    await redis.kill();
+    await db.dataSource.getRepository(OrderLine).save({ orderId, sku: 'away', qty: 4, unitPrice: '2.50' });
+    await c.flushed();
+    expect(await c.outbox.size()).toBe(1);
+    await redis.start();
+    // Nobody drains: the parent is stale, so fresh() must not resolve.
+    await expect(c.fresh(Order, orderId, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(FreshTimeoutError);
+    expect(await stale(db, [orderId])).toBe(1);
+    const runner = c.runner({ schedule: '* * * * * *' });
+    runner.start();
+    try {
+      await c.fresh(Order, orderId, { timeoutMs: 20_000 });
+      expect(await stale(db, [orderId])).toBe(0);
+    } finally {
+      await runner.stop();
+    }
+    c.detach();
   });
 
   it('Redis killed mid-drain: drain() rejects with a ConnectionError naming Redis, the process lives, nothing is lost', async () => {
