@@ -96,4 +96,32 @@ describe('Redis Cluster', () => {
     }, 'the kept mark to be relayed and recomputed');
     c.detach();
   });
+  it('a killed shard never holds a save either; once it is back, the kept mark is relayed and recomputed', async () => {
+    const c = shopCoalescer(db.dataSource, { redis: client(), markTimeoutMs: 200, awaitMarks: true });
+    closing.push(() => c.close());
+    await c.attach();
+    const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
+    await c.drain();
+    const shard = await cluster.nodeOf(c.store.keys.pending);
+    await shard.kill();
+    let saved = false;
+    const save = db.dataSource
+      .getRepository(OrderLine)
+      .save({ orderId, sku: 'killed', qty: 1, unitPrice: '3.00' })
+      .then(() => (saved = true));
+    await Promise.race([save, new Promise((resolve) => setTimeout(resolve, 200 + 1_000))]);
+    expect(saved).toBe(true);
+    await c.flushed();
+    expect(await c.outbox.size()).toBe(1);
+    await shard.start();
+    await waitFor(
+      async () => {
+        await c.drain().catch(() => undefined);
+        return (await countMismatches(db.dataSource.manager, [orderId])) === 0;
+      },
+      'the kept mark to be relayed and recomputed',
+      30_000,
+    );
+    c.detach();
+  }, 60_000);
 });
