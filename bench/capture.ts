@@ -3,7 +3,7 @@ import { Coalescer } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { recomputeOrders } from '../examples/shop/recompute';
 import { benchDataSource, progress } from './util';
-import { median, round } from './figure';
+import { median, quantile, round } from './figure';
 
 export interface CaptureBenchOptions {
   databaseUrl: string;
@@ -12,6 +12,16 @@ export interface CaptureBenchOptions {
   rounds: number;
   /** Children saved per transaction. @defaultValue 50 */
   children?: number;
+  /** Saves followed by `fresh()` per read-your-writes mode. @defaultValue 30 */
+  freshSamples?: number;
+}
+
+/** Ms from a save's commit to its `fresh()` resolving. */
+export interface FreshFigures {
+  samples: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
 }
 
 /** Milliseconds per transaction of one variant. */
@@ -29,6 +39,11 @@ export interface CaptureBenchResult {
   bare: CaptureFigures;
   subscriber: CaptureFigures;
   triggers: CaptureFigures;
+  /**
+   * Read your writes, subscriber capture: `fresh()` waiting for a runner ticking every second
+   * (its wait includes up to a tick), and `fresh({ now: true })` recomputing in the caller.
+   */
+  fresh: { runnerSchedule: string; runner: FreshFigures; now: FreshFigures };
 }
 
 type Variant = 'bare' | 'subscriber' | 'triggers';
@@ -92,6 +107,7 @@ export async function benchCapture(o: CaptureBenchOptions): Promise<CaptureBench
         times[v].push(await form());
       }
     }
+    const freshTimes = await readYourWrites(ds, subscribed, set, o.freshSamples ?? 30);
     const bare = median(times.bare);
     const figures = (v: Variant): CaptureFigures => ({
       medianMs: round(median(times[v]), 3),
@@ -105,6 +121,7 @@ export async function benchCapture(o: CaptureBenchOptions): Promise<CaptureBench
       bare: figures('bare'),
       subscriber: figures('subscriber'),
       triggers: figures('triggers'),
+      fresh: { runnerSchedule: RUNNER_SCHEDULE, runner: freshFigures(freshTimes.runner), now: freshFigures(freshTimes.now) },
     };
   } finally {
     for (const c of [subscribed, triggered]) {
@@ -113,6 +130,57 @@ export async function benchCapture(o: CaptureBenchOptions): Promise<CaptureBench
     }
     await ds.drop();
   }
+}
+
+/** The runner's schedule while `fresh()` is measured: every second. */
+const RUNNER_SCHEDULE = '* * * * * *';
+
+const freshFigures = (ms: readonly number[]): FreshFigures => ({
+  samples: ms.length,
+  p50Ms: round(quantile(ms, 0.5), 1),
+  p99Ms: round(quantile(ms, 0.99), 1),
+  maxMs: round(Math.max(...ms), 1),
+});
+
+/**
+ * Saves a line of an order, then times from the commit to `fresh()` of the order resolving:
+ * `samples` times with a runner draining, then `samples` times with `{ now: true }`. Each
+ * sample checks that the order's stored count includes the line.
+ */
+async function readYourWrites(
+  ds: DataSource,
+  coalescer: Coalescer,
+  set: (variant: Variant) => Promise<void>,
+  samples: number,
+): Promise<{ runner: number[]; now: number[] }> {
+  await set('subscriber');
+  const order = await ds.getRepository(Order).save({ customer: 'fresh' });
+  await coalescer.drain();
+  const sample = async (now: boolean): Promise<number> => {
+    await ds.getRepository(OrderLine).save({ orderId: order.id, sku: 'f', qty: 1, unitPrice: '1.00' });
+    const t = performance.now();
+    await coalescer.fresh(Order, order.id, { timeoutMs: 30_000, now });
+    const ms = performance.now() - t;
+    const lines = await ds.getRepository(OrderLine).countBy({ orderId: order.id });
+    const stored = await ds.getRepository(Order).findOneByOrFail({ id: order.id });
+    if (stored.lineCount !== lines) throw new Error(`fresh() resolved with ${stored.lineCount} of ${lines} lines counted`);
+    return ms;
+  };
+  const out = { runner: [] as number[], now: [] as number[] };
+  const runner = coalescer.runner({ schedule: RUNNER_SCHEDULE, concurrency: 4 });
+  runner.start();
+  try {
+    for (let i = 0; i < samples; i += 1) {
+      progress(`capture: fresh() under a runner, ${i + 1}/${samples}`);
+      // Saves land anywhere between two ticks, as a user's would.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 1_000));
+      out.runner.push(await sample(false));
+    }
+  } finally {
+    await runner.stop();
+  }
+  for (let i = 0; i < samples; i += 1) out.now.push(await sample(true));
+  return out;
 }
 
 // `node dist/bench/capture.js [rounds]` runs it alone and prints the figures as JSON.

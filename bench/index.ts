@@ -224,7 +224,7 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
   },
 
   async capture({ quick, report, out, ...urls }) {
-    const c = await benchCapture({ ...urls, rounds: quick ? 30 : 300 });
+    const c = await benchCapture({ ...urls, rounds: quick ? 30 : 300, freshSamples: quick ? 5 : 30 });
     out.capture = c;
     table(`capture: one transaction of ${c.children} children, ${c.rounds} interleaved rounds (ms)`, [
       { path: 'bare TypeORM', medianMs: c.bare.medianMs, minMs: c.bare.minMs, maxMs: c.bare.maxMs, ratio: c.bare.ratio },
@@ -242,6 +242,10 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
         maxMs: c.triggers.maxMs,
         ratio: c.triggers.ratio,
       },
+    ]);
+    table(`capture: fresh() from commit to resolve, ${c.fresh.runner.samples} saves each (ms)`, [
+      { mode: `runner (schedule ${c.fresh.runnerSchedule})`, ...c.fresh.runner },
+      { mode: 'fresh({ now: true })', ...c.fresh.now },
     ]);
     report.atMost('capture', 'subscriber / bare', c.subscriber.ratio, 1.1);
   },
