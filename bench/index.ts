@@ -258,7 +258,7 @@ async function main(): Promise<void> {
       'Benchmarks of typeorm-coalesce against local PostgreSQL and Redis: the drain (in-process, 1 and 2 processes, 5 ms recomputes, ' +
         'against a ZPOPMAX 100 loop), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
         'to end, freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
-        'on hot parents: bare, the synchronous update, ours), declarative aggregates against hand-written SQL, and trigger capture. Every comparison is measured in the same run; every figure is a median ' +
+        'on hot parents: bare, the synchronous update, ours), declarative aggregates against hand-written SQL, the save path with trigger capture, and fresh() latency. Every comparison is measured in the same run; every figure is a median ' +
         'of at least 3 interleaved runs, with min and max. Nothing here is a test: no figure is asserted, but a wrong result ' +
         '(mismatched totals, recomputes not equal to the parents touched) exits 1.',
     )
