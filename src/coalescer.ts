@@ -593,6 +593,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         mark: (name, ids) => this.mark(name, ids),
         recheckMs: this.options.markTimeoutMs,
         clock: () => this.clock.now(),
+        kept: (members) => this.outbox.unsent(members),
       },
       parent,
       options,

@@ -10,6 +10,8 @@ import { isMissingTable, sqlFor, type Sql } from '../db/dialect';
 const WRITE_BATCH = 1000;
 /** Rows relayed per database transaction. */
 const RELAY_BATCH = 500;
+/** Members per lookup of unsent rows. */
+const LOOKUP_CHUNK = 1_000;
 /** Rows read per pruning page, and most pages pruned per call. */
 const PRUNE_PAGE = 1000;
 const PRUNE_PAGES = 20;
@@ -164,6 +166,30 @@ export class Outbox {
       }
     }
     return deleted;
+  }
+
+  /**
+   * Of `members`, those with a mark the outbox keeps and Redis was never given (kept while Redis
+   * was away): their parents are waiting for a recompute Redis does not know of yet.
+   */
+  async unsent(members: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const q = this.sql;
+    for (let from = 0; from < members.length; from += LOOKUP_CHUNK) {
+      const chunk = members.slice(from, from + LOOKUP_CHUNK);
+      try {
+        const rows = (await this.dataSource.query(
+          `SELECT DISTINCT member FROM ${this.table}
+            WHERE namespace = ${q.param(1)} AND sent_epoch IS NULL AND member IN (${q.params(chunk.length, 2)})`,
+          [this.namespace, ...chunk],
+        )) as { member: string }[];
+        for (const r of rows) found.add(r.member);
+      } catch (error) {
+        if (isMissingTable(error)) return found;
+        throw error;
+      }
+    }
+    return found;
   }
 
   /** Rows waiting, or null when the table does not exist (its migration was not run). */

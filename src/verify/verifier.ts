@@ -88,6 +88,8 @@ export interface VerifyDeps {
   readonly mark: (parent: string, ids: ParentId[]) => Promise<number>;
   readonly recheckMs: number;
   readonly clock: () => number;
+  /** Of the members, those whose marks wait in the outbox (Redis was away): busy as well. */
+  readonly kept?: (members: readonly string[]) => Promise<Set<string>>;
 }
 
 /** Examples kept in a result. */
@@ -244,7 +246,8 @@ async function notBusy(deps: VerifyDeps, candidates: readonly Candidate[], resul
     candidates.map((c) => c.member),
     '',
   );
-  const busy = reply === 'lost' ? candidates.map(() => true) : reply;
+  const kept = deps.kept ? await deps.kept(candidates.map((c) => c.member)) : new Set<string>();
+  const busy = reply === 'lost' ? candidates.map(() => true) : reply.map((b, i) => b || kept.has(candidates[i]?.member ?? ''));
   result.skipped += busy.filter(Boolean).length;
   return candidates.filter((_c, i) => !busy[i]);
 }

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { In } from 'typeorm';
 import { Coalescer, ConnectionError, FreshTimeoutError, LeaseLostError, type Housework } from '../../src';
 import {
   countMismatches,
   createTestDb,
   Order,
   OrderLine,
+  recomputeOrders,
   RecomputeLog,
   seedOrders,
   shopCoalescer,
@@ -100,6 +102,39 @@ describe('Redis failing, and Redis losing its data', () => {
     } finally {
       await runner.stop();
     }
+    c.detach();
+  });
+
+  it('verify skips a parent whose mark waits in the outbox (Redis was away), and checks it once its recompute ran', async () => {
+    const redis = await ownRedis(true);
+    const c = new Coalescer({
+      dataSource: db.dataSource,
+      redis: redis.url,
+      namespace: `kept-${suffix()}`,
+      markTimeoutMs: 300,
+      logger: testLogger(),
+    });
+    closing.push(() => c.close());
+    c.parent<number>(Order, {
+      recompute: (id, { manager }) => recomputeOrders(manager, [id]),
+      // The line count from the lines themselves.
+      expected: async (ids) => {
+        const lines = await db.dataSource.getRepository(OrderLine).findBy({ orderId: In(ids.map(Number)) });
+        return new Map(ids.map((id) => [id, { lineCount: lines.filter((l) => l.orderId === Number(id)).length }]));
+      },
+    });
+    c.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
+    await c.attach();
+    const [orderId] = (await seedOrders(db.dataSource, 1, 1)) as [number];
+    await c.drain();
+    await redis.kill();
+    await db.dataSource.getRepository(OrderLine).save({ orderId, sku: 'kept', qty: 1, unitPrice: '1.00' });
+    await c.flushed();
+    await redis.start();
+    // Stale, but a recompute is on its way (the outbox keeps its mark): not drift.
+    expect(await c.verify(Order, { ids: [orderId] })).toMatchObject({ checked: 1, drifted: 0, skipped: 1 });
+    await c.drain();
+    expect(await c.verify(Order, { ids: [orderId] })).toMatchObject({ checked: 1, drifted: 0, skipped: 0 });
     c.detach();
   });
 
