@@ -574,7 +574,14 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const member = this.registry.encode(this.registry.parentOf(target), id);
     return this.onRedis(
       'state()',
-      this.clock.sync().then(() => parentState(this.store, member, this.clock.now())),
+      this.clock.sync().then(() =>
+        parentState(this.store, member, this.clock.now(), (m) =>
+          this.outbox.unsent([m]).then(
+            (found) => found.has(m),
+            () => false,
+          ),
+        ),
+      ),
     );
   }
 

@@ -38,15 +38,26 @@ export interface ParentState {
   readonly dead: { readonly error: string; readonly attempts: number; readonly at: number } | null;
   /** Changes made while it was being recomputed (or waiting to retry): one more recompute follows. */
   readonly changedMeanwhile: number;
+  /**
+   * A change of it waits in the outbox (made while Redis was away): the next drain relays it.
+   * `waiting` is true then too.
+   */
+  readonly kept: boolean;
 }
 
-/** Reads one parent's state from Redis. */
-export async function parentState(store: Store, member: string, now: number): Promise<ParentState> {
-  const s = await store.memberState(member);
+/** Reads one parent's state from Redis, and whether the outbox keeps a change of it (`kept`). */
+export async function parentState(
+  store: Store,
+  member: string,
+  now: number,
+  kept: (member: string) => Promise<boolean> = async () => false,
+): Promise<ParentState> {
+  const [s, inOutbox] = await Promise.all([store.memberState(member), kept(member)]);
   const score = s.pendingScore ?? s.settlingScore;
   return {
     member,
-    waiting: s.pendingScore !== undefined || s.settlingUntil !== undefined,
+    waiting: inOutbox || s.pendingScore !== undefined || s.settlingUntil !== undefined,
+    kept: inOutbox,
     settling: s.settlingUntil !== undefined,
     heat: score === undefined ? 0 : heatOf(score),
     firstMarkAgeMs: s.since === undefined ? null : Math.max(0, now - s.since),

@@ -354,6 +354,7 @@ export function buildProgram(): Command {
         print(`${s.member}  ${what}`);
         if (s.waiting) print(`  heat ${s.heat}, first change ${ms(s.firstMarkAgeMs)} ago`);
         if (s.changedMeanwhile > 0) print(`  changed ${s.changedMeanwhile} times meanwhile: one more recompute follows`);
+        if (s.kept) print('  a change waits in the outbox (made while Redis was away): the next drain relays it');
       });
     });
 

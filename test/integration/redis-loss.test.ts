@@ -91,6 +91,7 @@ describe('Redis failing, and Redis losing its data', () => {
     await c.flushed();
     expect(await c.outbox.size()).toBe(1);
     await redis.start();
+    expect(await c.state(Order, orderId)).toMatchObject({ waiting: true, kept: true, heat: 0 });
     // Nobody drains: the parent is stale, so fresh() must not resolve.
     await expect(c.fresh(Order, orderId, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(FreshTimeoutError);
     expect(await stale(db, [orderId])).toBe(1);
