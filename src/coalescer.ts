@@ -168,17 +168,17 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       {
         recomputed: (e) => {
           this.report('recomputed', e);
-          this.events.publish({ type: 'recomputed', ...e });
+          this.events.publish(() => ({ type: 'recomputed', ...e }));
         },
         failed: (e) => {
           this.report('failed', e);
-          this.events.publish({ type: 'failed', ...e, error: errorMessage(e.error) });
+          this.events.publish(() => ({ type: 'failed', ...e, error: errorMessage(e.error) }));
         },
         // Parent chains: a recomputed Order marks its Customer before the Order's ack.
         beforeAck: (parent, ids) => {
           if (this.registry.chainLinksOf(parent).length === 0) return undefined;
           return (async () => {
-            for (const [next, nextIds] of await chainedParents(this.registry, o.dataSource, parent, ids)) {
+            for (const [next, nextIds] of await chainedParents(this.registry, o.dataSource, parent, ids())) {
               await this.mark(next.name, nextIds);
             }
           })();

@@ -82,7 +82,7 @@ export class EventHub {
    * Queues an event for publication. While nobody listens (checked at most every 250 ms, in
    * the background) it costs nothing more than that check.
    */
-  publish(event: OutgoingEvent): void {
+  publish(event: OutgoingEvent | (() => OutgoingEvent)): void {
     // Unsure (the last check is old): keep it, the flush decides once the check is back.
     const unsure = performance.now() - this.checkedAt > LISTENERS_CHECK_MS;
     if (unsure) this.checkListeners();
@@ -91,7 +91,9 @@ export class EventHub {
       this.dropped += 1;
       return;
     }
-    this.outgoing.push({ ...event, worker: this.worker } as LiveEvent);
+    // A function makes the event only when it is kept (no object per recompute otherwise).
+    const made = typeof event === 'function' ? event() : event;
+    this.outgoing.push({ ...made, worker: this.worker } as LiveEvent);
     if (!this.flushTimer) {
       this.flushTimer = setTimeout(() => void this.flush(), FLUSH_MS);
       this.flushTimer.unref();

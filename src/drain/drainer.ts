@@ -33,7 +33,7 @@ export interface DrainerHooks {
    * loses the marks). A rejection counts as a failed recompute, retried. Returns nothing when
    * there is nothing to do (no awaiting on the common path).
    */
-  beforeAck?(parent: ParentType, ids: ParentId[]): Promise<void> | undefined;
+  beforeAck?(parent: ParentType, ids: () => ParentId[]): Promise<void> | undefined;
   /**
    * Whether recomputes must run in the recompute scope, where capture tells their writes of
    * derived columns from a host's. Only when some parent declares derived columns: the scope
@@ -463,10 +463,7 @@ export class Drainer {
   ): Promise<void> {
     if (outcome.kind === 'ok' && this.hooks.beforeAck) {
       try {
-        const pending = this.hooks.beforeAck(
-          parent,
-          items.map((i) => i.id),
-        );
+        const pending = this.hooks.beforeAck(parent, () => items.map((i) => i.id));
         if (pending) await pending;
       } catch (error) {
         outcome = { kind: 'error', error };
