@@ -68,60 +68,46 @@ describe('Redis Cluster', () => {
     c.detach();
   });
 
-  it('a paused shard never holds a save: the marker fails fast on a Cluster too, and the marks wait in the outbox', async () => {
-    const c = shopCoalescer(db.dataSource, { redis: client(), markTimeoutMs: 200, awaitMarks: true });
-    closing.push(() => c.close());
-    await c.attach();
-    const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
-    await c.drain();
-    const shard = await cluster.nodeOf(c.store.keys.pending);
-    shard.pause();
-    closing.push(async () => shard.resume());
-    const started = performance.now();
-    let saved = false;
-    const save = db.dataSource
-      .getRepository(OrderLine)
-      .save({ orderId, sku: 'paused', qty: 1, unitPrice: '2.00' })
-      .then(() => (saved = true));
-    // The save ends while the shard is still paused, within the mark timeout and a second.
-    await Promise.race([save, new Promise((resolve) => setTimeout(resolve, 200 + 1_000))]);
-    const waited = performance.now() - started;
-    expect(saved, `save still waiting after ${Math.round(waited)} ms`).toBe(true);
-    await c.flushed();
-    expect(await c.outbox.size()).toBe(1);
-    shard.resume();
-    await waitFor(async () => {
-      await c.drain().catch(() => undefined);
-      return (await countMismatches(db.dataSource.manager, [orderId])) === 0;
-    }, 'the kept mark to be relayed and recomputed');
-    c.detach();
-  });
-  it('a killed shard never holds a save either; once it is back, the kept mark is relayed and recomputed', async () => {
-    const c = shopCoalescer(db.dataSource, { redis: client(), markTimeoutMs: 200, awaitMarks: true });
-    closing.push(() => c.close());
-    await c.attach();
-    const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
-    await c.drain();
-    const shard = await cluster.nodeOf(c.store.keys.pending);
-    await shard.kill();
-    let saved = false;
-    const save = db.dataSource
-      .getRepository(OrderLine)
-      .save({ orderId, sku: 'killed', qty: 1, unitPrice: '3.00' })
-      .then(() => (saved = true));
-    await Promise.race([save, new Promise((resolve) => setTimeout(resolve, 200 + 1_000))]);
-    expect(saved).toBe(true);
-    await c.flushed();
-    expect(await c.outbox.size()).toBe(1);
-    await shard.start();
-    await waitFor(
-      async () => {
-        await c.drain().catch(() => undefined);
-        return (await countMismatches(db.dataSource.manager, [orderId])) === 0;
-      },
-      'the kept mark to be relayed and recomputed',
-      30_000,
-    );
-    c.detach();
-  }, 60_000);
+  // A paused shard (connections open, nothing answers) and a killed one (connections refused).
+  it.each(['paused', 'killed'] as const)(
+    'a %s shard never holds a save: the marker fails fast on a Cluster too, the mark waits in the outbox and is recomputed once the shard is back',
+    async (fault) => {
+      const c = shopCoalescer(db.dataSource, { redis: client(), markTimeoutMs: 200, awaitMarks: true });
+      closing.push(() => c.close());
+      await c.attach();
+      const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
+      await c.drain();
+      const shard = await cluster.nodeOf(c.store.keys.pending);
+      if (fault === 'paused') {
+        shard.pause();
+        closing.push(async () => shard.resume());
+      } else {
+        await shard.kill();
+      }
+      const started = performance.now();
+      let saved = false;
+      const save = db.dataSource
+        .getRepository(OrderLine)
+        .save({ orderId, sku: fault, qty: 1, unitPrice: '2.00' })
+        .then(() => (saved = true));
+      // The save ends while the shard is still out, within the mark timeout and a second.
+      await Promise.race([save, new Promise((resolve) => setTimeout(resolve, 200 + 1_000))]);
+      const waited = performance.now() - started;
+      expect(saved, `save still waiting after ${Math.round(waited)} ms`).toBe(true);
+      await c.flushed();
+      expect(await c.outbox.size()).toBe(1);
+      if (fault === 'paused') shard.resume();
+      else await shard.start();
+      await waitFor(
+        async () => {
+          await c.drain().catch(() => undefined);
+          return (await countMismatches(db.dataSource.manager, [orderId])) === 0;
+        },
+        'the kept mark to be relayed and recomputed',
+        30_000,
+      );
+      c.detach();
+    },
+    60_000,
+  );
 });

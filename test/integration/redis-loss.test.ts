@@ -20,6 +20,18 @@ import { OwnRedis } from '../servers';
 /** Stale orders among `ids`: their stored total or line count differ from their lines. */
 const stale = (db: TestDb, ids: number[]) => countMismatches(db.dataSource.manager, ids);
 
+/** Drains until the outbox is relayed and nothing is pending. */
+async function drainOutbox(c: Coalescer, timeoutMs: number): Promise<void> {
+  await waitFor(
+    async () => {
+      await c.drain({ concurrency: 4 });
+      return (await c.stats()).pending === 0 && (await c.outbox.size()) === 0;
+    },
+    'the outbox to be relayed and drained',
+    timeoutMs,
+  );
+}
+
 describe('Redis failing, and Redis losing its data', () => {
   let db: TestDb;
   const closing: (() => Promise<unknown>)[] = [];
@@ -226,14 +238,7 @@ describe('Redis failing, and Redis losing its data', () => {
     await c.flushed();
     expect((await c.outbox.size()) ?? 0).toBe(100_000);
     await redis.start();
-    await waitFor(
-      async () => {
-        await c.drain({ concurrency: 4 });
-        return (await c.stats()).pending === 0 && (await c.outbox.size()) === 0;
-      },
-      'the outbox to be relayed and drained',
-      120_000,
-    );
+    await drainOutbox(c, 120_000);
     expect(log.counts.size).toBe(100_000);
     expect(ids.every((id) => log.of(id) >= 1)).toBe(true);
   }, 180_000);
@@ -256,14 +261,7 @@ describe('Redis failing, and Redis losing its data', () => {
     expect(await c.outbox.size()).toBe(20_000);
     expect(await stale(db, ids)).toBe(20_000);
     await redis.start();
-    await waitFor(
-      async () => {
-        await c.drain({ concurrency: 4 });
-        return (await c.stats()).pending === 0 && (await c.outbox.size()) === 0;
-      },
-      'the outbox to be relayed and drained',
-      60_000,
-    );
+    await drainOutbox(c, 60_000);
     c.detach();
     expect(await stale(db, ids)).toBe(0);
   });
