@@ -547,10 +547,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       throw new ConfigError(`invalid fresh option "timeoutMs" = ${String(timeoutMs)}: expected an integer >= 0`);
     }
     // Every mark of the parent must be in Redis before the generation is read: this process's
-    // own, and those kept in the outbox while Redis was away (the next drain would send them).
+    // own, and those of it kept in the outbox while Redis was away (a drain would send them).
     await this.marker.settled();
     await this.clock.sync();
-    await this.outbox.relay('').catch((error: unknown) => {
+    await this.outbox.relay('', member).catch((error: unknown) => {
       if (!this.outbox.explainMissingTable(error)) {
         this.logger.debug({ err: errorMessage(error) }, 'fresh(): could not relay the outbox first');
       }

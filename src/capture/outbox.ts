@@ -88,20 +88,26 @@ export class Outbox {
 
   /**
    * Sends every row Redis does not hold under `epoch` ('' when it is not known yet: then only
-   * rows never sent), a batch per database transaction. Returns how many marks were relayed; a
+   * rows never sent), or only those of `member`, a batch per database transaction. Returns how many marks were relayed; a
    * Redis failure rolls the batch back, keeps the rows and is thrown.
    */
-  async relay(epoch: string): Promise<number> {
+  async relay(epoch: string, member?: string): Promise<number> {
     const q = this.sql;
     let relayed = 0;
     for (;;) {
       const { moved, landed } = await this.dataSource.transaction(async (manager) => {
-        const unsent = epoch === '' ? 'sent_epoch IS NULL' : `(sent_epoch IS NULL OR sent_epoch <> ${q.param(2)})`;
+        const params: string[] = [this.namespace];
+        const param = (value: string): string => {
+          params.push(value);
+          return q.param(params.length);
+        };
+        const unsent = epoch === '' ? 'sent_epoch IS NULL' : `(sent_epoch IS NULL OR sent_epoch <> ${param(epoch)})`;
+        const one = member === undefined ? '' : ` AND member = ${param(member)}`;
         const rows = (await manager.query(
           `SELECT id, member, increment, base FROM ${this.table}
-            WHERE namespace = ${q.param(1)} AND ${unsent}
+            WHERE namespace = ${q.param(1)} AND ${unsent}${one}
             ORDER BY id LIMIT ${RELAY_BATCH} ${q.skipLocked}`,
-          epoch === '' ? [this.namespace] : [this.namespace, epoch],
+          params,
         )) as Row[];
         if (rows.length === 0) return { moved: 0, landed: epoch };
         const marked = await this.store.mark(
