@@ -32,6 +32,7 @@ import { Runner, type RunnerOptions } from './runner/runner';
 import { EventHub, type LiveEvent, type Subscription } from './events';
 import { parentState, waitFresh, type FreshOptions, type ParentState } from './fresh';
 import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
+import { within } from './within';
 
 /** Events a Coalescer emits. */
 export interface CoalescerEvents {
@@ -463,23 +464,14 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     if (!this.clients.reachable()) return new Error(`Redis at ${this.clients.where} is down (reconnecting)`);
     const publishing = this.publishPolicies();
     if (publishing === this.policiesDone) return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        publishing,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`Redis at ${this.clients.where} did not answer within ${timeoutMs} ms (markTimeoutMs)`)),
-            timeoutMs,
-          );
-        }),
-      ]);
-      return undefined;
-    } catch (error) {
-      return error instanceof Error ? error : new Error(errorMessage(error));
-    } finally {
-      clearTimeout(timer);
-    }
+    return within(
+      publishing,
+      timeoutMs,
+      () => `Redis at ${this.clients.where} did not answer within ${timeoutMs} ms (markTimeoutMs)`,
+    ).then(
+      () => undefined,
+      (error: unknown) => (error instanceof Error ? error : new Error(errorMessage(error))),
+    );
   }
 
   /**
@@ -636,9 +628,8 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   async stats(): Promise<CoalescerStats> {
     await this.clock.sync().catch(() => undefined);
     const now = this.clock.now();
-    const [c, waits, outbox] = await Promise.all([
-      this.onRedis('stats()', this.store.counts(now)),
-      this.onRedis('stats()', this.store.recentWaits()),
+    const [[c, waits], outbox] = await Promise.all([
+      this.onRedis('stats()', Promise.all([this.store.counts(now), this.store.recentWaits()])),
       this.outbox.size().catch(() => null),
     ]);
     return {

@@ -1,6 +1,7 @@
 import type { CoalesceLogger as Logger } from '../log';
 import { MAX_BATCH, type MarkEntry, type Store } from '../redis/store';
 import { errorMessage } from '../errors';
+import { within } from '../within';
 
 /** Marks that could not be sent to Redis, handed to whatever keeps them (the outbox) or logged. */
 export type UndeliveredHandler = (entries: readonly MarkEntry[], error: unknown) => Promise<void>;
@@ -108,19 +109,12 @@ export class Marker {
     { keep = true, bulk = false }: { keep?: boolean; bulk?: boolean } = {},
   ): Promise<Sent> {
     if (entries.length === 0) return { delivered: true, epoch: '' };
-    let timer: NodeJS.Timeout | undefined;
     try {
       if (!this.options.reachable()) throw new Error('the Redis connection is down (reconnecting)');
       this.stats.roundTrips += 1;
       // markTimeoutMs per script call of the send: a save's marks are one call; an explicit
       // mark() of 100,000 parents is 200, pipelined, and is not cut short for its size.
       const timeoutMs = this.options.timeoutMs * Math.ceil(entries.length / MAX_BATCH);
-      const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Redis did not take the marks within ${timeoutMs} ms (markTimeoutMs per ${MAX_BATCH} parents)`)),
-          timeoutMs,
-        );
-      });
       const attempt = (async () => {
         await this.options.clockReady();
         return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock());
@@ -128,19 +122,21 @@ export class Marker {
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.
       attempt.catch(() => undefined);
-      const { epoch } = await Promise.race([attempt, deadline]);
+      const { epoch } = await within(
+        attempt,
+        timeoutMs,
+        () => `Redis did not take the marks within ${timeoutMs} ms (markTimeoutMs per ${MAX_BATCH} parents)`,
+      );
       this.stats.marks += entries.length;
       return { delivered: true, epoch };
     } catch (error) {
+      if (keep) return this.keepOnly(entries, error);
       this.stats.undelivered += entries.length;
-      if (keep) this.track(this.keep(entries, error));
       return { delivered: false, epoch: '' };
-    } finally {
-      clearTimeout(timer);
     }
   }
 
-  /** Keeps marks for later without trying Redis (known to be away): the outbox takes them. */
+  /** Keeps marks for later without sending them (Redis is away, or did not take them): the outbox takes them. */
   keepOnly(entries: readonly MarkEntry[], error: unknown): Sent {
     this.stats.undelivered += entries.length;
     this.track(this.keep(entries, error));

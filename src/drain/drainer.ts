@@ -404,17 +404,15 @@ export class Drainer {
   private async startable(items: readonly Item[], result: DrainResult): Promise<readonly Item[]> {
     if (items.every((i) => this.keeper.valid(i.claim))) return items;
     const live = items.filter((i) => this.keeper.valid(i.claim));
-    {
-      const stale = items.filter((i) => !live.includes(i)).map((i) => i.claim);
-      result.released += await this.release(stale.filter((c) => !c.lost)).catch((error: unknown) => {
-        this.logger.warn(
-          { err: errorMessage(error), members: stale.map((c) => c.member) },
-          'could not give back claims whose lease ran short; their leases will expire',
-        );
-        return 0;
-      });
-      for (const c of stale) this.keeper.drop(c);
-    }
+    const stale = items.filter((i) => !live.includes(i)).map((i) => i.claim);
+    result.released += await this.release(stale.filter((c) => !c.lost)).catch((error: unknown) => {
+      this.logger.warn(
+        { err: errorMessage(error), members: stale.map((c) => c.member) },
+        'could not give back claims whose lease ran short; their leases will expire',
+      );
+      return 0;
+    });
+    for (const c of stale) this.keeper.drop(c);
     return live;
   }
 
