@@ -92,17 +92,23 @@ describe('Redis failing, and Redis losing its data', () => {
     expect(await c.outbox.size()).toBe(1);
   });
 
-  it('a save made while Redis was down: fresh() waits for the recompute of the mark kept in the outbox, not less', async () => {
-    const redis = await ownRedis(true);
-    const c = coalescer(redis);
+  /** One order, fresh; then a line of it saved while Redis is down (its mark kept in the outbox); Redis back. */
+  async function savedWhileAway(c: Coalescer, redis: OwnRedis): Promise<number> {
     await c.attach();
     const [orderId] = (await seedOrders(db.dataSource, 1, 1)) as [number];
     await c.drain();
     await redis.kill();
     await db.dataSource.getRepository(OrderLine).save({ orderId, sku: 'away', qty: 4, unitPrice: '2.50' });
     await c.flushed();
-    expect(await c.outbox.size()).toBe(1);
     await redis.start();
+    return orderId;
+  }
+
+  it('a save made while Redis was down: fresh() waits for the recompute of the mark kept in the outbox, not less', async () => {
+    const redis = await ownRedis(true);
+    const c = coalescer(redis);
+    const orderId = await savedWhileAway(c, redis);
+    expect(await c.outbox.size()).toBe(1);
     expect(await c.state(Order, orderId)).toMatchObject({ waiting: true, kept: true, heat: 0 });
     // Nobody drains: the parent is stale, so fresh() must not resolve.
     await expect(c.fresh(Order, orderId, { timeoutMs: 1_000 })).rejects.toBeInstanceOf(FreshTimeoutError);
@@ -137,13 +143,7 @@ describe('Redis failing, and Redis losing its data', () => {
       },
     });
     c.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
-    await c.attach();
-    const [orderId] = (await seedOrders(db.dataSource, 1, 1)) as [number];
-    await c.drain();
-    await redis.kill();
-    await db.dataSource.getRepository(OrderLine).save({ orderId, sku: 'kept', qty: 1, unitPrice: '1.00' });
-    await c.flushed();
-    await redis.start();
+    const orderId = await savedWhileAway(c, redis);
     // Stale, but a recompute is on its way (the outbox keeps its mark): not drift.
     expect(await c.verify(Order, { ids: [orderId] })).toMatchObject({ checked: 1, drifted: 0, skipped: 1 });
     await c.drain();
