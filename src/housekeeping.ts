@@ -54,7 +54,13 @@ export class Housekeeper {
     const types = this.rebuildOnLoss ? this.registry.parentNames() : [];
     const check = await this.guard.check(types).catch((error: unknown) => {
       if (error instanceof ConnectionError) throw error;
-      throw new ConnectionError(`checking the namespace's epoch: ${errorMessage(error)}`, { cause: error });
+      // The check reads Redis and the database: the cause says which failed, this says where Redis is.
+      throw new ConnectionError(
+        `checking the namespace's epoch (Redis at ${this.where}, and the database): ${errorMessage(error)}`,
+        {
+          cause: error,
+        },
+      );
     });
     work.redisLost = check.status === 'lost';
     await redis(this.publishPolicies(!check.policies));
