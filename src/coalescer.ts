@@ -9,7 +9,7 @@ import { eventChannel, keysFor } from './redis/keys';
 import { Store, type DeadEntry, type MarkEntry } from './redis/store';
 import { ServerClock } from './redis/clock';
 import { openClients, quit, type Clients } from './redis/connect';
-import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions } from './registry';
+import { Registry, heatOf, type ChildOptions, type ParentId, type ParentOptions, type ParentType } from './registry';
 import { Marker, addMark, type MarkerStats } from './capture/marker';
 import { CaptureSubscriber } from './capture/subscriber';
 import { DerivedColumns, type ParentCaptureOptions } from './capture/derived';
@@ -179,8 +179,9 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         beforeAck: (parent, ids) => {
           if (this.registry.chainLinksOf(parent).length === 0) return undefined;
           return (async () => {
+            // Claimable at once: the drain that recomputed the children recomputes them too.
             for (const [next, nextIds] of await chainedParents(this.registry, o.dataSource, parent, ids())) {
-              await this.mark(next.name, nextIds);
+              await this.markParents(next, nextIds, { skipQuiet: true });
             }
           })();
         },
@@ -435,7 +436,14 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
    * to the outbox). With `delivery: 'outbox'` the marks are written to the outbox first.
    */
   async mark(target: EntityTarget<ObjectLiteral> | string, ids: ParentId | readonly ParentId[]): Promise<number> {
-    const parent = this.registry.parentOf(target);
+    return this.markParents(this.registry.parentOf(target), ids);
+  }
+
+  private async markParents(
+    parent: ParentType,
+    ids: ParentId | readonly ParentId[],
+    { skipQuiet = false }: { skipQuiet?: boolean } = {},
+  ): Promise<number> {
     const batch = new Map<string, MarkEntry>();
     for (const id of Array.isArray(ids) ? (ids as readonly unknown[]) : [ids]) {
       addMark(batch, { member: this.registry.encode(parent, id), increment: 1, base: parent.base });
@@ -448,12 +456,12 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     if (this.options.delivery === 'outbox') {
       const written = await this.outbox.write(entries);
       if (away) return batch.size;
-      const sent = await this.marker.send(entries, { keep: false, bulk: true });
+      const sent = await this.marker.send(entries, { keep: false, bulk: true, skipQuiet });
       if (sent.delivered) await this.outbox.sent(written, sent.epoch).catch(() => undefined);
     } else if (away) {
       this.marker.keepOnly(entries, away);
     } else {
-      await this.marker.send(entries, { bulk: true });
+      await this.marker.send(entries, { bulk: true, skipQuiet });
     }
     return batch.size;
   }

@@ -98,7 +98,8 @@ export class Marker {
   }
 
   /**
-   * Sends marks (`bulk`: through the main connection, for explicit marks of many parents).
+   * Sends marks (`bulk`: through the main connection, for explicit marks of many parents;
+   * `skipQuiet`: claimable at once, see {@link Store.mark}).
    * Marks Redis did not take go to the undelivered handler (unless `keep` is false:
    * they are kept elsewhere already) in the background, tracked by {@link settled}: the caller
    * may hold a pooled connection (a save's commit hook does) that keeping them needs, and
@@ -106,7 +107,7 @@ export class Marker {
    */
   async send(
     entries: readonly MarkEntry[],
-    { keep = true, bulk = false }: { keep?: boolean; bulk?: boolean } = {},
+    { keep = true, bulk = false, skipQuiet = false }: { keep?: boolean; bulk?: boolean; skipQuiet?: boolean } = {},
   ): Promise<Sent> {
     if (entries.length === 0) return { delivered: true, epoch: '' };
     try {
@@ -117,7 +118,7 @@ export class Marker {
       const timeoutMs = this.options.timeoutMs * Math.ceil(entries.length / MAX_BATCH);
       const attempt = (async () => {
         await this.options.clockReady();
-        return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock());
+        return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock(), { skipQuiet });
       })();
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.

@@ -153,7 +153,11 @@ export class Drainer {
     const aborted = (): boolean => options.signal?.aborted === true || performance.now() >= deadline;
     const canClaim = (): boolean => !aborted() && result.claimed < max;
 
+    // A window read while tasks ran or waited proves nothing when it comes back empty: their
+    // recomputes may still mark parents (the next ones of a chain, "one more" re-marks).
+    let readWhileBusy = false;
     const claimWindow = async (): Promise<Claimed[] | 'empty'> => {
+      readWhileBusy = slots.size > 0 || queue.length > 0;
       // Size the window so that what is claimed starts soon: until a task has been timed, as
       // many as there are slots.
       const budget =
@@ -203,6 +207,8 @@ export class Drainer {
               await slotFreed();
               continue;
             }
+            // Read while recomputes ran: read again, now that they are over.
+            if (readWhileBusy) continue;
             if ((await acks.settle()) > 0) continue;
             break;
           }

@@ -32,7 +32,7 @@ export type Arg = string | number | Buffer;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    coalesceMarkParents(...args: Arg[]): Result<[number, string], Context>;
+    coalesceMarkParents(...args: Arg[]): Result<[number, string, number], Context>;
     coalesceReadWindowBuffer(...args: Arg[]): Result<(Buffer | number)[], Context>;
     coalesceClaimParents(...args: Arg[]): Result<(string | number)[], Context>;
     coalesceExtendLeases(...args: Arg[]): Result<number[], Context>;

@@ -155,28 +155,35 @@ export class Store {
 
   /**
    * Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents,
-   * pipelined). Returns the distinct parents marked and the namespace's epoch as the marks found
-   * it ('' when Redis holds none).
+   * pipelined). Returns the distinct parents marked, the namespace's epoch as the marks found
+   * it ('' when Redis holds none) and the highest generation given (the namespace's fence
+   * counter). `skipQuiet`: the parents are claimable at once, whatever their type's quiet period
+   * (the next parents of a chain, marked by a drain's own recomputes).
    */
-  async mark(entries: readonly MarkEntry[], now: number): Promise<{ marked: number; epoch: string }> {
+  async mark(
+    entries: readonly MarkEntry[],
+    now: number,
+    { skipQuiet = false }: { skipQuiet?: boolean } = {},
+  ): Promise<{ marked: number; epoch: string; generation: number }> {
     const keys = [...this.markKeys(), this.keys.epoch, this.keys.generations, this.keys.fence];
     const batches = chunks(entries, MAX_BATCH);
+    const head: Arg[] = [...keys, now, skipQuiet ? '1' : '0'];
     const flat = (batch: readonly MarkEntry[]): Arg[] => batch.flatMap((e) => [e.member, e.increment, e.base]);
     if (batches.length <= 1) {
-      const [marked, epoch] = await this.client.coalesceMarkParents(...keys, now, ...flat(batches[0] ?? []));
-      return { marked, epoch };
+      const [marked, epoch, generation] = await this.client.coalesceMarkParents(...head, ...flat(batches[0] ?? []));
+      return { marked, epoch, generation: Number(generation) };
     }
     const pipeline = this.client.pipeline();
-    for (const batch of batches) pipeline.coalesceMarkParents(...keys, now, ...flat(batch));
-    let marked = 0;
-    let epoch = '';
+    for (const batch of batches) pipeline.coalesceMarkParents(...head, ...flat(batch));
+    const total = { marked: 0, epoch: '', generation: 0 };
     for (const [err, reply] of (await pipeline.exec()) ?? []) {
       if (err) throw err;
-      const [n, e] = reply as [number, string];
-      marked += n;
-      epoch = e;
+      const [n, e, g] = reply as [number, string, number];
+      total.marked += n;
+      total.epoch = e;
+      total.generation = Math.max(total.generation, Number(g));
     }
-    return { marked, epoch };
+    return total;
   }
 
   /**

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { EntitySchema } from 'typeorm';
-import { Coalescer, RegistrationError, type DrainResult } from '../../src';
+import { Coalescer, RegistrationError, count, sum, type DrainResult } from '../../src';
 import { shopCoalescer } from '../../examples/shop/app';
 import { Customer, Order, OrderLine } from '../../examples/shop/entities';
 import { createTestDb, crashedClaims, DIALECTS, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
@@ -159,6 +159,76 @@ describe.each(DIALECTS)('parent chains: lines -> orders -> customers (%s)', (dia
       const fresh = await ds.getRepository(Customer).findOneByOrFail({ id: customer!.id });
       expect(Number(fresh.lifetimeValue)).toBe(10);
       expect(fresh.orderCount).toBe(1);
+    } finally {
+      coalescer.detach();
+      await coalescer.reset();
+      await coalescer.close();
+    }
+  });
+
+  it.each([1, 2, 4])(
+    'a drain at concurrency %i ends only once the customers its recomputed orders marked are recomputed too',
+    async (concurrency) => {
+      const ds = db.dataSource;
+      const customers = await ds.getRepository(Customer).save([{ name: 'p' }, { name: 'q' }]);
+      const orders = await ds
+        .getRepository(Order)
+        .save(customers.flatMap((c) => [0, 1, 2].map(() => ({ customer: 'x', customerId: c.id }))));
+      // Lines written before the coalescer exists: nothing is marked but what the test marks.
+      await ds.getRepository(OrderLine).save(orders.map((o, i) => ({ orderId: o.id, sku: 'z', qty: i + 1, unitPrice: '1.50' })));
+      const coalescer = shopCoalescer(ds, { namespace: `chain-${suffix()}`, logger: testLogger() });
+      await coalescer.attach();
+      try {
+        // Only the orders are marked: their customers are marked by the orders' recomputes.
+        await coalescer.mark(
+          Order,
+          orders.map((o) => o.id),
+        );
+        const result = await coalescer.drain({ concurrency });
+        // Every order, and every customer at least once (a customer claimed while one of its
+        // orders still ran is recomputed once more).
+        expect(result.recomputed).toBeGreaterThanOrEqual(orders.length + customers.length);
+        expect(await coalescer.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, settling: 0, dead: 0 });
+        const c = await coalescer.verify(Customer, { ids: customers.map((x) => x.id) });
+        expect(c.drifted, JSON.stringify(c.examples)).toBe(0);
+        expect(c.skipped).toBe(0);
+      } finally {
+        coalescer.detach();
+        await coalescer.reset();
+        await coalescer.close();
+      }
+    },
+  );
+
+  it('a customer with a quiet period is still recomputed by the drain whose orders marked it', async () => {
+    const ds = db.dataSource;
+    const [customer] = await ds.getRepository(Customer).save([{ name: 'quiet' }]);
+    const order = await ds.getRepository(Order).save({ customer: 'x', customerId: customer!.id });
+    await ds.getRepository(OrderLine).save({ orderId: order.id, sku: 'z', qty: 3, unitPrice: '2.00' });
+    const coalescer = new Coalescer({ dataSource: ds, redis: redisUrl(), namespace: `chain-${suffix()}`, logger: testLogger() });
+    coalescer.parent<number>(Order, { aggregates: { total: sum(OrderLine, 'qty * unitPrice'), lineCount: count(OrderLine) } });
+    // A quiet period far longer than the test: the chain's mark must not wait for it.
+    coalescer.parent<number>(Customer, {
+      settleMs: 600_000,
+      aggregates: {
+        lifetimeValue: sum(Order, 'total', { foreignKey: 'customerId' }),
+        orderCount: count(Order, { foreignKey: 'customerId' }),
+      },
+    });
+    coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
+    coalescer.child(Order, { parent: Customer, foreignKey: 'customerId' });
+    await coalescer.attach();
+    try {
+      await coalescer.mark(Order, order.id);
+      const result = await coalescer.drain();
+      expect(result.recomputed).toBe(2);
+      expect(await coalescer.stats()).toMatchObject({ pending: 0, settling: 0, inflight: 0 });
+      const fresh = await ds.getRepository(Customer).findOneByOrFail({ id: customer!.id });
+      expect(Number(fresh.lifetimeValue)).toBe(6);
+      // A host's own change of an order still waits for the customer's quiet period.
+      await ds.getRepository(Order).save({ id: order.id, customer: 'renamed' });
+      await coalescer.flushed();
+      expect(await coalescer.stats()).toMatchObject({ settling: 1 });
     } finally {
       coalescer.detach();
       await coalescer.reset();

@@ -7,7 +7,9 @@
     KEYS[9] settling  KEYS[10] settleHeat KEYS[11] policy  KEYS[12] epoch
     KEYS[13] generations  KEYS[14] fence
     ARGV[1] now (ms)
-    ARGV[2..] triples: member, increment, base (priority base of the score, used when the
+    ARGV[2] '1' when the marks skip quiet periods (the next parents of a chain, marked by a
+            drain's own recomputes: the drain claims them at once), else '0'
+    ARGV[3..] triples: member, increment, base (priority base of the score, used when the
               member's type has no policy); the caller bounds their number
 
   Each member's generation becomes the next value of the namespace's `fence` counter (one per
@@ -15,7 +17,8 @@
   parent to be fresh compares the generation of its own mark with the one a recompute covered.
 
   Output: { number of distinct members marked, epoch of the namespace ('' when it has none:
-            Redis lost its data, or no process attached yet) }
+            Redis lost its data, or no process attached yet), the generation given (0 when
+            nothing was marked) }
 ]]
 --- @include "markOne"
 
@@ -25,8 +28,9 @@ local K = {
   policy = KEYS[11],
 }
 local now = tonumber(ARGV[1])
+local skipQuiet = ARGV[2] == '1'
 local members, incs, bases, at = {}, {}, {}, {}
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local member = ARGV[i]
   local j = at[member]
   if j then
@@ -39,7 +43,7 @@ for i = 2, #ARGV, 3 do
     bases[j] = tonumber(ARGV[i + 2])
   end
 end
-if #members == 0 then return { 0, redis.call('GET', KEYS[12]) or '' } end
+if #members == 0 then return { 0, redis.call('GET', KEYS[12]) or '', 0 } end
 local firsts, gens = {}, {}
 local gen = redis.call('INCR', KEYS[14])
 for j, member in ipairs(members) do
@@ -47,6 +51,6 @@ for j, member in ipairs(members) do
   gens[#gens + 1] = member
   gens[#gens + 1] = gen
 end
-markMany(K, members, incs, bases, now, firsts)
+markMany(K, members, incs, bases, now, firsts, skipQuiet)
 redis.call('HSET', KEYS[13], unpack(gens))
-return { #members, redis.call('GET', KEYS[12]) or '' }
+return { #members, redis.call('GET', KEYS[12]) or '', gen }
