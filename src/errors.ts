@@ -12,13 +12,25 @@ export class ConfigError extends CoalesceError {}
 /** A parent or child registration that cannot work (unknown entity, bad foreign key, duplicate). */
 export class RegistrationError extends CoalesceError {}
 
+/** Longest part of a member that messages and log lines quote. */
+const MEMBER_QUOTE = 120;
+
+/**
+ * A member as messages and log lines quote it: whole when short, else its start and its length,
+ * so a member of 100 KB read from Redis never makes a 100 KB log line.
+ */
+export function quoteMember(member: string): string {
+  if (member.length <= MEMBER_QUOTE) return JSON.stringify(member);
+  return `${JSON.stringify(member.slice(0, MEMBER_QUOTE))}... (${member.length} characters)`;
+}
+
 /** A member read from Redis that cannot be decoded, or names a parent type that is not registered. */
 export class MalformedMemberError extends CoalesceError {
   constructor(
     readonly member: string,
     reason: string,
   ) {
-    super(`malformed member ${JSON.stringify(member)}: ${reason}`);
+    super(`malformed member ${quoteMember(member)}: ${reason}`);
   }
 }
 

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { ColumnMetadata } from './typeorm-types';
-import { MalformedMemberError, RegistrationError } from './errors';
+import { MalformedMemberError, RegistrationError, quoteMember } from './errors';
 
 /** A parent's primary key value as recomputes receive it. */
 export type ParentId = string | number;
@@ -116,12 +116,13 @@ export function classify<P extends MemberType>(
   const parent = types.get(name);
   if (!parent) {
     if (foreign.has(name)) return { kind: 'foreign', member };
-    return malformed(`unknown parent type ${name} (known: ${[...types.keys()].join(', ') || 'none'})`);
+    const shown = name.length > 64 ? `${name.slice(0, 64)}... (${name.length} characters)` : name;
+    return malformed(`unknown parent type ${shown} (known: ${[...types.keys()].join(', ') || 'none'})`);
   }
   const raw = member.slice(colon + 1);
   if (raw === '') return malformed('empty id');
   if ((parent.idKind === 'int' || parent.idKind === 'bigint') && !DIGITS.test(raw)) {
-    return malformed(`id ${JSON.stringify(raw)} of ${name} is not an integer`);
+    return malformed(`id ${quoteMember(raw)} of ${name} is not an integer`);
   }
   let canonical: string;
   try {

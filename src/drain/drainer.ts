@@ -3,7 +3,7 @@ import type { CoalesceLogger as Logger } from '../log';
 import type { FailEntry, MarkEntry, Store } from '../redis/store';
 import type { ServerClock } from '../redis/clock';
 import type { ParentId, ParentType, Registry } from '../registry';
-import { StoppingError, errorMessage } from '../errors';
+import { StoppingError, errorMessage, quoteMember } from '../errors';
 import { heatOf } from '../registry';
 import { backoffMs, type RetryOptions } from './backoff';
 import { AckBuffer } from './acks';
@@ -591,7 +591,7 @@ export class Drainer {
     for (const event of events) {
       this.logger.warn(
         {
-          member: event.member,
+          member: event.member.length > 200 ? quoteMember(event.member) : event.member,
           attempt: event.attempt,
           dead: event.dead,
           retryAt: event.retryAt,

@@ -25,6 +25,7 @@ export const SCRIPTS = {
   busy: { name: 'coalesceBusyMembers', file: 'busyMembers-7.lua', keys: 7 },
   advanceRebuild: { name: 'coalesceAdvanceRebuild', file: 'advanceRebuild-1.lua', keys: 1 },
   promoteMember: { name: 'coalescePromoteMember', file: 'promoteMember-3.lua', keys: 3 },
+  purgeDead: { name: 'coalescePurgeDead', file: 'purgeDead-5.lua', keys: 5 },
 } as const satisfies Record<string, ScriptDef>;
 
 /** An argument of a script call: members may be raw bytes (a member that is not UTF-8). */
@@ -44,6 +45,7 @@ declare module 'ioredis' {
     coalesceBusyMembers(...args: Arg[]): Result<number[] | number, Context>;
     coalesceAdvanceRebuild(...args: Arg[]): Result<number, Context>;
     coalescePromoteMember(...args: Arg[]): Result<number, Context>;
+    coalescePurgeDead(...args: Arg[]): Result<number, Context>;
   }
 }
 

@@ -470,21 +470,16 @@ export class Store {
     return revived;
   }
 
-  /** Removes dead parents: the named ones (any number), or up to `limit` of the oldest. */
+  /**
+   * Removes dead parents and every trace of them (records, attempts, generations): the named
+   * ones (any number; those not dead are left alone), or up to `limit` of the oldest.
+   */
   async purge(members: readonly string[] | 'all', limit: number): Promise<number> {
-    const named = members === 'all' ? await this.client.zrange(this.keys.dead, 0, limit - 1) : members;
+    const k = this.keys;
+    const keys = [k.dead, k.deadInfo, k.attempts, k.generations, k.ackedGens];
+    if (members === 'all') return this.client.coalescePurgeDead(...keys, limit);
     let removed = 0;
-    for (const batch of chunks(named, MAX_BATCH)) {
-      const [[err, n] = [null, 0]] =
-        (await this.client
-          .multi()
-          .zrem(this.keys.dead, ...batch)
-          .hdel(this.keys.deadInfo, ...batch)
-          .hdel(this.keys.attempts, ...batch)
-          .exec()) ?? [];
-      if (err) throw err;
-      removed += Number(n);
-    }
+    for (const batch of chunks(members, MAX_BATCH)) removed += await this.client.coalescePurgeDead(...keys, limit, ...batch);
     return removed;
   }
 
