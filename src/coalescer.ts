@@ -136,28 +136,22 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.clock = new ServerClock(o.clock, () => this.store.time());
     this.events = new EventHub(this.clients.main, this.store.keys, channel, this.worker, this.logger);
     const now = (): number => this.clock.now();
+    this.guard = new EpochGuard(this.store, o.dataSource, o.namespace, this.logger, this.clients.where);
     this.marker = new Marker(new Store(this.clients.marker, this.store.keys, channel), this.logger, now, {
       timeoutMs: o.markTimeoutMs,
       awaitMarks: o.awaitMarks,
       reachable: this.clients.reachable,
       clockReady: () => this.clock.ready,
       bulk: this.store,
+      fence: this.guard,
     });
     this.outbox = new Outbox(o.dataSource, o.namespace, this.store, this.logger, now, o.outboxTable);
-    this.marker.onUndelivered(async (entries, error) => {
-      try {
-        await this.outbox.write(entries);
-        this.logger.warn(
-          { err: errorMessage(error), marks: entries.length },
-          'Redis did not take the marks: kept in the outbox, the next drain relays them',
-        );
-      } catch (outboxError) {
-        this.outbox.explainMissingTable(outboxError);
-        this.logger.error(
-          { err: errorMessage(error), outbox: errorMessage(outboxError), marks: entries.map((e) => e.member) },
-          'marks could not be sent nor kept: these parents stay stale until marked again (coalesce mark / rebuild)',
-        );
-      }
+    // Said once per outage by the marker, not once per transaction.
+    this.marker.onUndelivered(async (entries) => {
+      await this.outbox.write(entries).catch((error: unknown) => {
+        this.outbox.explainMissingTable(error);
+        throw error;
+      });
     });
     this.drainer = new Drainer(
       this.store,
@@ -189,7 +183,6 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       },
       this.clock,
     );
-    this.guard = new EpochGuard(this.store, o.dataSource, o.namespace, this.logger);
     this.housekeeper = new Housekeeper(
       this.store,
       this.registry,
@@ -457,7 +450,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       const written = await this.outbox.write(entries);
       if (away) return batch.size;
       const sent = await this.marker.send(entries, { keep: false, bulk: true, skipQuiet });
-      if (sent.delivered) await this.outbox.sent(written, sent.epoch).catch(() => undefined);
+      if (sent.delivered) await this.outbox.sent(written, sent.epoch, sent.generation).catch(() => undefined);
     } else if (away) {
       this.marker.keepOnly(entries, away);
     } else {
@@ -716,13 +709,16 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   }
 
   /**
-   * Deletes every key of the namespace in Redis, its outbox rows and its recorded epoch: the
-   * namespace starts afresh, and the next drain does not take the empty Redis for a data loss.
+   * Deletes every key of the namespace in Redis (but its fence counter, so fencing tokens never
+   * repeat), its outbox rows and its recorded epoch, and installs a new epoch: the namespace
+   * starts afresh, and no process takes the empty Redis for a data loss.
    */
   async reset(): Promise<void> {
     await this.marker.settled();
     await this.guard.forget();
     await this.store.clear();
+    // A new epoch at once, marked as a reset's: other processes adopt it, not take it for a loss.
+    await this.guard.installReset();
     await this.options.dataSource
       .query(
         `DELETE FROM ${this.outbox.table} WHERE namespace = ${dialectOf(this.options.dataSource) === 'postgres' ? '$1' : '?'}`,

@@ -2,30 +2,52 @@ import { randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
 import type { CoalesceLogger as Logger } from './log';
 import type { EpochCheck, Store } from './redis/store';
-import { errorMessage } from './errors';
-import { isMissingTable, sqlFor, type Sql } from './db/dialect';
+import { ConnectionError, errorMessage } from './errors';
+import { isMissingColumn, isMissingTable, sqlFor, type Sql } from './db/dialect';
 
 /** The table that keeps each namespace's epoch outside Redis (made by the library migrations). */
 export const EPOCH_TABLE = 'coalesce_epoch';
 
+/** Epochs installed by `reset()` start with this, so other processes tell a reset from a loss. */
+const RESET_PREFIX = 'r';
+
+/** What the database records of a namespace: its epoch and the highest fence value seen under it. */
+interface Durable {
+  readonly epoch: string;
+  readonly fence: number;
+}
+
 /**
- * Finds out when Redis lost a namespace's data. The epoch is a random value written to Redis
- * when the namespace is first used, and kept in the database too: a Redis restarted without
- * persistence, flushed, or failed over to an empty replica no longer has it, even when every
- * process restarted meanwhile. Exactly one process finds each loss (the check and the new
- * epoch are one script) and queues the rebuild; the others adopt the new epoch.
+ * Finds out when Redis lost a namespace's data, whole or in part.
+ *
+ * - Whole: the epoch is a random value written to Redis when the namespace is first used, and
+ *   kept in the database too. A Redis restarted without persistence, flushed, or failed over to
+ *   an empty replica no longer has it, even when every process restarted meanwhile.
+ * - In part: Redis' fence counter (every mark and claim window takes the next value) only grows.
+ *   Each process remembers the highest value Redis gave it, and each check records the counter
+ *   in the database beside the epoch; a Redis whose counter is below either went back in time
+ *   (a failover to a replica that missed the last writes: replication is asynchronous).
+ *
+ * Exactly one process finds each loss (the check and the new epoch are one script) and queues
+ * the rebuild; the others adopt the new epoch.
  */
 export class EpochGuard {
   private known = '';
+  /** The highest fence value Redis gave this process under `known` (from replies received). */
+  private highWater = 0;
+  private recorded: Durable = { epoch: '', fence: 0 };
   private readonly sql: Sql;
   private readonly table: string;
   private missingTable = false;
+  private missingFence = false;
 
   constructor(
     private readonly store: Store,
     private readonly dataSource: DataSource,
     private readonly namespace: string,
     private readonly logger: Logger,
+    /** Where Redis is, for messages. */
+    private readonly where: string,
   ) {
     this.sql = sqlFor(dataSource);
     this.table = this.sql.table(EPOCH_TABLE);
@@ -37,34 +59,105 @@ export class EpochGuard {
   }
 
   /**
-   * Checks the epoch; on a loss, queues a rebuild of `rebuildTypes` (none: only the outbox is
-   * sent again). Returns what was found.
+   * The fence floor to check a reply against: read before the command is sent, so a reply that
+   * comes back below it proves Redis went back in time.
    */
-  async check(rebuildTypes: readonly string[]): Promise<EpochCheck> {
-    const durable = await this.readDurable();
-    const known = this.known || durable;
-    const found = await this.store.checkEpoch(known, randomBytes(12).toString('hex'), rebuildTypes);
+  get floor(): number {
+    return this.highWater;
+  }
+
+  /**
+   * Records a fence value Redis gave under `epoch` (a mark's generation) for a command sent when
+   * the floor was `floorAtSend`. Below it, Redis lost writes: the database is told, so the next
+   * check of any process finds it. Never throws.
+   */
+  observe(value: number, floorAtSend: number, epoch: string): void {
+    if (!(value > 0) || epoch === '') return;
+    if (epoch !== this.known) {
+      // A new epoch (or the first seen): values of another epoch say nothing of this one.
+      this.known = epoch;
+      this.highWater = value;
+      return;
+    }
+    if (value < floorAtSend) {
+      this.logger.error(
+        { fence: value, before: floorAtSend, redis: this.where },
+        'Redis gave a fence value below one it gave before: it lost writes (a failover to a replica that missed them?); the next drain heals it as a data loss',
+      );
+      void this.raiseDurable(epoch, floorAtSend);
+      return;
+    }
+    if (value > this.highWater) this.highWater = value;
+  }
+
+  /**
+   * Checks the epoch and the fence counter; on a loss, queues a rebuild of `rebuildTypes` (none:
+   * only the outbox is sent again). `floor`: a fence value known to have been given under the
+   * current epoch (an outbox row's), checked besides this process's and the database's. Throws
+   * a ConnectionError naming the service that failed.
+   */
+  async check(rebuildTypes: readonly string[], floor = 0): Promise<EpochCheck> {
+    const durable = await this.readDurable().catch((error: unknown) => {
+      throw new ConnectionError(`reading the namespace's epoch from the database: ${errorMessage(error)}`, { cause: error });
+    });
+    const known = this.known || durable.epoch;
+    const atLeast = Math.max(floor, known === durable.epoch ? durable.fence : 0, known === this.known ? this.highWater : 0);
+    const found = await this.store
+      .checkEpoch(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes)
+      .catch((error: unknown) => {
+        throw new ConnectionError(`checking the namespace's epoch in Redis at ${this.where}: ${errorMessage(error)}`, {
+          cause: error,
+        });
+      });
+    this.report(found, known, atLeast, rebuildTypes);
+    await this.adopt(found);
+    return found;
+  }
+
+  private report(found: EpochCheck, known: string, floor: number, rebuild: readonly string[]): void {
+    const healing =
+      rebuild.length > 0
+        ? 'every registered parent type is being marked again, and the outbox sent again'
+        : 'the outbox is sent again';
     if (found.status === 'lost') {
       this.logger.error(
-        { epoch: known, newEpoch: found.epoch, rebuild: rebuildTypes },
-        rebuildTypes.length > 0
-          ? "Redis lost this namespace's data (its epoch is gone): every registered parent type is being marked again, and the outbox sent again"
-          : "Redis lost this namespace's data (its epoch is gone): the outbox is sent again",
+        { epoch: known, newEpoch: found.epoch, rebuild, redis: this.where },
+        `Redis lost this namespace's data (its epoch is gone): ${healing}`,
+      );
+    } else if (found.status === 'behind') {
+      this.logger.error(
+        { epoch: known, newEpoch: found.epoch, fenceFloor: floor, rebuild, redis: this.where },
+        `Redis went back in time: its fence counter is below one it gave before (a failover to a replica that missed the last writes, or a restore): ${healing}`,
       );
     } else if (found.status === 'changed') {
-      this.logger.warn(
-        { epoch: known, newEpoch: found.epoch },
-        'Redis has a new epoch for this namespace: another process found a data loss',
-      );
+      if (found.epoch.startsWith(RESET_PREFIX)) {
+        this.logger.info(
+          { epoch: known, newEpoch: found.epoch },
+          'the namespace was reset by another process: adopting its new epoch',
+        );
+      } else {
+        this.logger.warn(
+          { epoch: known, newEpoch: found.epoch },
+          'Redis has a new epoch for this namespace: another process found a data loss and is healing it',
+        );
+      }
     }
-    if (found.epoch !== durable) await this.writeDurable(found.epoch);
+  }
+
+  private async adopt(found: EpochCheck): Promise<void> {
+    if (found.epoch !== this.known) this.highWater = 0;
     this.known = found.epoch;
-    return found;
+    if (found.fence > this.highWater) this.highWater = found.fence;
+    if (found.epoch !== this.recorded.epoch || found.fence > this.recorded.fence) {
+      await this.writeDurable({ epoch: found.epoch, fence: found.fence });
+    }
   }
 
   /** Forgets the epoch, in Redis' absence too: the next check starts the namespace afresh (a deliberate reset). */
   async forget(): Promise<void> {
     this.known = '';
+    this.highWater = 0;
+    this.recorded = { epoch: '', fence: 0 };
     try {
       await this.dataSource.query(`DELETE FROM ${this.table} WHERE namespace = ${this.sql.param(1)}`, [this.namespace]);
     } catch (error) {
@@ -72,33 +165,82 @@ export class EpochGuard {
     }
   }
 
-  private async readDurable(): Promise<string> {
-    if (this.missingTable) return '';
+  /**
+   * Installs a new epoch after a deliberate reset (Redis cleared, the record forgotten), marked
+   * as a reset's: other processes adopt it without taking it for a data loss.
+   */
+  async installReset(): Promise<void> {
+    const found = await this.store.checkEpoch('', `${RESET_PREFIX}${randomBytes(12).toString('hex')}`, 0, []);
+    await this.adopt(found);
+  }
+
+  private async readDurable(): Promise<Durable> {
+    if (this.missingTable) return { epoch: '', fence: 0 };
+    const where = `FROM ${this.table} WHERE namespace = ${this.sql.param(1)}`;
     try {
-      const rows = (await this.dataSource.query(`SELECT epoch FROM ${this.table} WHERE namespace = ${this.sql.param(1)}`, [
-        this.namespace,
-      ])) as { epoch: string }[];
-      return rows[0]?.epoch ?? '';
+      const rows = (await this.dataSource.query(
+        this.missingFence ? `SELECT epoch, 0 AS fence ${where}` : `SELECT epoch, fence ${where}`,
+        [this.namespace],
+      )) as { epoch: string; fence: number | string }[];
+      const row = rows[0];
+      this.recorded = row ? { epoch: row.epoch, fence: Number(row.fence) } : { epoch: '', fence: 0 };
+      return this.recorded;
     } catch (error) {
+      if (!this.missingFence && isMissingColumn(error)) {
+        this.missingFence = true;
+        this.logger.warn(
+          { table: this.table },
+          'the epoch table has no fence column (run the library migrations: CoalesceFence): a Redis failover that lost writes is then found only by processes that saw Redis before it',
+        );
+        return this.readDurable();
+      }
       if (!isMissingTable(error)) throw error;
       this.missingTable = true;
       this.logger.warn(
         { table: this.table },
         'the epoch table does not exist (run the library migrations): a Redis data loss is then found only by a process that saw the namespace before it',
       );
-      return '';
+      return { epoch: '', fence: 0 };
     }
   }
 
-  private async writeDurable(epoch: string): Promise<void> {
+  /** Raises the recorded fence of `epoch`, if it is still the recorded one; never throws. */
+  private async raiseDurable(epoch: string, fence: number): Promise<void> {
+    if (this.missingTable || this.missingFence) return;
+    const q = this.sql;
+    try {
+      await this.dataSource.query(
+        `UPDATE ${this.table} SET fence = GREATEST(fence, ${q.param(1)}) WHERE namespace = ${q.param(2)} AND epoch = ${q.param(3)}`,
+        [fence, this.namespace, epoch],
+      );
+    } catch (error) {
+      this.logger.warn({ err: errorMessage(error) }, 'could not record the fence value in the database');
+    }
+  }
+
+  /** Records the epoch and fence value, keeping the larger fence of the same epoch; never throws. */
+  private async writeDurable(durable: Durable): Promise<void> {
     if (this.missingTable) return;
     const q = this.sql;
+    const fence = !this.missingFence;
     const upsert =
       q.dialect === 'postgres'
-        ? `INSERT INTO ${this.table} (namespace, epoch) VALUES ($1, $2) ON CONFLICT (namespace) DO UPDATE SET epoch = EXCLUDED.epoch`
-        : `INSERT INTO ${this.table} (namespace, epoch) VALUES (?, ?) ON DUPLICATE KEY UPDATE epoch = VALUES(epoch)`;
+        ? fence
+          ? `INSERT INTO ${this.table} AS t (namespace, epoch, fence) VALUES ($1, $2, $3)
+             ON CONFLICT (namespace) DO UPDATE SET epoch = EXCLUDED.epoch,
+               fence = CASE WHEN t.epoch = EXCLUDED.epoch THEN GREATEST(t.fence, EXCLUDED.fence) ELSE EXCLUDED.fence END`
+          : `INSERT INTO ${this.table} (namespace, epoch) VALUES ($1, $2) ON CONFLICT (namespace) DO UPDATE SET epoch = EXCLUDED.epoch`
+        : fence
+          ? // MySQL applies the assignments left to right: fence is set while epoch is still the old one.
+            `INSERT INTO ${this.table} (namespace, epoch, fence) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE
+               fence = IF(epoch = VALUES(epoch), GREATEST(fence, VALUES(fence)), VALUES(fence)), epoch = VALUES(epoch)`
+          : `INSERT INTO ${this.table} (namespace, epoch) VALUES (?, ?) ON DUPLICATE KEY UPDATE epoch = VALUES(epoch)`;
     try {
-      await this.dataSource.query(upsert, [this.namespace, epoch]);
+      await this.dataSource.query(
+        upsert,
+        fence ? [this.namespace, durable.epoch, durable.fence] : [this.namespace, durable.epoch],
+      );
+      this.recorded = durable;
     } catch (error) {
       this.logger.warn({ err: errorMessage(error) }, 'could not record the epoch in the database');
     }

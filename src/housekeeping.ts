@@ -52,22 +52,20 @@ export class Housekeeper {
       });
     await redis(this.clock.sync());
     const types = this.rebuildOnLoss ? this.registry.parentNames() : [];
-    const check = await this.guard.check(types).catch((error: unknown) => {
-      if (error instanceof ConnectionError) throw error;
-      // The check reads Redis and the database: the cause says which failed, this says where Redis is.
-      throw new ConnectionError(
-        `checking the namespace's epoch (Redis at ${this.where}, and the database): ${errorMessage(error)}`,
-        {
-          cause: error,
-        },
-      );
-    });
-    work.redisLost = check.status === 'lost';
+    let check = await this.guard.check(types);
+    work.redisLost = check.status === 'lost' || check.status === 'behind';
     await redis(this.publishPolicies(!check.policies));
-    const epoch = check.epoch;
     try {
-      work.relayed = await this.outbox.relay(epoch);
-      work.pruned = await this.outbox.prune(epoch);
+      work.relayed = await this.outbox.relay(check.epoch);
+      const pruned = await this.outbox.prune(check.epoch);
+      work.pruned = pruned.deleted;
+      if (pruned.behind !== undefined) {
+        // An outbox row Redis took has a fence value above Redis' counter now: Redis lost it.
+        check = await this.guard.check(types, pruned.behind);
+        work.redisLost ||= check.status === 'behind' || check.status === 'lost';
+        await redis(this.publishPolicies(!check.policies));
+        work.relayed += await this.outbox.relay(check.epoch);
+      }
     } catch (error) {
       // Redis or the database is failing; the drain will say which. The rows are kept.
       if (!this.outbox.explainMissingTable(error)) {
@@ -85,10 +83,12 @@ export class Housekeeper {
 
   /** Deletes the outbox rows Redis can no longer lose (after a drain); never throws. */
   async prune(): Promise<number> {
-    return this.outbox.prune(this.guard.epoch).catch((error: unknown) => {
+    const pruned = await this.outbox.prune(this.guard.epoch).catch((error: unknown) => {
       if (!this.outbox.explainMissingTable(error)) this.logger.warn({ err: errorMessage(error) }, 'outbox pruning failed');
-      return 0;
+      return { deleted: 0, behind: undefined };
     });
+    // A row Redis lost is healed by the next drain's check, which finds it again.
+    return pruned.deleted;
   }
 
   /** Marks up to {@link REBUILD_STEP} more rows of each parent type still to rebuild that this process registers. */

@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +32,7 @@ export class OwnRedis {
   private proc: ChildProcess | undefined;
 
   /** `persist`: an append-only file, so a restart keeps the data; without it a restart comes back empty. */
-  constructor(private readonly options: { persist?: boolean; cluster?: boolean; port?: number } = {}) {
+  constructor(private readonly options: { persist?: boolean; cluster?: boolean; port?: number; args?: string[] } = {}) {
     this.port = options.port ?? freePort();
     this.url = `redis://127.0.0.1:${this.port}`;
   }
@@ -41,6 +42,7 @@ export class OwnRedis {
     if (this.options.persist ?? true) args.push('--appendonly', 'yes', '--appendfsync', 'always');
     else args.push('--appendonly', 'no');
     if (this.options.cluster) args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${this.port}.conf`);
+    args.push(...(this.options.args ?? []));
     this.proc = spawn('redis-server', args, { stdio: 'ignore' });
     await waitFor(() => redisAnswers(this.url), `redis-server on port ${this.port}`);
   }
@@ -122,5 +124,44 @@ export class OwnCluster {
 
   async destroy(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.destroy()));
+  }
+}
+
+/**
+ * A TCP relay on a loopback port to a server of the test's: clients keep one address while the
+ * test moves it to another server (a failover), dropping every connection open at the move.
+ */
+export class Relay {
+  readonly port = freePort();
+  readonly url = `redis://127.0.0.1:${this.port}`;
+  private readonly sockets = new Set<Socket>();
+  private server: Server | undefined;
+
+  constructor(private target: number) {}
+
+  async start(): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = createConnection({ host: '127.0.0.1', port: this.target });
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => this.server?.listen(this.port, '127.0.0.1', resolve));
+  }
+
+  /** Sends every new connection to `port`, and drops those open now. */
+  moveTo(port: number): void {
+    this.target = port;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async destroy(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }

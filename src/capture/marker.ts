@@ -2,6 +2,7 @@ import type { CoalesceLogger as Logger } from '../log';
 import { MAX_BATCH, type MarkEntry, type Store } from '../redis/store';
 import { errorMessage } from '../errors';
 import { within } from '../within';
+import { OutageLog } from './outage';
 
 /** Marks that could not be sent to Redis, handed to whatever keeps them (the outbox) or logged. */
 export type UndeliveredHandler = (entries: readonly MarkEntry[], error: unknown) => Promise<void>;
@@ -22,6 +23,15 @@ export interface Sent {
   readonly delivered: boolean;
   /** The namespace's epoch as the marks found it ('' when unknown or not delivered). */
   readonly epoch: string;
+  /** The fence value the marks were given (0 when not delivered). */
+  readonly generation: number;
+}
+
+/** Where the marker reports the fence values Redis gives its marks (the epoch guard). */
+export interface FenceWatch {
+  /** The floor to hold a reply to, read before the command is sent. */
+  readonly floor: number;
+  observe(value: number, floorAtSend: number, epoch: string): void;
 }
 
 /** Adds `entry` to `batch`, summing the increments of the same member. */
@@ -45,6 +55,8 @@ export interface MarkerOptions {
    * timeout, so 100,000 parents pipelined in one call are not cut short while they queue.
    */
   readonly bulk?: Store;
+  /** Told the fence value of every delivered send. */
+  readonly fence?: FenceWatch;
 }
 
 /**
@@ -54,6 +66,8 @@ export interface MarkerOptions {
  */
 export class Marker {
   readonly stats: MarkerStats = { marks: 0, roundTrips: 0, undelivered: 0 };
+  /** Says what Redis did not take once per outage. */
+  readonly outage: OutageLog;
   private undeliveredHandler: UndeliveredHandler;
   private readonly inflight = new Set<Promise<unknown>>();
 
@@ -63,12 +77,9 @@ export class Marker {
     private readonly clock: () => number,
     private readonly options: MarkerOptions,
   ) {
-    this.undeliveredHandler = async (entries, error) => {
-      this.logger.error(
-        { err: errorMessage(error), marks: entries.map((e) => `${e.member}+${e.increment}`) },
-        'marks could not be sent to Redis; the parents will be stale until they are marked again',
-      );
-    };
+    this.outage = new OutageLog(logger);
+    // Without an outbox, nothing keeps them.
+    this.undeliveredHandler = (entries) => Promise.reject(new Error(`nothing keeps the ${entries.length} marks`));
   }
 
   /**
@@ -109,13 +120,14 @@ export class Marker {
     entries: readonly MarkEntry[],
     { keep = true, bulk = false, skipQuiet = false }: { keep?: boolean; bulk?: boolean; skipQuiet?: boolean } = {},
   ): Promise<Sent> {
-    if (entries.length === 0) return { delivered: true, epoch: '' };
+    if (entries.length === 0) return { delivered: true, epoch: '', generation: 0 };
     try {
       if (!this.options.reachable()) throw new Error('the Redis connection is down (reconnecting)');
       this.stats.roundTrips += 1;
       // markTimeoutMs per script call of the send: a save's marks are one call; an explicit
       // mark() of 100,000 parents is 200, pipelined, and is not cut short for its size.
       const timeoutMs = this.options.timeoutMs * Math.ceil(entries.length / MAX_BATCH);
+      const floor = this.options.fence?.floor ?? 0;
       const attempt = (async () => {
         await this.options.clockReady();
         return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock(), { skipQuiet });
@@ -123,17 +135,19 @@ export class Marker {
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.
       attempt.catch(() => undefined);
-      const { epoch } = await within(
+      const { epoch, generation } = await within(
         attempt,
         timeoutMs,
         () => `Redis did not take the marks within ${timeoutMs} ms (markTimeoutMs per ${MAX_BATCH} parents)`,
       );
       this.stats.marks += entries.length;
-      return { delivered: true, epoch };
+      this.outage.delivered();
+      this.options.fence?.observe(generation, floor, epoch);
+      return { delivered: true, epoch, generation };
     } catch (error) {
       if (keep) return this.keepOnly(entries, error);
       this.stats.undelivered += entries.length;
-      return { delivered: false, epoch: '' };
+      return { delivered: false, epoch: '', generation: 0 };
     }
   }
 
@@ -141,17 +155,18 @@ export class Marker {
   keepOnly(entries: readonly MarkEntry[], error: unknown): Sent {
     this.stats.undelivered += entries.length;
     this.track(this.keep(entries, error));
-    return { delivered: false, epoch: '' };
+    return { delivered: false, epoch: '', generation: 0 };
   }
 
   private async keep(entries: readonly MarkEntry[], error: unknown): Promise<void> {
     try {
       await this.undeliveredHandler(entries, error);
+      this.outage.undelivered(entries.length, error);
     } catch (handlerError) {
-      this.logger.error(
-        { err: errorMessage(handlerError), cause: errorMessage(error), marks: entries.map((e) => e.member) },
-        'marks could not be sent nor kept',
-      );
+      this.outage.undelivered(entries.length, `${errorMessage(error)}; kept nowhere: ${errorMessage(handlerError)}`, {
+        lost: true,
+        members: entries.map((e) => e.member),
+      });
     }
   }
 }

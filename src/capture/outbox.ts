@@ -4,7 +4,7 @@ import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry, Store } from '../redis/store';
 import { chunks } from '../redis/store';
 import { errorMessage } from '../errors';
-import { isMissingTable, sqlFor, type Sql } from '../db/dialect';
+import { isMissingColumn, isMissingTable, sqlFor, type Sql } from '../db/dialect';
 
 /** Rows written per INSERT: 6 parameters each, far under every driver's limit (65,535). */
 const WRITE_BATCH = 1000;
@@ -41,6 +41,7 @@ export class Outbox {
   private readonly sql: Sql;
   private missingTableLogged = false;
   private pruneCursor: string | number = 0;
+  private hasFence: Promise<boolean> | undefined;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -76,14 +77,39 @@ export class Outbox {
     return batch;
   }
 
-  /** Records that Redis (under `epoch`) has the marks of a written batch. */
-  async sent(batch: string, epoch: string): Promise<void> {
+  /**
+   * Records that Redis (under `epoch`) has the marks of a written batch, and the fence value
+   * their mark was given (`generation`): a Redis whose counter is later below it lost them.
+   */
+  async sent(batch: string, epoch: string, generation: number): Promise<void> {
     if (epoch === '') return;
     const q = this.sql;
+    const fence = await this.fenceColumn();
     await this.dataSource.query(
-      `UPDATE ${this.table} SET sent_epoch = ${q.param(1)} WHERE batch = ${q.param(2)} AND namespace = ${q.param(3)}`,
-      [epoch, batch, this.namespace],
+      `UPDATE ${this.table} SET sent_epoch = ${q.param(1)}${fence ? `, sent_fence = ${q.param(4)}` : ''}
+        WHERE batch = ${q.param(2)} AND namespace = ${q.param(3)}`,
+      fence ? [epoch, batch, this.namespace, generation] : [epoch, batch, this.namespace],
     );
+  }
+
+  /** Whether the table has `sent_fence` (the CoalesceFence migration ran); probed once. */
+  private fenceColumn(): Promise<boolean> {
+    this.hasFence ??= this.dataSource.query(`SELECT sent_fence FROM ${this.table} WHERE 1 = 0`).then(
+      () => true,
+      (error: unknown) => {
+        if (isMissingColumn(error)) {
+          this.logger.warn(
+            { table: this.table },
+            'the outbox table has no sent_fence column (run the library migrations: CoalesceFence): a Redis failover that lost marks it had taken is then found later, or not at all',
+          );
+          return false;
+        }
+        // The table itself is missing, or the database is away: probe again next time.
+        this.hasFence = undefined;
+        return false;
+      },
+    );
+    return this.hasFence;
   }
 
   /**
@@ -114,7 +140,7 @@ export class Outbox {
           rows.map((r) => ({ member: r.member, increment: Number(r.increment), base: Number(r.base) })),
           this.clock(),
         );
-        if (marked.epoch !== '') await this.setEpoch(manager, rows, marked.epoch);
+        if (marked.epoch !== '') await this.setEpoch(manager, rows, marked.epoch, marked.generation);
         return { moved: rows.length, landed: marked.epoch };
       });
       relayed += moved;
@@ -123,37 +149,45 @@ export class Outbox {
     }
   }
 
-  private async setEpoch(manager: EntityManager, rows: readonly Row[], epoch: string): Promise<void> {
+  private async setEpoch(manager: EntityManager, rows: readonly Row[], epoch: string, generation: number): Promise<void> {
     const q = this.sql;
-    await manager.query(`UPDATE ${this.table} SET sent_epoch = ${q.param(1)} WHERE id IN (${q.params(rows.length, 2)})`, [
-      epoch,
-      ...rows.map((r) => r.id),
-    ]);
+    const fence = await this.fenceColumn();
+    await manager.query(
+      `UPDATE ${this.table} SET sent_epoch = ${q.param(1)}${fence ? `, sent_fence = ${q.param(2)}` : ''}
+        WHERE id IN (${q.params(rows.length, fence ? 3 : 2)})`,
+      [epoch, ...(fence ? [generation] : []), ...rows.map((r) => r.id)],
+    );
   }
 
   /**
    * Deletes sent rows Redis cannot lose any more (see the class comment), a bounded number of
-   * pages per call, continuing where the last call stopped. Returns how many rows were deleted.
+   * pages per call, continuing where the last call stopped. Returns how many rows were deleted,
+   * and `behind`, the fence value of a row Redis' counter is below (it lost that row's mark:
+   * nothing more is pruned, the caller heals the loss).
    */
-  async prune(epoch: string): Promise<number> {
-    if (epoch === '') return 0;
-    const q = this.sql;
+  async prune(epoch: string): Promise<{ deleted: number; behind: number | undefined }> {
     let deleted = 0;
+    if (epoch === '') return { deleted, behind: undefined };
+    const q = this.sql;
+    const fence = await this.fenceColumn();
     for (let page = 0; page < PRUNE_PAGES; page += 1) {
       const rows = (await this.dataSource.query(
-        `SELECT id, member FROM ${this.table}
+        `SELECT id, member${fence ? ', sent_fence' : ''} FROM ${this.table}
           WHERE namespace = ${q.param(1)} AND sent_epoch = ${q.param(2)} AND id > ${q.param(3)}
           ORDER BY id LIMIT ${PRUNE_PAGE}`,
         [this.namespace, epoch, this.pruneCursor],
-      )) as Pick<Row, 'id' | 'member'>[];
+      )) as (Pick<Row, 'id' | 'member'> & { sent_fence?: number | string | null })[];
       if (rows.length === 0) {
         this.pruneCursor = 0;
-        return deleted;
+        return { deleted, behind: undefined };
       }
       const members = [...new Set(rows.map((r) => r.member))];
-      const busy = await this.store.busy(members, epoch);
-      if (busy === 'lost') return deleted;
-      const waiting = new Set(members.filter((_, i) => busy[i]));
+      // Read after the rows: every fence value they hold was given before this answer.
+      const found = await this.store.busy(members, epoch);
+      if (found === 'lost') return { deleted, behind: undefined };
+      const highest = Math.max(0, ...rows.map((r) => Number(r.sent_fence ?? 0)));
+      if (highest > found.fence) return { deleted, behind: highest };
+      const waiting = new Set(members.filter((_, i) => found.busy[i]));
       const newest = new Map<string, Row['id']>();
       for (const r of rows) if (waiting.has(r.member)) newest.set(r.member, r.id);
       const doomed = rows.filter((r) => !waiting.has(r.member) || newest.get(r.member) !== r.id).map((r) => r.id);
@@ -168,10 +202,10 @@ export class Outbox {
       this.pruneCursor = rows[rows.length - 1]?.id ?? 0;
       if (rows.length < PRUNE_PAGE) {
         this.pruneCursor = 0;
-        return deleted;
+        return { deleted, behind: undefined };
       }
     }
-    return deleted;
+    return { deleted, behind: undefined };
   }
 
   /**

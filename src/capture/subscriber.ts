@@ -152,7 +152,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     if (!sent.delivered || batch === undefined || !this.strict) return;
     // Redis has the marks: their rows say so (and stay until the parents are recomputed, in
     // case Redis loses them). Left unrecorded, they are only sent twice.
-    await this.strict.sent(batch, sent.epoch).catch((error: unknown) => {
+    await this.strict.sent(batch, sent.epoch, sent.generation).catch((error: unknown) => {
       this.logger.warn({ err: errorMessage(error), batch }, 'could not record delivered outbox rows; they will be relayed again');
     });
   }

@@ -55,3 +55,11 @@ export function isMissingTable(error: unknown): boolean {
   const e = error as { code?: unknown; errno?: unknown; driverError?: { code?: unknown; errno?: unknown } } | null;
   return [e?.code, e?.errno, e?.driverError?.code, e?.driverError?.errno].some((c) => MISSING_TABLE.has(c as string));
 }
+
+const MISSING_COLUMN = new Set(['42703', 'ER_BAD_FIELD_ERROR', 1054]);
+
+/** Whether a driver error says a column does not exist (a library migration was not run). */
+export function isMissingColumn(error: unknown): boolean {
+  const e = error as { code?: unknown; errno?: unknown; driverError?: { code?: unknown; errno?: unknown } } | null;
+  return [e?.code, e?.errno, e?.driverError?.code, e?.driverError?.errno].some((c) => MISSING_COLUMN.has(c as string));
+}

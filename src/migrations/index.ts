@@ -1,6 +1,7 @@
 import type { MigrationInterface } from 'typeorm';
 import { CoalesceOutbox1732300000001 } from './1732300000001-CoalesceOutbox';
 import { CoalesceEpoch1732300000002 } from './1732300000002-CoalesceEpoch';
+import { CoalesceFence1796428800000 } from './1796428800000-CoalesceFence';
 
 /**
  * The tables typeorm-coalesce needs (the outbox of marks, and each namespace's epoch), oldest first. Add them
@@ -13,4 +14,8 @@ import { CoalesceEpoch1732300000002 } from './1732300000002-CoalesceEpoch';
  */
 // Listed by hand (an import per file works compiled, under ts-node, vitest and bundlers alike);
 // test/unit/migrations.test.ts fails when a file of this folder is missing from the list.
-export const coalesceMigrations: (new () => MigrationInterface)[] = [CoalesceOutbox1732300000001, CoalesceEpoch1732300000002];
+export const coalesceMigrations: (new () => MigrationInterface)[] = [
+  CoalesceOutbox1732300000001,
+  CoalesceEpoch1732300000002,
+  CoalesceFence1796428800000,
+];

@@ -21,8 +21,8 @@ export const SCRIPTS = {
   fail: { name: 'coalesceFailParents', file: 'failParents-14.lua', keys: 14 },
   requeue: { name: 'coalesceRequeueHeld', file: 'requeueHeld-10.lua', keys: 10 },
   revive: { name: 'coalesceReviveDead', file: 'reviveDead-12.lua', keys: 12 },
-  checkEpoch: { name: 'coalesceCheckEpoch', file: 'checkEpoch-3.lua', keys: 3 },
-  busy: { name: 'coalesceBusyMembers', file: 'busyMembers-7.lua', keys: 7 },
+  checkEpoch: { name: 'coalesceCheckEpoch', file: 'checkEpoch-4.lua', keys: 4 },
+  busy: { name: 'coalesceBusyMembers', file: 'busyMembers-8.lua', keys: 8 },
   advanceRebuild: { name: 'coalesceAdvanceRebuild', file: 'advanceRebuild-1.lua', keys: 1 },
   promoteMember: { name: 'coalescePromoteMember', file: 'promoteMember-3.lua', keys: 3 },
   purgeDead: { name: 'coalescePurgeDead', file: 'purgeDead-5.lua', keys: 5 },
@@ -41,8 +41,8 @@ declare module 'ioredis' {
     coalesceFailParents(...args: Arg[]): Result<[number, number, number], Context>;
     coalesceRequeueHeld(...args: Arg[]): Result<[number, number], Context>;
     coalesceReviveDead(...args: Arg[]): Result<number, Context>;
-    coalesceCheckEpoch(...args: Arg[]): Result<[string, string, number, number], Context>;
-    coalesceBusyMembers(...args: Arg[]): Result<number[] | number, Context>;
+    coalesceCheckEpoch(...args: Arg[]): Result<[string, string, number, number, string], Context>;
+    coalesceBusyMembers(...args: Arg[]): Result<(number | string)[] | number, Context>;
     coalesceAdvanceRebuild(...args: Arg[]): Result<number, Context>;
     coalescePromoteMember(...args: Arg[]): Result<number, Context>;
     coalescePurgeDead(...args: Arg[]): Result<number, Context>;

@@ -100,10 +100,12 @@ export interface MemberState {
   readonly dead: DeadEntry | undefined;
 }
 
-/** What `checkEpoch` found; see checkEpoch-3.lua. */
+/** What `checkEpoch` found; see checkEpoch-4.lua. */
 export interface EpochCheck {
-  readonly status: 'ok' | 'fresh' | 'lost' | 'changed';
+  readonly status: 'ok' | 'fresh' | 'lost' | 'behind' | 'changed';
   readonly epoch: string;
+  /** The namespace's fence counter after the check (raised to the floor when it was below). */
+  readonly fence: number;
   /** Whether the type policies are in Redis (they go with a data loss and must be written again). */
   readonly policies: boolean;
   /** Parent types whose rebuild after a data loss is unfinished. */
@@ -393,27 +395,37 @@ export class Store {
     return new Set(await this.client.hkeys(this.keys.policy));
   }
 
-  /** Checks the namespace's epoch; see checkEpoch-3.lua. */
-  async checkEpoch(known: string, candidate: string, rebuildTypes: readonly string[]): Promise<EpochCheck> {
+  /** Checks the namespace's epoch and fence counter against `floor`; see checkEpoch-4.lua. */
+  async checkEpoch(known: string, candidate: string, floor: number, rebuildTypes: readonly string[]): Promise<EpochCheck> {
     const k = this.keys;
-    const [status, epoch, policies, rebuilding] = await this.client.coalesceCheckEpoch(
+    const [status, epoch, policies, rebuilding, fence] = await this.client.coalesceCheckEpoch(
       k.epoch,
       k.policy,
       k.rebuild,
+      k.fence,
       known,
       candidate,
+      floor,
       ...rebuildTypes,
     );
-    return { status: status as EpochCheck['status'], epoch, policies: Number(policies) === 1, rebuilding: Number(rebuilding) };
+    return {
+      status: status as EpochCheck['status'],
+      epoch,
+      policies: Number(policies) === 1,
+      rebuilding: Number(rebuilding),
+      fence: Number(fence),
+    };
   }
 
   /**
-   * Which of `members` still wait for a recompute (pending, settling, held or dead); 'lost' when
-   * the namespace's epoch is not `epoch` (Redis lost its data: an absent member proves nothing).
+   * Which of `members` still wait for a recompute (pending, settling, held or dead), and the
+   * fence counter read after them; 'lost' when the namespace's epoch is not `epoch` (Redis lost
+   * its data: an absent member proves nothing).
    */
-  async busy(members: readonly string[], epoch: string): Promise<boolean[] | 'lost'> {
+  async busy(members: readonly string[], epoch: string): Promise<{ busy: boolean[]; fence: number } | 'lost'> {
     const k = this.keys;
     const out: boolean[] = [];
+    let fence = 0;
     for (const batch of chunks(members, MAX_BATCH)) {
       const reply = await this.client.coalesceBusyMembers(
         k.epoch,
@@ -423,13 +435,15 @@ export class Store {
         k.dead,
         k.dirty,
         k.leases,
+        k.fence,
         epoch,
         ...batch,
       );
       if (!Array.isArray(reply)) return 'lost';
-      for (const flag of reply) out.push(Number(flag) === 1);
+      fence = Math.max(fence, Number(reply[0]));
+      for (const flag of reply.slice(1)) out.push(Number(flag) === 1);
     }
-    return out;
+    return { busy: out, fence };
   }
 
   /** Parent types whose rebuild after a data loss is unfinished, with the last id marked ('' before the first). */
@@ -623,7 +637,8 @@ export class Store {
 
   /** Deletes every key of the namespace (tests, and `coalesce` after a deliberate reset). */
   async clear(): Promise<void> {
-    await this.client.del(...allKeys(this.keys));
+    // The fence counter stays: fencing tokens and generations never repeat in a namespace.
+    await this.client.del(...allKeys(this.keys).filter((key) => key !== this.keys.fence));
   }
 }
 

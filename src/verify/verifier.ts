@@ -247,7 +247,8 @@ async function notBusy(deps: VerifyDeps, candidates: readonly Candidate[], resul
     '',
   );
   const kept = deps.kept ? await deps.kept(candidates.map((c) => c.member)) : new Set<string>();
-  const busy = reply === 'lost' ? candidates.map(() => true) : reply.map((b, i) => b || kept.has(candidates[i]?.member ?? ''));
+  const busy =
+    reply === 'lost' ? candidates.map(() => true) : reply.busy.map((b, i) => b || kept.has(candidates[i]?.member ?? ''));
   result.skipped += busy.filter(Boolean).length;
   return candidates.filter((_c, i) => !busy[i]);
 }

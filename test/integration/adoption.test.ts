@@ -18,7 +18,7 @@ import { databaseUrl, redisUrl, suffix } from '../helpers';
 const root = join(__dirname, '..', '..');
 const fixtures = join(root, 'test', 'fixtures', 'adoption');
 /** The library's migrations, oldest first: the outbox, then the epoch kept outside Redis. */
-const migrationNames = ['CoalesceOutbox1732300000001', 'CoalesceEpoch1732300000002'];
+const migrationNames = ['CoalesceOutbox1732300000001', 'CoalesceEpoch1732300000002', 'CoalesceFence1796428800000'];
 const lastMigration = migrationNames[migrationNames.length - 1] as string;
 
 /** Versions our own lock file holds, so the npm cache already has them. */

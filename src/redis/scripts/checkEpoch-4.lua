@@ -1,0 +1,50 @@
+--[[
+  Check that Redis still holds this namespace's data: its epoch, written when the namespace was
+  first used, vanishes when Redis loses its data (a restart without persistence, a failover to
+  an empty replica, a flush); and its fence counter, which only grows, goes back when Redis lost
+  its last writes (a failover to a replica that missed them: replication is asynchronous).
+
+  Input:
+    KEYS[1] epoch  KEYS[2] policy  KEYS[3] rebuild  KEYS[4] fence
+    ARGV[1] the epoch the caller knows ('' when it knows none: first use, or no durable record)
+    ARGV[2] a new epoch to install when there is none, or when Redis went back in time
+    ARGV[3] the fence floor: the highest fence value the caller knows Redis gave under the known
+            epoch (its own replies, the database's record; 0 when none)
+    ARGV[4..] parent types to rebuild when a loss is found (none: rebuild nothing)
+
+  Output: { status, epoch, policy present (1/0), parent types still to rebuild, fence }
+    status 'ok'      the epoch is the one known (or the caller knew none and one exists), and
+                     the fence counter is not below the floor
+           'fresh'   there was none and the caller knew none: ARGV[2] is installed
+           'lost'    there was none though the caller knew one: ARGV[2] is installed and the
+                     types are queued in `rebuild` (type -> '' cursor). Exactly one caller sees
+                     this for one loss: the others find the new epoch.
+           'behind'  the known epoch is there but the counter is below the floor: Redis lost its
+                     last writes; healed as 'lost' is
+           'changed' another epoch than the known one: another process found the loss first
+                     (and queued the rebuild), or reset the namespace; the caller adopts it
+  The counter is raised to the floor when below it, so fencing tokens never repeat.
+]]
+local current = redis.call('GET', KEYS[1])
+local known, candidate, floor = ARGV[1], ARGV[2], tonumber(ARGV[3]) or 0
+local fence = tonumber(redis.call('GET', KEYS[4]) or '0')
+local status
+if current and (known == '' or current == known) then
+  if known ~= '' and fence < floor then status = 'behind' else status = 'ok' end
+elseif current then
+  status = 'changed'
+else
+  status = known == '' and 'fresh' or 'lost'
+end
+if status ~= 'ok' and status ~= 'changed' then
+  redis.call('SET', KEYS[1], candidate)
+  current = candidate
+end
+if status == 'lost' or status == 'behind' then
+  for i = 4, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], '') end
+end
+if fence < floor then
+  redis.call('SET', KEYS[4], floor)
+  fence = floor
+end
+return { status, current, redis.call('EXISTS', KEYS[2]), redis.call('HLEN', KEYS[3]), tostring(fence) }
