@@ -32,6 +32,7 @@ import { Runner, type RunnerOptions } from './runner/runner';
 import { EventHub, type LiveEvent, type Subscription } from './events';
 import { parentState, waitFresh, type FreshOptions, type ParentState } from './fresh';
 import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
+import { chainBelow } from './fresh-chain';
 import { within } from './within';
 
 /** Events a Coalescer emits. */
@@ -539,32 +540,50 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
       throw new ConfigError(`invalid fresh option "timeoutMs" = ${String(timeoutMs)}: expected an integer >= 0`);
     }
-    // Every mark of the parent must be in Redis before the generation is read: this process's
-    // own, and those of it kept in the outbox while Redis was away (a drain would send them).
+    const deadline = performance.now() + timeoutMs;
+    // Every mark must be in Redis before the generations are read: this process's own.
     await this.marker.settled();
     await this.clock.sync();
-    await this.outbox.relay('', member).catch((error: unknown) => {
+    // The parents below it in its chains first, deepest level first: each one's recompute marks
+    // the level above before its ack, so once they are fresh this parent's generation covers them.
+    const levels = options.chain === false ? [] : await chainBelow(this.registry, this.options.dataSource, parent, id);
+    for (const members of [...levels.reverse(), [member]]) {
+      await this.relayKept(members);
+      const runNow = options.now
+        ? async (waiting: readonly string[]): Promise<void> => {
+            await this.publishPolicies();
+            for (const m of waiting) await this.store.promoteNow(m);
+            this.report('drained', await this.drainer.recomputeNow(waiting));
+          }
+        : undefined;
+      await waitFresh(this.store, this.events, members, {
+        timeoutMs: Math.max(0, Math.round(deadline - performance.now())),
+        askedMs: timeoutMs,
+        on: member,
+        ...(runNow ? { runNow } : {}),
+        state: (m) => this.stateOf(m),
+      });
+    }
+  }
+
+  /** Relays the marks of `members` kept in the outbox while Redis was away (a drain would send them). */
+  private async relayKept(members: readonly string[]): Promise<void> {
+    try {
+      const kept = members.length === 1 ? new Set(members) : await this.outbox.unsent(members);
+      for (const m of kept) await this.outbox.relay('', m);
+    } catch (error) {
       if (!this.outbox.explainMissingTable(error)) {
         this.logger.debug({ err: errorMessage(error) }, 'fresh(): could not relay the outbox first');
       }
-    });
-    const runNow = options.now
-      ? async (): Promise<void> => {
-          await this.publishPolicies();
-          await this.store.promoteNow(member);
-          this.report('drained', await this.drainer.recomputeNow([member]));
-        }
-      : undefined;
-    await waitFresh(this.store, this.events, member, {
-      timeoutMs,
-      ...(runNow ? { runNow } : {}),
-      state: () => this.state(parent.name, id),
-    });
+    }
   }
 
   /** One parent's state (waiting, heat, age of its first change, in flight, retrying, dead), for an "updating..." badge. */
   async state(target: EntityTarget<ObjectLiteral> | string, id: ParentId): Promise<ParentState> {
-    const member = this.registry.encode(this.registry.parentOf(target), id);
+    return this.stateOf(this.registry.encode(this.registry.parentOf(target), id));
+  }
+
+  private stateOf(member: string): Promise<ParentState> {
     return this.onRedis(
       'state()',
       this.clock.sync().then(() =>

@@ -17,6 +17,13 @@ export interface FreshOptions {
    * @defaultValue false
    */
   now?: boolean;
+  /**
+   * Wait for the parents below this one in its chains too (the orders of a customer, and their
+   * own chained children): a save of an order line is then covered by `fresh(Customer, id)`.
+   * Costs one query per chain level; more than 10,000 parents below it is an error.
+   * @defaultValue true
+   */
+  chain?: boolean;
 }
 
 /** One parent's state, for an "updating..." badge. */
@@ -71,37 +78,56 @@ export async function parentState(
 /** How often a waiter reads the generations itself, in case an acknowledgement message was missed. */
 const POLL_MS = 500;
 
+/** What a waiter needs besides the members. */
+export interface WaitOptions {
+  /** Longest to wait now. */
+  readonly timeoutMs: number;
+  /** The whole wait the caller asked for, named in the timeout's error (default: `timeoutMs`). */
+  readonly askedMs?: number;
+  /** Recomputes the members still waiting in this process, before waiting (`fresh({ now: true })`). */
+  readonly runNow?: (members: readonly string[]) => Promise<unknown>;
+  /** One member's state, for the error that ends a wait. */
+  readonly state: (member: string) => Promise<ParentState>;
+  /** Names the member the caller asked about, when it waits on others of its chain. */
+  readonly on?: string;
+}
+
 /**
- * Waits until a recompute that covers every mark of `member` made so far has been
- * acknowledged: the mark's generation is compared with the one acknowledged recomputes covered
- * (from the ack's message on the event channel, or read now and then). Resolves at once when
- * nothing waits. `runNow` recomputes it in this process first.
+ * Waits until, for each of `members`, a recompute covering every mark of it made so far has been
+ * acknowledged: each mark's generation is compared with the one acknowledged recomputes covered
+ * (from the acks' messages on the event channel, or read now and then). Resolves at once when
+ * nothing waits. Rejects with a FreshTimeoutError after `timeoutMs`, or a ParentDeadError when
+ * one of them is dead-lettered.
  */
-export async function waitFresh(
-  store: Store,
-  hub: EventHub,
-  member: string,
-  options: { timeoutMs: number; runNow?: () => Promise<unknown>; state: () => Promise<ParentState> },
-): Promise<void> {
-  let target: number | undefined;
-  let done: (() => void) | undefined;
-  const seen: number[] = [];
+export async function waitFresh(store: Store, hub: EventHub, members: readonly string[], options: WaitOptions): Promise<void> {
+  if (members.length === 0) return;
+  // Member -> generation still to be covered; undefined until read.
+  let goals: Map<string, number> | undefined;
+  const seen = new Map<string, number>();
+  let changed: (() => void) | undefined;
   // Watch before reading: an ack between the read and the watch would be missed otherwise.
-  const stop = await hub.watchAcks((members, generations) => {
-    members.forEach((m, i) => {
-      if (m !== member) return;
+  const stop = await hub.watchAcks((acked, generations) => {
+    acked.forEach((m, i) => {
       const g = Number(generations[i]);
-      if (target === undefined) seen.push(g);
-      else if (g >= target) done?.();
+      if (!goals) {
+        if (members.includes(m)) seen.set(m, Math.max(g, seen.get(m) ?? -1));
+      } else if (goals.has(m) && g >= (goals.get(m) as number)) {
+        goals.delete(m);
+        changed?.();
+      }
     });
   });
   try {
-    const first = await store.generation(member);
-    if (first.waiting === undefined || (first.covered ?? -1) >= first.waiting) return;
-    const goal = first.waiting;
-    target = goal;
-    if (seen.some((g) => g >= goal)) return;
-    await options.runNow?.();
+    const first = await store.generations(members);
+    goals = new Map();
+    members.forEach((m, i) => {
+      const g = first[i];
+      if (!g || g.waiting === undefined || (g.covered ?? -1) >= g.waiting || (seen.get(m) ?? -1) >= g.waiting) return;
+      goals?.set(m, g.waiting);
+    });
+    const open = goals;
+    if (open.size === 0) return;
+    await options.runNow?.([...open.keys()]);
     await new Promise<void>((resolve, reject) => {
       let settled = false;
       const finish = (error?: Error): void => {
@@ -112,31 +138,51 @@ export async function waitFresh(
         if (error) reject(error);
         else resolve();
       };
-      done = () => finish();
+      changed = () => {
+        if (open.size === 0) finish();
+      };
+      changed();
+      const fail = (member: string, make: (s: ParentState | undefined) => Error): void => {
+        void options.state(member).then(
+          (s) => finish(make(s)),
+          () => finish(make(undefined)),
+        );
+      };
       const poll = setInterval(() => {
-        store.generation(member).then(
-          (g) => {
-            if (g.waiting === undefined || (g.covered ?? -1) >= goal) finish();
-            else if (g.dead) {
-              void options.state().then(
-                (s) => finish(new ParentDeadError(member, s.dead?.error ?? 'unknown error')),
-                () => finish(new ParentDeadError(member, 'unknown error')),
-              );
-            }
+        const waiting = [...open.keys()];
+        store.generations(waiting).then(
+          (found) => {
+            waiting.forEach((m, i) => {
+              const g = found[i];
+              if (!g || g.waiting === undefined || (g.covered ?? -1) >= (open.get(m) ?? Infinity)) open.delete(m);
+              else if (g.dead) fail(m, (s) => new ParentDeadError(m, s?.dead?.error ?? 'unknown error'));
+            });
+            changed?.();
           },
           () => undefined,
         );
       }, POLL_MS);
       const timer = setTimeout(() => {
-        void options.state().then(
-          (s) => finish(new FreshTimeoutError(member, options.timeoutMs, describe(s))),
-          () => finish(new FreshTimeoutError(member, options.timeoutMs, 'state unknown: Redis did not answer')),
+        const m = open.keys().next().value as string;
+        fail(
+          m,
+          (s) =>
+            new FreshTimeoutError(
+              options.on ?? m,
+              options.askedMs ?? options.timeoutMs,
+              chained(m, options.on, s ? describe(s) : 'state unknown: Redis did not answer'),
+            ),
         );
       }, options.timeoutMs);
     });
   } finally {
     await stop();
   }
+}
+
+/** `why`, said of `member` when the caller asked about another parent of its chain. */
+function chained(member: string, on: string | undefined, why: string): string {
+  return on === undefined || on === member ? why : `${member}, below it in its chain, is ${why}`;
 }
 
 function describe(s: ParentState): string {

@@ -537,19 +537,33 @@ export class Store {
   }
 
   /**
-   * The generation of a parent's last mark still waiting for a recompute (undefined: none
-   * waits), the one the last acknowledged recompute covered, and whether it is dead.
+   * For each member: the generation of its last mark still waiting for a recompute (undefined:
+   * none waits), the one the last acknowledged recompute covered, and whether it is dead. One
+   * round trip per {@link MAX_BATCH} members.
    */
-  async generation(member: string): Promise<{ waiting: number | undefined; covered: number | undefined; dead: boolean }> {
+  async generations(
+    members: readonly string[],
+  ): Promise<{ waiting: number | undefined; covered: number | undefined; dead: boolean }[]> {
     const k = this.keys;
-    const replies =
-      (await this.client.multi().hget(k.generations, member).hget(k.ackedGens, member).zscore(k.dead, member).exec()) ?? [];
-    const values = replies.map(([err, value]) => {
-      if (err) throw err;
-      return value as string | null;
-    });
-    const num = (v: string | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
-    return { waiting: num(values[0]), covered: num(values[1]), dead: values[2] !== null && values[2] !== undefined };
+    const out: { waiting: number | undefined; covered: number | undefined; dead: boolean }[] = [];
+    const num = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+    for (const batch of chunks(members, MAX_BATCH)) {
+      const replies =
+        (await this.client
+          .multi()
+          .hmget(k.generations, ...batch)
+          .hmget(k.ackedGens, ...batch)
+          .zmscore(k.dead, ...batch)
+          .exec()) ?? [];
+      const [waiting, covered, dead] = replies.map(([err, value]) => {
+        if (err) throw err;
+        return value as (string | null)[];
+      });
+      batch.forEach((_m, i) => {
+        out.push({ waiting: num(waiting?.[i]), covered: num(covered?.[i]), dead: num(dead?.[i]) !== undefined });
+      });
+    }
+    return out;
   }
 
   /** Everything Redis holds about one parent, in one round trip. */

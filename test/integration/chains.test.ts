@@ -200,6 +200,40 @@ describe.each(DIALECTS)('parent chains: lines -> orders -> customers (%s)', (dia
     },
   );
 
+  it.each([
+    ['a runner draining every second', false],
+    ['{ now: true }', true],
+  ])('fresh() of a customer after a line of its order is saved covers that save (%s)', async (_how, now) => {
+    const ds = db.dataSource;
+    const [customer] = await ds.getRepository(Customer).save([{ name: 'reader' }]);
+    const orders = await ds.getRepository(Order).save([0, 1].map(() => ({ customer: 'r', customerId: customer!.id })));
+    const coalescer = shopCoalescer(ds, { namespace: `chain-${suffix()}`, logger: testLogger() });
+    await coalescer.attach();
+    await coalescer.drain();
+    const runner = now ? undefined : coalescer.runner({ schedule: '* * * * * *', concurrency: 2 });
+    runner?.start();
+    try {
+      let expected = 0;
+      for (let i = 1; i <= 4; i += 1) {
+        const order = orders[i % 2]!;
+        await ds.getRepository(OrderLine).save({ orderId: order.id, sku: `r${i}`, qty: i, unitPrice: '2.00' });
+        expected += 2 * i;
+        await coalescer.fresh(Customer, customer!.id, { timeoutMs: 20_000, now });
+        // Read right after fresh(): the customer's value includes the line just saved.
+        const fresh = await ds.getRepository(Customer).findOneByOrFail({ id: customer!.id });
+        expect(Number(fresh.lifetimeValue)).toBe(expected);
+      }
+      // Without the chain, only the customer's own marks are waited for.
+      await ds.getRepository(OrderLine).save({ orderId: orders[0]!.id, sku: 'own', qty: 1, unitPrice: '1.00' });
+      await coalescer.fresh(Customer, customer!.id, { timeoutMs: 0, chain: false });
+    } finally {
+      await runner?.stop();
+      coalescer.detach();
+      await coalescer.reset();
+      await coalescer.close();
+    }
+  });
+
   it('a customer with a quiet period is still recomputed by the drain whose orders marked it', async () => {
     const ds = db.dataSource;
     const [customer] = await ds.getRepository(Customer).save([{ name: 'quiet' }]);
