@@ -174,10 +174,11 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
         beforeAck: (parent, ids) => {
           if (this.registry.chainLinksOf(parent).length === 0) return undefined;
           return (async () => {
-            // Claimable at once: the drain that recomputed the children recomputes them too.
+            const marked: string[] = [];
             for (const [next, nextIds] of await chainedParents(this.registry, o.dataSource, parent, ids())) {
-              await this.markParents(next, nextIds, { skipQuiet: true });
+              marked.push(...(await this.markParents(next, nextIds)));
             }
+            return marked;
           })();
         },
         scoped: () => this.derived.any,
@@ -430,14 +431,11 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
    * to the outbox). With `delivery: 'outbox'` the marks are written to the outbox first.
    */
   async mark(target: EntityTarget<ObjectLiteral> | string, ids: ParentId | readonly ParentId[]): Promise<number> {
-    return this.markParents(this.registry.parentOf(target), ids);
+    return (await this.markParents(this.registry.parentOf(target), ids)).length;
   }
 
-  private async markParents(
-    parent: ParentType,
-    ids: ParentId | readonly ParentId[],
-    { skipQuiet = false }: { skipQuiet?: boolean } = {},
-  ): Promise<number> {
+  /** Marks parents of one type; returns their members. */
+  private async markParents(parent: ParentType, ids: ParentId | readonly ParentId[]): Promise<string[]> {
     const batch = new Map<string, MarkEntry>();
     for (const id of Array.isArray(ids) ? (ids as readonly unknown[]) : [ids]) {
       addMark(batch, { member: this.registry.encode(parent, id), increment: 1, base: parent.base });
@@ -449,15 +447,15 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const away = await this.policiesOrAway();
     if (this.options.delivery === 'outbox') {
       const written = await this.outbox.write(entries);
-      if (away) return batch.size;
-      const sent = await this.marker.send(entries, { keep: false, bulk: true, skipQuiet });
+      if (away) return [...batch.keys()];
+      const sent = await this.marker.send(entries, { keep: false, bulk: true });
       if (sent.delivered) await this.outbox.sent(written, sent.epoch, sent.generation).catch(() => undefined);
     } else if (away) {
       this.marker.keepOnly(entries, away);
     } else {
-      await this.marker.send(entries, { bulk: true, skipQuiet });
+      await this.marker.send(entries, { bulk: true });
     }
-    return batch.size;
+    return [...batch.keys()];
   }
 
   /** Publishes the policies if need be; returns why Redis is away when it could not within markTimeoutMs. */
@@ -552,7 +550,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       const runNow = options.now
         ? async (waiting: readonly string[]): Promise<void> => {
             await this.publishPolicies();
-            for (const m of waiting) await this.store.promoteNow(m);
+            await this.store.promoteNow(waiting);
             this.report('drained', await this.drainer.recomputeNow(waiting));
           }
         : undefined;

@@ -109,8 +109,7 @@ export class Marker {
   }
 
   /**
-   * Sends marks (`bulk`: through the main connection, for explicit marks of many parents;
-   * `skipQuiet`: claimable at once, see {@link Store.mark}).
+   * Sends marks (`bulk`: through the main connection, for explicit marks of many parents).
    * Marks Redis did not take go to the undelivered handler (unless `keep` is false:
    * they are kept elsewhere already) in the background, tracked by {@link settled}: the caller
    * may hold a pooled connection (a save's commit hook does) that keeping them needs, and
@@ -118,7 +117,7 @@ export class Marker {
    */
   async send(
     entries: readonly MarkEntry[],
-    { keep = true, bulk = false, skipQuiet = false }: { keep?: boolean; bulk?: boolean; skipQuiet?: boolean } = {},
+    { keep = true, bulk = false }: { keep?: boolean; bulk?: boolean } = {},
   ): Promise<Sent> {
     if (entries.length === 0) return { delivered: true, epoch: '', generation: 0 };
     try {
@@ -130,7 +129,7 @@ export class Marker {
       const floor = this.options.fence?.floor ?? 0;
       const attempt = (async () => {
         await this.options.clockReady();
-        return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock(), { skipQuiet });
+        return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock());
       })();
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.

@@ -30,10 +30,11 @@ export interface DrainerHooks {
   /**
    * Runs after recomputes succeed and before they are acknowledged (parent chains mark the
    * next parents here: a crash in between recomputes these again and marks again, never
-   * loses the marks). A rejection counts as a failed recompute, retried. Returns nothing when
-   * there is nothing to do (no awaiting on the common path).
+   * loses the marks), and resolves with the members it marked. A rejection counts as a failed
+   * recompute, retried. Returns nothing when there is nothing to do (no awaiting on the common
+   * path).
    */
-  beforeAck?(parent: ParentType, ids: () => ParentId[]): Promise<void> | undefined;
+  beforeAck?(parent: ParentType, ids: () => ParentId[]): Promise<readonly string[]> | undefined;
   /**
    * Whether recomputes must run in the recompute scope, where capture tells their writes of
    * derived columns from a host's. Only when some parent declares derived columns: the scope
@@ -56,6 +57,14 @@ interface Task {
 interface Running {
   readonly ctx: LazyContext;
   readonly claims: readonly Claim[];
+}
+
+/** What one drain (or one recomputeNow) carries through its tasks. */
+interface Round {
+  readonly result: DrainResult;
+  readonly acks: AckBuffer;
+  /** Members its recomputes marked up their chains: recomputed by this drain, quiet period or not. */
+  readonly chained: Set<string>;
 }
 
 /** Largest number of consecutive windows lost entirely to other workers before a drain gives up. */
@@ -144,6 +153,7 @@ export class Drainer {
     const queue: Task[] = [];
     const slots = new Set<Promise<void>>();
     const acks = new AckBuffer(this.store, this.keeper, result, this.logger, maxWindow, this.clock);
+    const round: Round = { result, acks, chained: new Set() };
     let lostRounds = 0;
     let avgTaskMs = 0;
     let timedTasks = 0;
@@ -210,6 +220,13 @@ export class Drainer {
             // Read while recomputes ran: read again, now that they are over.
             if (readWhileBusy) continue;
             if ((await acks.settle()) > 0) continue;
+            // Parents this drain marked up their chains and left in a quiet period (marked while
+            // held, re-armed at their ack): this drain recomputes them too.
+            if (round.chained.size > 0 && canClaim()) {
+              const chained = [...round.chained];
+              round.chained.clear();
+              if ((await this.store.promoteNow(chained)) > 0) continue;
+            }
             break;
           }
           if (got.length === 0) {
@@ -222,7 +239,7 @@ export class Drainer {
             continue;
           }
           lostRounds = 0;
-          queue.push(...(await this.tasksOf(got, result, acks)));
+          queue.push(...(await this.tasksOf(got, round)));
           options.onProgress?.({ ...result, durationMs: this.clock.now() - started });
           // Claim the next window while this one runs. Handled now, awaited later: a rejection
           // (Redis gone) surfaces where it is awaited, never as an unhandled rejection.
@@ -237,7 +254,7 @@ export class Drainer {
         // Recomputes that finish at once never leave the microtask queue: let I/O in now and
         // then, so the next window's claim and the acks go out while this window still runs.
         if ((startedTasks += 1) % YIELD_EVERY === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        const p = this.run(task, result, acks).then((ms) => {
+        const p = this.run(task, round).then((ms) => {
           if (ms !== undefined) {
             avgTaskMs = timedTasks === 0 ? ms : avgTaskMs * 0.8 + ms * 0.2;
             timedTasks += 1;
@@ -293,8 +310,9 @@ export class Drainer {
     const claimed = claimedOf(candidates, kinds as Claimed['what'][], token, won, validUntil);
     this.keeper.hold(claimed.map((c) => c.claim));
     const acks = new AckBuffer(this.store, this.keeper, result, this.logger, DEFAULT_WINDOW, this.clock);
-    const tasks = await this.tasksOf(claimed, result, acks);
-    await Promise.all(tasks.map((t) => this.run(t, result, acks)));
+    const round: Round = { result, acks, chained: new Set() };
+    const tasks = await this.tasksOf(claimed, round);
+    await Promise.all(tasks.map((t) => this.run(t, round)));
     await acks.settle();
     return result;
   }
@@ -304,7 +322,7 @@ export class Drainer {
    * otherwise. Malformed members are dead-lettered at once; members spelled another way than
    * their parent's canonical member pass their heat to it.
    */
-  private async tasksOf(claimed: readonly Claimed[], result: DrainResult, acks: AckBuffer): Promise<Task[]> {
+  private async tasksOf(claimed: readonly Claimed[], round: Round): Promise<Task[]> {
     const tasks: Task[] = [];
     const batches = new Map<ParentType, Item[]>();
     const malformed: { claim: Claim; error: unknown }[] = [];
@@ -334,16 +352,15 @@ export class Drainer {
       }
     }
     for (const [parent, items] of batches) tasks.push({ parent, items });
-    if (malformed.length > 0) await this.recordFailures(undefined, malformed, result);
-    if (aliases.length > 0) await this.redirect(aliases, result, acks);
+    if (malformed.length > 0) await this.recordFailures(undefined, malformed, round.result);
+    if (aliases.length > 0) await this.redirect(aliases, round);
     return tasks;
   }
 
   /** Moves the heat of aliases (`Order:00042`) to their canonical member, then ends their claims. */
   private async redirect(
     aliases: readonly { claim: Claim; parent: ParentType; canonical: string }[],
-    result: DrainResult,
-    acks: AckBuffer,
+    { result, acks }: Round,
   ): Promise<void> {
     const marks: MarkEntry[] = aliases.map((a) => ({
       member: a.canonical,
@@ -360,10 +377,10 @@ export class Drainer {
   }
 
   /** Runs one task; never throws. Returns its ms per parent (real time), or undefined when nothing ran. */
-  private async run(task: Task, result: DrainResult, acks: AckBuffer): Promise<number | undefined> {
+  private async run(task: Task, round: Round): Promise<number | undefined> {
     const timer = performance.now();
     const { parent } = task;
-    const live = await this.startable(task.items, result);
+    const live = await this.startable(task.items, round.result);
     if (live.length === 0) return undefined;
     if (parent.recomputeMany && (live.length > 1 || !parent.recompute)) {
       const many = parent.recomputeMany;
@@ -374,32 +391,26 @@ export class Drainer {
           { parent: parent.name, ids: live.map((i) => i.id), err: errorMessage(outcome.error) },
           'recomputeMany failed; recomputing one by one',
         );
-        await this.runEach(parent, live, result, acks);
+        await this.runEach(parent, live, round);
       } else {
-        await this.settle(parent, live, outcome, started, result, acks);
+        await this.settle(parent, live, outcome, started, round);
       }
     } else {
-      await this.runEach(parent, live, result, acks, true);
+      await this.runEach(parent, live, round, true);
     }
     return (performance.now() - timer) / task.items.length;
   }
 
   /** Recomputes items one by one; `checked`: the first one's lease was just checked. */
-  private async runEach(
-    parent: ParentType,
-    items: readonly Item[],
-    result: DrainResult,
-    acks: AckBuffer,
-    checked = false,
-  ): Promise<void> {
+  private async runEach(parent: ParentType, items: readonly Item[], round: Round, checked = false): Promise<void> {
     const recompute = parent.recompute as NonNullable<ParentType['recompute']>;
     for (const [i, item] of items.entries()) {
       // Each one checks its lease again: the ones before it may have taken long.
-      const live = checked && i === 0 ? item : (await this.startable([item], result))[0];
+      const live = checked && i === 0 ? item : (await this.startable([item], round.result))[0];
       if (!live) continue;
       const started = this.clock.now();
       const outcome = await this.call(parent, [live], ([id], ctx) => recompute(id as ParentId, ctx));
-      await this.settle(parent, [live], outcome, started, result, acks);
+      await this.settle(parent, [live], outcome, started, round);
     }
   }
 
@@ -462,13 +473,12 @@ export class Drainer {
     items: readonly Item[],
     outcome: Outcome,
     started: number,
-    result: DrainResult,
-    acks: AckBuffer,
+    { result, acks, chained }: Round,
   ): Promise<void> {
     if (outcome.kind === 'ok' && this.hooks.beforeAck) {
       try {
         const pending = this.hooks.beforeAck(parent, () => items.map((i) => i.id));
-        if (pending) await pending;
+        if (pending) for (const member of await pending) chained.add(member);
       } catch (error) {
         outcome = { kind: 'error', error };
       }

@@ -24,7 +24,7 @@ export const SCRIPTS = {
   checkEpoch: { name: 'coalesceCheckEpoch', file: 'checkEpoch-4.lua', keys: 4 },
   busy: { name: 'coalesceBusyMembers', file: 'busyMembers-8.lua', keys: 8 },
   advanceRebuild: { name: 'coalesceAdvanceRebuild', file: 'advanceRebuild-1.lua', keys: 1 },
-  promoteMember: { name: 'coalescePromoteMember', file: 'promoteMember-3.lua', keys: 3 },
+  promoteMembers: { name: 'coalescePromoteMembers', file: 'promoteMembers-3.lua', keys: 3 },
   purgeDead: { name: 'coalescePurgeDead', file: 'purgeDead-5.lua', keys: 5 },
 } as const satisfies Record<string, ScriptDef>;
 
@@ -44,7 +44,7 @@ declare module 'ioredis' {
     coalesceCheckEpoch(...args: Arg[]): Result<[string, string, number, number, string], Context>;
     coalesceBusyMembers(...args: Arg[]): Result<(number | string)[] | number, Context>;
     coalesceAdvanceRebuild(...args: Arg[]): Result<number, Context>;
-    coalescePromoteMember(...args: Arg[]): Result<number, Context>;
+    coalescePromoteMembers(...args: Arg[]): Result<number, Context>;
     coalescePurgeDead(...args: Arg[]): Result<number, Context>;
   }
 }

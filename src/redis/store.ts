@@ -159,17 +159,12 @@ export class Store {
    * Adds heat to parents in one round trip (one script call per {@link MAX_BATCH} parents,
    * pipelined). Returns the distinct parents marked, the namespace's epoch as the marks found
    * it ('' when Redis holds none) and the highest generation given (the namespace's fence
-   * counter). `skipQuiet`: the parents are claimable at once, whatever their type's quiet period
-   * (the next parents of a chain, marked by a drain's own recomputes).
+   * counter).
    */
-  async mark(
-    entries: readonly MarkEntry[],
-    now: number,
-    { skipQuiet = false }: { skipQuiet?: boolean } = {},
-  ): Promise<{ marked: number; epoch: string; generation: number }> {
+  async mark(entries: readonly MarkEntry[], now: number): Promise<{ marked: number; epoch: string; generation: number }> {
     const keys = [...this.markKeys(), this.keys.epoch, this.keys.generations, this.keys.fence];
     const batches = chunks(entries, MAX_BATCH);
-    const head: Arg[] = [...keys, now, skipQuiet ? '1' : '0'];
+    const head: Arg[] = [...keys, now];
     const flat = (batch: readonly MarkEntry[]): Arg[] => batch.flatMap((e) => [e.member, e.increment, e.base]);
     if (batches.length <= 1) {
       const [marked, epoch, generation] = await this.client.coalesceMarkParents(...head, ...flat(batches[0] ?? []));
@@ -601,10 +596,14 @@ export class Store {
     };
   }
 
-  /** Ends a settling parent's quiet period now; false when it was not settling. */
-  async promoteNow(member: string): Promise<boolean> {
+  /** Ends the quiet period of those of `members` that are settling, now; returns how many were. */
+  async promoteNow(members: readonly string[]): Promise<number> {
     const k = this.keys;
-    return (await this.client.coalescePromoteMember(k.settling, k.settleHeat, k.pending, member)) === 1;
+    let moved = 0;
+    for (const batch of chunks(members, MAX_BATCH)) {
+      moved += await this.client.coalescePromoteMembers(k.settling, k.settleHeat, k.pending, ...batch);
+    }
+    return moved;
   }
 
   /** Redis' own clock, in ms. */

@@ -24,19 +24,17 @@ import { applyStep, step, type Step } from '../seams-ops';
 // unless asked. Replay a failure with the SEAMS_SEED and SEAMS_PATH its message gives;
 // SEAMS_SHRINK=1 shrinks it, SEAMS_RUNS=n runs more.
 //
-// Orders settle or not; customers and regions settle only with SEAMS_SETTLE_CHAINED=1: a quiet
-// period holds back the marks a drain's own recomputes send up the chain (as documented for
-// settleMs), so one drain cannot leave those levels fresh.
+// Every level may settle: the host's marks wait out their quiet period before the drain, and
+// the marks a drain's own recomputes send up the chain skip it (the drain recomputes them too).
 
 const SEED = Number(process.env.SEAMS_SEED ?? 20261205);
 const RUNS = Number(process.env.SEAMS_RUNS ?? 30);
 const PATH = process.env.SEAMS_PATH;
 const SHRINK = process.env.SEAMS_SHRINK === '1';
-const SETTLE_CHAINED = process.env.SEAMS_SETTLE_CHAINED === '1';
 
 const policy = (chained: boolean): fc.Arbitrary<SeamPolicy> =>
   fc.record({
-    settleMs: chained && !SETTLE_CHAINED ? fc.constant(0) : fc.oneof(fc.constant(0), fc.integer({ min: 50, max: 150 })),
+    settleMs: fc.oneof(fc.constant(0), fc.integer({ min: 50, max: 150 })),
     maxWaitMs: fc.option(fc.integer({ min: 20, max: 400 }), { nil: undefined }),
     priority: chained ? fc.constantFrom('normal' as const, 'low' as const) : fc.constant('normal' as const),
   });

@@ -7,9 +7,7 @@
     KEYS[9] settling  KEYS[10] settleHeat KEYS[11] policy  KEYS[12] epoch
     KEYS[13] generations  KEYS[14] fence
     ARGV[1] now (ms)
-    ARGV[2] '1' when the marks skip quiet periods (the next parents of a chain, marked by a
-            drain's own recomputes: the drain claims them at once), else '0'
-    ARGV[3..] triples: member, increment, base (priority base of the score, used when the
+    ARGV[2..] triples: member, increment, base (priority base of the score, used when the
               member's type has no policy); the caller bounds their number
 
   Each member's generation becomes the next value of the namespace's `fence` counter (one per
@@ -28,9 +26,8 @@ local K = {
   policy = KEYS[11],
 }
 local now = tonumber(ARGV[1])
-local skipQuiet = ARGV[2] == '1'
 local members, incs, bases, at = {}, {}, {}, {}
-for i = 3, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   local member = ARGV[i]
   local j = at[member]
   if j then
@@ -51,6 +48,6 @@ for j, member in ipairs(members) do
   gens[#gens + 1] = member
   gens[#gens + 1] = gen
 end
-markMany(K, members, incs, bases, now, firsts, skipQuiet)
+markMany(K, members, incs, bases, now, firsts)
 redis.call('HSET', KEYS[13], unpack(gens))
 return { #members, redis.call('GET', KEYS[12]) or '', gen }

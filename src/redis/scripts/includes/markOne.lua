@@ -3,7 +3,7 @@
 
   K: key names { pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling,
      settleHeat, policy }
-  markMany(K, members, incs, bases, now, firsts, skipQuiet) / markOne(K, member, inc, base, now, first):
+  markMany(K, members, incs, bases, now, firsts) / markOne(K, member, inc, base, now, first):
     - a dead parent gets a fresh start;
     - a held parent (a claim record: leased, or waiting to retry) keeps the heat aside in
       `dirty` (first such mark in `dirtyAt`); it comes back when the hold ends, so a parent is
@@ -11,8 +11,7 @@
     - otherwise the first mark not yet covered by a recompute is kept in `since` (and with the
       type's maxWaitMs in `due`), and the heat goes to `settling` (a type with settleMs: each
       mark restarts the quiet period, never past `due`) or to `pending`. A parent left in
-      `settling` by a type that no longer settles is moved to pending with its heat, and so
-      is one marked with `skipQuiet` (the next parent of a chain, marked by a drain).
+      `settling` by a type that no longer settles is moved to pending with its heat.
   Policies ("base|settleMs|maxWaitMs" per type) come from the `policy` hash, so every process
   and every path marks alike whatever it registered itself.
 ]]
@@ -47,7 +46,7 @@ end
 
 -- Marks several members at once (each at most once in the lists): the common case, a parent
 -- that is neither held, settling nor capped, costs a share of a few batched calls.
-local function markMany(K, members, incs, bases, now, firsts, skipQuiet)
+local function markMany(K, members, incs, bases, now, firsts)
   local n = #members
   if n == 0 then return end
   if exists(K.dead) and redis.call('ZREM', K.dead, unpack(members)) > 0 then
@@ -88,7 +87,7 @@ local function markMany(K, members, incs, bases, now, firsts, skipQuiet)
       else
         score = base + inc
       end
-      if p and p.settle > 0 and not skipQuiet then
+      if p and p.settle > 0 then
         -- Not quiet yet: the parent waits in `settling`, out of pending, with its score.
         if current[j] then redis.call('ZREM', K.pending, member) end
         redis.call('HSET', K.settleHeat, member, fmt(score))
