@@ -19,6 +19,8 @@ class TyParent {
   @Column({ type: 'numeric', precision: 14, scale: 4, nullable: true }) dec4!: string;
   @Column({ type: 'decimal', precision: 10, nullable: true }) dec0!: string;
   @Column({ type: 'decimal', nullable: true }) decAny!: string;
+  // TypeORM writes a scale only beside a precision: the table has the database's default.
+  @Column({ type: 'decimal', scale: 2, nullable: true }) decScaleOnly!: string;
   @Column({ type: 'float', nullable: true }) float!: number;
   @Column({ type: 'double precision', nullable: true }) double!: number;
   @Column({ type: 'real', nullable: true }) real!: number;
@@ -143,6 +145,10 @@ const COLUMN_TYPES: Record<string, [ValueType, ValueType]> = {
     { family: 'decimal', sql: 'numeric', scale: undefined, exact: true },
     { family: 'decimal', sql: 'decimal(10,0)', scale: 0, exact: true },
   ],
+  decScaleOnly: [
+    { family: 'decimal', sql: 'numeric', scale: undefined, exact: true },
+    { family: 'decimal', sql: 'decimal(10,0)', scale: 0, exact: true },
+  ],
   float: [
     { family: 'float', sql: 'double precision' },
     { family: 'float', sql: 'float' },
@@ -237,9 +243,25 @@ describe.each(DIALECTS)('aggregate types on %s', (dialect) => {
   };
   const pg = dialect === 'postgres';
 
-  it('column types: normalized as TypeORM does for the driver (constructors too), with the database defaults', () => {
+  it('column types: normalized as TypeORM does for the driver (constructors too), with the database defaults', async () => {
     for (const [property, [onPg, onMaria]] of Object.entries(COLUMN_TYPES)) {
       expect(typeOf(TyParent, property), property).toEqual(pg ? onPg : onMaria);
+    }
+    // The model agrees with the table the database made: scales, lengths, digits of seconds.
+    const table = db.dataSource.getMetadata(TyParent);
+    const rows = (await db.dataSource.query(
+      `SELECT column_name AS name, numeric_scale AS scale, character_maximum_length AS length, datetime_precision AS fsp
+         FROM information_schema.columns WHERE table_schema = ${pg ? '$1' : '?'} AND table_name = 'ty_parent'`,
+      [db.schema],
+    )) as { name: string; scale: unknown; length: unknown; fsp: unknown }[];
+    const inTable = new Map(rows.map((r) => [r.name, r]));
+    const num = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+    for (const column of table.columns) {
+      const type = columnType(db.dataSource, column);
+      const row = inTable.get(column.databaseName);
+      if (type.family === 'decimal') expect(type.scale, column.propertyName).toBe(num(row?.scale));
+      if (type.family === 'string') expect(type.length, column.propertyName).toBe(num(row?.length));
+      if (type.family === 'datetime' || type.family === 'time') expect(type.fsp, column.propertyName).toBe(num(row?.fsp));
     }
     // TypeORM's CreateDateColumn: timestamp on PostgreSQL (6 by default), datetime(6) on MySQL/MariaDB.
     expect(typeOf(TyLine, 'createdAt')).toEqual(CREATED_AT[dialect]);
