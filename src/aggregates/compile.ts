@@ -4,9 +4,11 @@ import type { EntityMetadata } from 'typeorm';
 import { RegistrationError } from '../errors';
 import type { ParentId } from '../registry';
 import { dialectOf, type IdsRef, type Params, type Sql, type Statement } from './dialect';
-import { ExpressionError, expressionSql, parseExpression } from './expression';
+import { aggregateType } from './check';
+import { ExpressionError, expressionSql, parseExpression, type Expr } from './expression';
 import { compileWhere } from './filter';
 import type { AggregateKind, AggregateSpec } from './spec';
+import { columnType, type ValueType } from './types';
 
 /** One derived field of a parent and how it is computed. */
 export interface AggregateField {
@@ -14,7 +16,11 @@ export interface AggregateField {
   readonly field: string;
   /** Its column. */
   readonly column: ColumnMetadata;
+  /** The column's type, with the database's defaults (what it rounds and cuts). */
+  readonly type: ValueType;
   readonly kind: AggregateKind;
+  /** The type of the aggregate's value before it is written (verify compares at the column's precision). */
+  readonly value: ValueType;
 }
 
 /** Stored and expected values of one parent, in the order of {@link CompiledAggregates.fields}. */
@@ -61,7 +67,8 @@ interface Group {
 /**
  * Compiles a parent's declared aggregates. Every problem (an unknown field or property, an
  * expression outside the grammar, an unsupported filter operator, no or several relations to
- * the parent, an unsupported driver) is a RegistrationError naming the field and the entities.
+ * the parent, an unsupported driver, a function or a column that does not fit the expression's
+ * type) is a RegistrationError naming the field and the entities.
  */
 export function compileAggregates(
   dataSource: DataSource,
@@ -102,11 +109,22 @@ export function compileAggregates(
     const expression = spec.expression === undefined ? undefined : compileExpression(spec.expression, child, col, what);
     const filter =
       spec.where === undefined ? undefined : compileWhere(spec.where, { what, metadata: child, dialect, column: col });
-    const f: AggregateField = Object.freeze({ field, column, kind: spec.kind });
+    const type = columnType(dataSource, column);
+    const value = aggregateType({
+      what,
+      kind: spec.kind,
+      child,
+      expression: expression && { text: spec.expression as string, parsed: expression.parsed },
+      columnType: (c) => columnType(dataSource, c),
+      parent,
+      column,
+      target: type,
+    });
+    const f: AggregateField = Object.freeze({ field, column, type, kind: spec.kind, value });
     fields.push(f);
     group.items.push({
       field: f,
-      sql: aggregateSql(spec.kind, expression, filter),
+      sql: aggregateSql(spec.kind, expression?.sql, filter),
       zeroWhenEmpty: spec.kind === 'count' || spec.kind === 'sum',
       alias: `v${fields.length - 1}`,
     });
@@ -216,10 +234,16 @@ function aggregateSql(kind: AggregateKind, expression: string | undefined, filte
   return (p) => `${kind}(CASE WHEN ${filter(p)} THEN ${then} END)`;
 }
 
-function compileExpression(text: string, child: EntityMetadata, col: (c: ColumnMetadata) => string, what: string): string {
+function compileExpression(
+  text: string,
+  child: EntityMetadata,
+  col: (c: ColumnMetadata) => string,
+  what: string,
+): { sql: string; parsed: Expr } {
   const where = `${what}: expression ${JSON.stringify(text)} of ${child.name}`;
   try {
-    return expressionSql(parseExpression(text), (name, position) => {
+    const parsed = parseExpression(text);
+    const sql = expressionSql(parsed, (name, position) => {
       const column = child.findColumnWithPropertyPathStrict(name);
       if (column) return col(column);
       const relation = child.findRelationWithPropertyPath(name);
@@ -227,6 +251,7 @@ function compileExpression(text: string, child: EntityMetadata, col: (c: ColumnM
       const known = child.columns.map((c) => c.propertyPath).join(', ');
       throw new ExpressionError(position, `unknown property "${name}" (properties: ${known})`);
     });
+    return { sql, parsed };
   } catch (error) {
     if (error instanceof ExpressionError) throw new RegistrationError(`${where}: ${error.message}`, { cause: error });
     throw error;

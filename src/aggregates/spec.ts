@@ -59,7 +59,8 @@ function spec<Child extends ObjectLiteral>(
 
 /**
  * Number of live children (`count(OrderLine)`), of those matching `where`, or of those whose
- * `expression` is not NULL. 0 for a parent with none.
+ * `expression` (of any type) is not NULL. 0 for a parent with none. Written to an integer,
+ * decimal or float column.
  */
 export function count<Child extends ObjectLiteral>(child: EntityTarget<Child>, options?: AggregateOptions<Child>): AggregateSpec;
 export function count<Child extends ObjectLiteral>(
@@ -78,7 +79,12 @@ export function count<Child extends ObjectLiteral>(
   return spec('count', child, undefined, expressionOrOptions);
 }
 
-/** Sum of `expression` over the live children (`sum(OrderLine, 'qty * unitPrice')`); 0 for a parent with none. */
+/**
+ * Sum of a numeric `expression` over the live children (`sum(OrderLine, 'qty * unitPrice')`); 0
+ * for a parent with none. Its column must hold it unrounded: an integer sum any numeric column, a
+ * decimal one a decimal column of at least its scale (or a float one); a float sum (or one with
+ * `/`) a float column, or a decimal one that rounds it at its scale.
+ */
 export function sum<Child extends ObjectLiteral>(
   child: EntityTarget<Child>,
   expression: string,
@@ -87,7 +93,12 @@ export function sum<Child extends ObjectLiteral>(
   return spec('sum', child, expression, options);
 }
 
-/** Smallest value of `expression` over the live children; NULL for a parent with none. */
+/**
+ * Smallest value of `expression` (a number, string, date or time) over the live children; NULL for
+ * a parent with none. Its column is of the same kind and cuts nothing: numbers as for {@link sum},
+ * strings at least as long, date-times with at least as many digits of seconds (and, on
+ * PostgreSQL, the same time zone handling).
+ */
 export function min<Child extends ObjectLiteral>(
   child: EntityTarget<Child>,
   expression: string,
@@ -96,7 +107,10 @@ export function min<Child extends ObjectLiteral>(
   return spec('min', child, expression, options);
 }
 
-/** Largest value of `expression` over the live children (`max(OrderLine, 'createdAt')`); NULL for a parent with none. */
+/**
+ * Largest value of `expression` over the live children (`max(OrderLine, 'createdAt')`); NULL for
+ * a parent with none. Takes and writes what {@link min} does.
+ */
 export function max<Child extends ObjectLiteral>(
   child: EntityTarget<Child>,
   expression: string,
@@ -105,7 +119,11 @@ export function max<Child extends ObjectLiteral>(
   return spec('max', child, expression, options);
 }
 
-/** Average of `expression` over the live children; NULL for a parent with none. */
+/**
+ * Average of a numeric `expression` over the live children; NULL for a parent with none. Written
+ * to a decimal column (rounded at its scale; verify compares at that scale) or a float one, never
+ * an integer one.
+ */
 export function avg<Child extends ObjectLiteral>(
   child: EntityTarget<Child>,
   expression: string,

@@ -10,7 +10,11 @@ export interface ParentCaptureOptions {
    * A host `save()` of the parent that writes one of them (typically a copy loaded before the
    * last recompute, written back whole) logs a warning once per column and marks the parent
    * again, so one more recompute heals the stale value. Writes made inside a recompute are not
-   * host writes and are left alone.
+   * host writes and are left alone. To stop the write-back, reload the entity before saving it,
+   * or write only the columns you changed (`repository.update(id, { name })`, or a partial
+   * `save({ id, name })`). Not `@Column({ update: false })`: TypeORM then leaves the column out
+   * of every update, the recompute's own too (a recompute writing through `repository.update()`
+   * throws UpdateValuesMissingError, or skips that column silently when it writes others).
    * @defaultValue none
    */
   derived?: readonly string[];

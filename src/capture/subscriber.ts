@@ -248,8 +248,9 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
         { parent: parent.name, column: column.propertyPath, id },
         `${parent.name}.${column.propertyPath} is derived (its recompute writes it), but a save() of ${member} outside any ` +
           'recompute wrote it: a copy loaded before the last recompute, saved back, overwrites the newer value. ' +
-          `${member} is marked again so one more recompute heals it; to stop the write-back, declare the column ` +
-          '@Column({ update: false }) or reload the entity before saving it (this warning is given once per column)',
+          `${member} is marked again so one more recompute heals it; to stop the write-back, reload the entity before ` +
+          'saving it, or write only the columns you changed (repository.update(id, { name }), or save({ id, name })) ' +
+          '(this warning is given once per column)',
       );
     }
     if (id !== undefined && id !== null) this.collect(qr, [{ parent, id }]);

@@ -3,6 +3,7 @@ import { In, type DataSource, type ObjectLiteral } from 'typeorm';
 import { ConfigError, RegistrationError } from '../errors';
 import type { Store } from '../redis/store';
 import type { ParentId, ParentType, Registry } from '../registry';
+import { columnType } from '../aggregates/types';
 import { sameValue } from './compare';
 
 /** Options of `coalescer.verify()`. Give `ids` or `sample`, or neither to check every row. */
@@ -272,7 +273,7 @@ async function compare(deps: VerifyDeps, parent: ParentType, ids: ParentId[]): P
     for (const row of await parent.aggregates.compare(manager, ids)) {
       found.add(deps.registry.encode(parent, row.id));
       fields.forEach((f, i) => {
-        if (!sameValue(row.stored[i], row.expected[i], f.column)) add(row.id, f.field, row.stored[i], row.expected[i]);
+        if (!sameValue(row.stored[i], row.expected[i], f.type, f.value)) add(row.id, f.field, row.stored[i], row.expected[i]);
       });
     }
   }
@@ -299,7 +300,7 @@ async function compare(deps: VerifyDeps, parent: ParentType, ids: ParentId[]): P
           );
         }
         const stored: unknown = column.getEntityValue(row);
-        if (!sameValue(stored, value, column)) add(id, field, stored, value);
+        if (!sameValue(stored, value, columnType(deps.dataSource, column))) add(id, field, stored, value);
       }
     }
   }

@@ -14,15 +14,22 @@ describe.each(DIALECTS)('derived columns and unresolved changes (%s)', (dialect)
   let coalescer: Coalescer;
   let log: ReturnType<typeof recordingLogger>;
   const recomputed: number[] = [];
+  // How the recompute writes the order: save() of the loaded entity, or repository.update() of the columns.
+  let writes: 'save' | 'update' = 'save';
 
-  // Rebuilds an order the way many hosts do: load it, set the fields, save() it.
+  // Rebuilds an order the way many hosts do: load it, set the fields, save() it; or compute the
+  // fields and update() them.
   async function recompute(id: number, manager: EntityManager): Promise<void> {
     recomputed.push(id);
+    const lines = await manager.findBy(CpColLine, { orderId: id });
+    const fields = { total: lines.reduce((sum, l) => sum + l.qty, 0), lineCount: lines.length };
+    if (writes === 'update') {
+      await manager.getRepository(CpOrder).update(id, fields);
+      return;
+    }
     const order = await manager.findOneBy(CpOrder, { id });
     if (!order) return;
-    const lines = await manager.findBy(CpColLine, { orderId: id });
-    order.total = lines.reduce((sum, l) => sum + l.qty, 0);
-    order.lineCount = lines.length;
+    Object.assign(order, fields);
     await manager.save(order);
   }
 
@@ -36,6 +43,7 @@ describe.each(DIALECTS)('derived columns and unresolved changes (%s)', (dialect)
     if (coalescer) await dispose(coalescer);
     log = recordingLogger();
     recomputed.length = 0;
+    writes = 'save';
     coalescer = new Coalescer({ dataSource: db.dataSource, redis: redisUrl(), namespace: `cd-${suffix()}`, logger: log.logger });
     coalescer.parent<number>(CpOrder, {
       recompute: (id, { manager }) => recompute(id, manager),
@@ -99,7 +107,8 @@ describe.each(DIALECTS)('derived columns and unresolved changes (%s)', (dialect)
     expect(await orders().findOneByOrFail({ id: o.id })).toMatchObject({ total: 0, lineCount: 0 });
     const said = warnings('is derived');
     expect(said.map((l) => l.column).sort()).toEqual(['lineCount', 'total']);
-    expect(said[0]?.msg).toMatch(/@Column\(\{ update: false \}\)/);
+    expect(said[0]?.msg).toMatch(/reload the entity before saving it/);
+    expect(said[0]?.msg).not.toMatch(/update: false/);
     expect(said[0]?.msg).toMatch(/marked again/);
     expect(await pending()).toEqual([`CpOrder:${o.id}`]);
     // ...and one more recompute heals it.
@@ -112,6 +121,48 @@ describe.each(DIALECTS)('derived columns and unresolved changes (%s)', (dialect)
     await orders().save(stale);
     expect(warnings('is derived')).toHaveLength(2);
     expect(await pending()).toEqual([`CpOrder:${o.id}`]);
+  });
+
+  it("a recompute writing through repository.update() works, and the warning's advice keeps it working", async () => {
+    writes = 'update';
+    const o = await orders().save({ customer: 'c' });
+    const stale = await orders().findOneByOrFail({ id: o.id });
+    await db.dataSource.getRepository(CpColLine).save([
+      { sku: 'a', qty: 2, orderId: o.id },
+      { sku: 'b', qty: 3, orderId: o.id },
+    ]);
+    expect((await coalescer.drain()).recomputed).toBe(1);
+    expect(await orders().findOneByOrFail({ id: o.id })).toMatchObject({ total: 5, lineCount: 2 });
+    expect(warnings('is derived')).toEqual([]);
+    expect(await pending()).toEqual([]);
+    // The stale copy saved back whole: the warning, and its advice.
+    stale.customer = 'stale';
+    await orders().save(stale);
+    const said = warnings('is derived');
+    expect(said.map((l) => l.column).sort()).toEqual(['lineCount', 'total']);
+    const advice = said[0]?.msg ?? '';
+    expect(advice).not.toMatch(/update: false/);
+    expect(advice).toMatch(/reload the entity before saving it, or write only the columns you changed/);
+    expect(advice).toMatch(/repository\.update\(id, \{ name \}\), or save\(\{ id, name \}\)/);
+    // One more recompute, through update(), heals it.
+    recomputed.length = 0;
+    await coalescer.drain();
+    expect(recomputed).toEqual([o.id]);
+    expect(await orders().findOneByOrFail({ id: o.id })).toMatchObject({ total: 5, lineCount: 2, customer: 'stale' });
+    // Each way the warning advises writes the name and leaves the derived columns alone.
+    const reloaded = await orders().findOneByOrFail({ id: o.id });
+    reloaded.customer = 'reloaded';
+    await orders().save(reloaded);
+    await orders().update(o.id, { customer: 'updated' });
+    await orders().save({ id: o.id, customer: 'partial' });
+    expect(warnings('is derived')).toHaveLength(2);
+    expect(await pending()).toEqual([]);
+    // And the recompute keeps working after them.
+    await db.dataSource.getRepository(CpColLine).save({ sku: 'c', qty: 4, orderId: o.id });
+    recomputed.length = 0;
+    await coalescer.drain();
+    expect(recomputed).toEqual([o.id]);
+    expect(await orders().findOneByOrFail({ id: o.id })).toMatchObject({ total: 9, lineCount: 3, customer: 'partial' });
   });
 
   it('a host save that does not touch derived columns says nothing', async () => {

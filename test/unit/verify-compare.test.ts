@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+import type { ValueType } from '../../src/aggregates/types';
 import { sameValue } from '../../src/verify/compare';
 
-const col = (type: unknown, scale?: number): ColumnMetadata => ({ type, scale }) as unknown as ColumnMetadata;
+// A parent column's type as registration resolves it from the metadata (src/aggregates/types.ts,
+// tested on both drivers in aggregate-types.test.ts).
+const col = (type: unknown, scale?: number): ValueType => {
+  if (type === Number || type === 'int') return { family: 'integer', sql: 'int' };
+  if (type === 'decimal' || type === 'numeric') return { family: 'decimal', sql: `${type}(12,${scale})`, scale, exact: true };
+  return { family: 'float', sql: String(type) };
+};
+const datetime = (fsp: number): ValueType => ({ family: 'datetime', sql: `datetime(${fsp})`, fsp, zoned: false });
+const time = (fsp: number): ValueType => ({ family: 'time', sql: `time(${fsp})`, fsp, zoned: false });
 
 describe('verify: stored and expected values compare as the database stores them', () => {
   it('null only equals null', () => {
@@ -41,5 +49,61 @@ describe('verify: stored and expected values compare as the database stores them
     expect(sameValue('abc', 'abc')).toBe(true);
     expect(sameValue('abc', 'ABC')).toBe(false);
     expect(sameValue(true, 1)).toBe(true);
+  });
+  it('a decimal column rounds a float given in exponent notation; unrounded, such floats compare as floats', () => {
+    expect(sameValue('0.00', 1e-7, col('decimal', 2))).toBe(true);
+    expect(sameValue('0.01', 1e-7, col('decimal', 2))).toBe(false);
+    expect(sameValue('100000000000000000000000', 1e23, col('decimal', 0))).toBe(false);
+    expect(sameValue('99999999999999991611392', 1e23, col('decimal', 0))).toBe(true);
+    expect(sameValue(1e-7, 1.0000000001e-7, col('real'))).toBe(true);
+  });
+  it('a decimal without a fixed scale (PostgreSQL numeric) compares exactly', () => {
+    const any: ValueType = { family: 'decimal', sql: 'numeric', scale: undefined, exact: true };
+    expect(sameValue('2.3333333333', '2.3333333333', any)).toBe(true);
+    expect(sameValue('2.33', '2.3333333333', any)).toBe(false);
+  });
+  it('date-times at the column precision: cut (MariaDB) or rounded (PostgreSQL, MySQL), never a real difference', () => {
+    const at = (s: string): Date => new Date(`2024-06-01T12:00:${s}Z`);
+    // An aggregate of datetime(6) values written to a datetime(0) column.
+    expect(sameValue(at('01'), at('01.600'), datetime(0), datetime(6))).toBe(true);
+    expect(sameValue(at('02'), at('01.600'), datetime(0), datetime(6))).toBe(true);
+    expect(sameValue(at('02'), at('01.400'), datetime(0), datetime(6))).toBe(false);
+    expect(sameValue(at('03'), at('01.600'), datetime(0), datetime(6))).toBe(false);
+    expect(sameValue(at('00'), at('01.600'), datetime(0), datetime(6))).toBe(false);
+    expect(sameValue(at('01.100'), at('01.123'), datetime(1), datetime(6))).toBe(true);
+    expect(sameValue(at('01.120'), at('01.123'), datetime(2), datetime(6))).toBe(true);
+    expect(sameValue(at('01.130'), at('01.123'), datetime(2), datetime(6))).toBe(false);
+    // The driver keeps milliseconds: at 3 to 5 digits the stored one may be a millisecond on.
+    expect(sameValue(at('01.124'), at('01.123'), datetime(3), datetime(6))).toBe(true);
+    expect(sameValue(at('01.125'), at('01.123'), datetime(3), datetime(6))).toBe(false);
+    // A value no finer than the column was stored as it was: any difference is drift.
+    expect(sameValue(at('02'), at('01.600'), datetime(6), datetime(6))).toBe(false);
+    expect(sameValue(at('01.124'), at('01.123'), datetime(6), datetime(6))).toBe(false);
+    expect(sameValue(at('01.124'), at('01.123'), datetime(3), datetime(3))).toBe(false);
+    // A host's expected() gives JS Dates: milliseconds.
+    expect(sameValue(at('01'), at('01.600'), datetime(0))).toBe(true);
+    expect(sameValue(at('01.124'), at('01.123'), datetime(3))).toBe(false);
+    expect(sameValue(at('01'), null, datetime(0))).toBe(false);
+  });
+  it('times at the column precision, to the microsecond; date columns by the day', () => {
+    expect(sameValue('12:00:01', '12:00:00.500001', time(0))).toBe(true);
+    expect(sameValue('12:00:00', '12:00:00.500001', time(0))).toBe(true);
+    expect(sameValue('12:00:00.1235', '12:00:00.123456', time(4))).toBe(true);
+    expect(sameValue('12:00:00.1236', '12:00:00.123456', time(4))).toBe(false);
+    expect(sameValue('12:00:00.123456', '12:00:00.123457', time(6))).toBe(false);
+    expect(sameValue('-838:59:59', '-838:59:59', time(0))).toBe(true);
+    const day: ValueType = { family: 'date', sql: 'date' };
+    expect(sameValue('2024-06-01', '2024-06-01', day)).toBe(true);
+    expect(sameValue(new Date(2024, 5, 1), new Date(2024, 5, 1, 15, 30), day)).toBe(true);
+    expect(sameValue(new Date(2024, 5, 1), '2024-06-01', day)).toBe(true);
+    expect(sameValue(new Date(2024, 5, 2), '2024-06-01', day)).toBe(false);
+  });
+  it('char(n) strings without their padding', () => {
+    const char: ValueType = { family: 'string', sql: 'char(6)', length: 6, padded: true };
+    const varchar: ValueType = { family: 'string', sql: 'varchar(6)', length: 6, padded: false };
+    expect(sameValue('ab    ', 'ab', char)).toBe(true);
+    expect(sameValue('ab', 'ab ', char)).toBe(true);
+    expect(sameValue('ab    ', 'ab', varchar)).toBe(false);
+    expect(sameValue(' ab', 'ab', char)).toBe(false);
   });
 });
