@@ -33,6 +33,7 @@ import { EventHub, type LiveEvent, type Subscription } from './events';
 import { parentState, waitFresh, type FreshOptions, type ParentState } from './fresh';
 import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
 import { within } from './within';
+import { guardPostgresPool } from './db/pool-guard';
 
 /** Events a Coalescer emits. */
 export interface CoalescerEvents {
@@ -129,6 +130,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.options = resolveOptions(options);
     const o = this.options;
     this.logger = (o.logger ?? defaultLogger()).child({ namespace: o.namespace });
+    guardPostgresPool(o.dataSource, this.logger);
     this.clients = openClients(o.redis, o.markTimeoutMs, this.logger);
     this.registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
     const channel = eventChannel(o.namespace);
