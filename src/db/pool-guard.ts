@@ -52,8 +52,8 @@ class BurstLog {
       return;
     }
     this.logger.warn(
-      { ...fields, ...(this.hidden > 0 ? { alsoBroken: this.hidden } : {}) },
-      'a PostgreSQL connection broke (backend terminated, failover or network): the pool drops it and the work it held fails and is retried; more within 10 s are logged at debug',
+      { ...fields, ...(this.hidden > 0 ? { sinceLastWarning: this.hidden } : {}) },
+      'a PostgreSQL connection broke (backend terminated, failover or network): the pool drops it and a query it was running fails; further breaks within 10 s are logged at debug',
     );
     this.hidden = 0;
     this.quietUntil = now + BURST_MS;
@@ -78,7 +78,7 @@ function guardPool(pool: PgPool | undefined, burst: BurstLog): void {
  * Makes every client of a PostgreSQL DataSource's connection pools (the master's and each
  * replica's) always have an `'error'` listener, so a backend terminated by a failover or by
  * `pg_terminate_backend` can never end the process with an unhandled `'error'` event. With pg 8
- * and TypeORM up to 1.1, a client that breaks between leaving the pool and being taken by
+ * and TypeORM 0.3 / 1.x, a client that breaks between leaving the pool and being taken by
  * TypeORM's query runner has none, and Node exits.
  *
  * The error still reaches TypeORM and pg-pool as before: the query on the broken connection
