@@ -34,6 +34,7 @@ import { parentState, waitFresh, type FreshOptions, type ParentState } from './f
 import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
 import { chainBelow } from './fresh-chain';
 import { within } from './within';
+import { guardPostgresPool } from './db/pool-guard';
 
 /** Events a Coalescer emits. */
 export interface CoalescerEvents {
@@ -130,6 +131,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.options = resolveOptions(options);
     const o = this.options;
     this.logger = (o.logger ?? defaultLogger()).child({ namespace: o.namespace });
+    guardPostgresPool(o.dataSource, this.logger);
     this.clients = openClients(o.redis, o.markTimeoutMs, this.logger);
     this.registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
     const channel = eventChannel(o.namespace);

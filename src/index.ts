@@ -4,6 +4,7 @@ export type { CoalescerOptions } from './config';
 export type { ParentCaptureOptions } from './capture/derived';
 export type { CoalesceLogger, LogFn } from './log';
 export { humanLogger } from './log';
+export { guardPostgresPool } from './db/pool-guard';
 export { DEFAULTS } from './config';
 export type { CaptureMode, ChildOptions, ExpectedValues, ParentId, ParentOptions, Priority, RecomputeContext } from './registry';
 export type { MigrationClass, MigrationFormat, TriggerMigrationOptions, TriggerMigrationSource } from './capture/triggers';
