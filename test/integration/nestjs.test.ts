@@ -353,6 +353,28 @@ describe('NestJS: a named DataSource, a Redis that is down, and bad options', ()
     }
   });
 
+  it('imported before TypeOrmModule, the Coalescer would close after the DataSource is destroyed: a warning says so', async () => {
+    const logs = new Logs();
+    const app = await Test.createTestingModule({
+      imports: [
+        CoalesceModule.forRootAsync({
+          dataSource: 'early',
+          useFactory: () => ({ redis: redisUrl(), namespace, logger: logs.coalesce, configure: registerShop }),
+        }),
+        typeOrm(schema, 'early'),
+      ],
+    })
+      .setLogger(logs.nest)
+      .compile();
+    await app.init();
+    await app.close();
+    expect(logs.lines.filter((l) => !l.includes('Redis has no persistence'))).toEqual([
+      expect.stringContaining(
+        'the DataSource was destroyed before the Coalescer closed: marks Redis does not take now cannot be kept in the outbox; import CoalesceModule after TypeOrmModule',
+      ),
+    ]);
+  });
+
   it('runWorker boots a module, drains with its runner, and close() stops the runner before the application', async () => {
     const logs = new Logs();
     @Module({
