@@ -43,7 +43,9 @@ export class CoalesceModule {
       throw new ConfigError(`invalid CoalesceModule option "name" = ${JSON.stringify(name)}: expected a non-empty string`);
     }
     if (typeof options.useFactory !== 'function') {
-      throw new ConfigError(`CoalesceModule "${name}": forRootAsync() needs useFactory, a function returning the module's options`);
+      throw new ConfigError(
+        `CoalesceModule "${name}": forRootAsync() needs useFactory, a function returning the module's options`,
+      );
     }
     const token = getCoalescerToken(name);
     return {

@@ -3,7 +3,12 @@
 // @nestjs/terminus for the health indicator); `typeorm-coalesce` itself never loads them.
 export { CoalesceModule } from './coalesce.module';
 export { InjectCoalescer, getCoalescerToken, DEFAULT_COALESCER } from './tokens';
-export type { CoalesceModuleAsyncOptions, CoalesceModuleIdentity, CoalesceModuleOptions, CoalesceModuleSettings } from './options';
+export type {
+  CoalesceModuleAsyncOptions,
+  CoalesceModuleIdentity,
+  CoalesceModuleOptions,
+  CoalesceModuleSettings,
+} from './options';
 export { CoalesceHealthIndicator } from './health';
 export type { CoalesceHealthDetails, CoalesceHealthOptions, CoalesceHealthResult } from './health';
 export { runWorker } from './worker';

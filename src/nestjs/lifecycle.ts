@@ -23,11 +23,7 @@ export class CoalesceLifecycle implements OnApplicationBootstrap, BeforeApplicat
    * Makes the Coalescer on `dataSource`, lets `configure` declare its parents and children, and
    * attaches it. Nothing is left open when a step fails.
    */
-  static async create(
-    name: string,
-    options: CoalesceModuleOptions,
-    dataSource: DataSource,
-  ): Promise<CoalesceLifecycle> {
+  static async create(name: string, options: CoalesceModuleOptions, dataSource: DataSource): Promise<CoalesceLifecycle> {
     if (options === null || typeof options !== 'object') {
       throw new ConfigError(`CoalesceModule "${name}": its options must be an object (what useFactory returned)`);
     }
@@ -67,7 +63,8 @@ export class CoalesceLifecycle implements OnApplicationBootstrap, BeforeApplicat
    * and returns it; the module stops it on shutdown. Idempotent.
    */
   startRunner(options?: RunnerOptions): Runner {
-    if (this.closing) throw new ConfigError(`CoalesceModule "${this.name}": cannot start a runner, the application is shutting down`);
+    if (this.closing)
+      throw new ConfigError(`CoalesceModule "${this.name}": cannot start a runner, the application is shutting down`);
     if (this.owned && options) {
       throw new ConfigError(
         `CoalesceModule "${this.name}" already runs its own runner (its "runner" option): give the runner options in one place only`,
@@ -86,17 +83,22 @@ export class CoalesceLifecycle implements OnApplicationBootstrap, BeforeApplicat
   }
 
   /**
-   * Stops the runner while the DataSource is still open (Nest destroys it only on shutdown): its
-   * recomputes in flight finish, up to `stopTimeoutMs`, or are given back.
+   * Stops the runner and flushes the marks sent so far while the DataSource is still open: Nest
+   * destroys it only on shutdown. The runner's recomputes in flight finish, up to
+   * `stopTimeoutMs`, or are given back.
    */
   async beforeApplicationShutdown(): Promise<void> {
     await this.current?.stop();
+    await this.coalescer.flushed();
   }
 
   /**
    * Closes the Coalescer once the HTTP server is closed (no request marks any more), sending the
-   * marks still on their way. `@nestjs/typeorm` destroys the DataSource in the same step, after
-   * the modules imported after it, so this module must be imported after TypeOrmModule.
+   * marks still on their way. `@nestjs/typeorm` destroys the DataSource in the same step: on
+   * NestJS 11 after the global modules imported after it (so import this module after
+   * TypeOrmModule), on NestJS 10 before (it runs the deepest modules first). A DataSource
+   * already destroyed only matters to marks Redis refuses in these last moments: they cannot
+   * be kept in the outbox.
    */
   onApplicationShutdown(): Promise<void> {
     this.closing ??= this.close();
@@ -106,11 +108,24 @@ export class CoalesceLifecycle implements OnApplicationBootstrap, BeforeApplicat
   private async close(): Promise<void> {
     await this.current?.stop();
     if (!this.coalescer.options.dataSource.isInitialized) {
-      this.coalescer.logger.warn(
+      // Only the import order can change it, and only on NestJS 11 and later.
+      const level = nestMajor() >= 11 ? 'warn' : 'debug';
+      this.coalescer.logger[level](
         { module: this.name },
         'the DataSource was destroyed before the Coalescer closed: marks Redis does not take now cannot be kept in the outbox; import CoalesceModule after TypeOrmModule',
       );
     }
     await this.coalescer.close();
+  }
+}
+
+/** The major version of the installed @nestjs/core (11 when it cannot be read). */
+function nestMajor(): number {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { version } = require('@nestjs/core/package.json') as { version: string };
+    return Number.parseInt(version, 10) || 11;
+  } catch {
+    return 11;
   }
 }

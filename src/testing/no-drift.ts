@@ -34,7 +34,9 @@ export async function assertNoDrift(
   const drifted = results.filter((r) => r.drifted > 0);
   if (drifted.length > 0) {
     const lines = drifted.flatMap((r) =>
-      r.examples.slice(0, 5).map((e) => `${r.parent} ${String(e.id)}.${e.field}: stored ${show(e.stored)}, expected ${show(e.expected)}`),
+      r.examples
+        .slice(0, 5)
+        .map((e) => `${r.parent} ${String(e.id)}.${e.field}: stored ${show(e.stored)}, expected ${show(e.expected)}`),
     );
     const counts = drifted.map((r) => `${r.drifted} ${r.parent}`).join(', ');
     throw new DriftError(`assertNoDrift: drifted parents (${counts}): ${lines.join('; ')}`, results);
