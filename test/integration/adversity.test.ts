@@ -65,16 +65,17 @@ describe('correct under adversity', () => {
   it('recomputes several times longer than the lease never overlap: leases are renewed while they run', async () => {
     const ns = `adv-${suffix()}`;
     const t = new Tracker();
-    const slow = { recompute: (id: number) => t.around(`Doc:${id}`, 500) };
-    const a = worker(ns, slow, { leaseMs: 150 });
-    const b = worker(ns, slow, { leaseMs: 150 });
+    // Three leases long each; the lease still leaves room for a loaded 2-core machine's pauses.
+    const slow = { recompute: (id: number) => t.around(`Doc:${id}`, 1_200) };
+    const a = worker(ns, slow, { leaseMs: 400 });
+    const b = worker(ns, slow, { leaseMs: 400 });
     await a.mark(Doc, [1, 2, 3, 4, 5, 6]);
     const drains = [a.drain({ concurrency: 3 }), b.drain({ concurrency: 3 })];
     // A third worker keeps reaping expired leases meanwhile: none may expire.
-    const reaper = worker(ns, slow, { leaseMs: 150 });
+    const reaper = worker(ns, slow, { leaseMs: 400 });
     let reaped = 0;
-    for (let i = 0; i < 8; i += 1) {
-      await sleep(100);
+    for (let i = 0; i < 10; i += 1) {
+      await sleep(150);
       reaped += (await reaper.requeue()).reaped;
     }
     const results = await Promise.all(drains);

@@ -87,18 +87,24 @@ describe('typeorm-coalesce/testing', () => {
     await db.destroy();
   });
 
-  it("drainUntilIdle follows the chain through the customers' quiet period: every order and customer fresh, nothing left", async () => {
+  it("drainUntilIdle waits out the customers' quiet period: every order and customer fresh, nothing left", async () => {
     const coalescer = make();
     await coalescer.attach();
     const { customers, orders } = await seed(db, 3, 2);
-    // One drain is not enough: it recomputes the orders, whose customers then settle.
+    // One drain recomputes the orders and the customers they mark up the chain.
     const first = await coalescer.drain();
-    expect(first.recomputed).toBeGreaterThanOrEqual(orders.length);
-    expect((await coalescer.stats()).settling).toBe(customers.length);
+    expect(first.recomputed).toBeGreaterThanOrEqual(orders.length + customers.length);
+    expect((await coalescer.stats()).settling).toBe(0);
+    // An order moved to another customer marks both, which settle: a drain now claims nothing.
+    await db.dataSource.getRepository(Order).save({ id: orders[0] as number, customerId: customers[1] as number });
+    await db.dataSource.getRepository(Order).save({ id: orders[0] as number, customerId: customers[0] as number });
+    await coalescer.flushed();
+    expect((await coalescer.drain()).claimed).toBe(0);
+    expect((await coalescer.stats()).settling).toBe(2);
 
     const totals = await drainUntilIdle(coalescer, { timeoutMs: 20_000, concurrency: 2 });
     // Each customer once, after its quiet period.
-    expect(totals).toMatchObject({ recomputed: customers.length, failed: 0 });
+    expect(totals).toMatchObject({ recomputed: 2, failed: 0 });
     expect(totals.drains).toBeGreaterThan(1);
     for (const id of customers) {
       expect(await db.dataSource.getRepository(Customer).findOneByOrFail({ id })).toMatchObject({
@@ -114,7 +120,10 @@ describe('typeorm-coalesce/testing', () => {
   it('rejects after timeoutMs naming what is left: counts and members', async () => {
     const coalescer = make({ settleMs: 60_000 });
     await coalescer.attach();
-    const { customers } = await seed(db, 1, 1);
+    const { customers, orders } = await seed(db, 1, 1);
+    await coalescer.drain();
+    // A host's change of an order marks its customer, which settles for a minute.
+    await db.dataSource.getRepository(Order).save({ id: orders[0] as number, customer: 'renamed' });
     const error = await drainUntilIdle(coalescer, { timeoutMs: 300 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NotIdleError);
     expect((error as NotIdleError).message).toBe(
