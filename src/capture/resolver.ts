@@ -2,7 +2,9 @@ import { dataSourceOf } from '../typeorm-types';
 import type { EntityMetadata, ObjectLiteral, QueryRunner } from 'typeorm';
 import { readForeignKey, readJunctionColumn, type ForeignKeyLink, type JunctionLink, type KeyRead } from '../links';
 import type { Registry } from '../registry';
+import type { Intent } from './lookup-sql';
 import { idMapOf, memberKey, type Found, type Lookups, type Sink, type Unresolved } from './lookups';
+import type { ParameterStyle } from './sql-scan';
 import { isWrite, parseWrite } from './sql-select';
 
 /** The kinds of child write a subscriber event reports. */
@@ -75,11 +77,11 @@ export class Resolver {
     const viaBefore = e.kind === 'remove' && links.some((l) => l.kind === 'junction');
     const id = unknown.length > 0 || viaBefore ? idOf(e) : undefined;
     if (unknown.length > 0) {
-      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, unknown, [], 'before', site));
+      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, unknown, [], intentOf(e.kind), site));
       else this.unresolved(e.metadata, site, 'neither its foreign key nor its primary key is known');
     }
     // A removed child's links go with it (by TypeORM, or by the join table's ON DELETE): read them first.
-    if (viaBefore) this.viaLinks(e, links, id, 'before', site, waits);
+    if (viaBefore) this.viaLinks(e, links, id, 'delete', site, waits);
     return settle(waits);
   }
 
@@ -123,10 +125,10 @@ export class Resolver {
     const viaAfter = e.kind !== 'insert' && e.kind !== 'remove' && links.some((l) => l.kind === 'junction');
     const id = reread.length > 0 || viaAfter ? idOf(e) : undefined;
     if (reread.length > 0) {
-      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, reread, [...counted], 'after', site));
+      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, reread, [...counted], 'none', site));
       else this.unresolved(e.metadata, site, 'neither its foreign key nor its primary key is known');
     }
-    if (viaAfter) this.viaLinks(e, links, id, 'after', site, waits);
+    if (viaAfter) this.viaLinks(e, links, id, 'none', site, waits);
     this.sink(e.queryRunner, found);
     return settle(waits);
   }
@@ -139,9 +141,7 @@ export class Resolver {
     const list = this.watches.get(qr);
     if (!list || list.length === 0 || !isWrite(sql)) return undefined;
     const open = list.filter((w) => !w.settled);
-    const type = dataSourceOf(qr).driver.options.type;
-    const style = type === 'postgres' || type === 'cockroachdb' ? 'numbered' : 'positional';
-    const statement = parseWrite(sql, Array.isArray(parameters) ? parameters : [], style);
+    const statement = parseWrite(sql, Array.isArray(parameters) ? parameters : [], styleOf(qr));
     if (typeof statement === 'string') {
       for (const w of open) w.reason ??= `its statement could not be read (${statement})`;
       return undefined;
@@ -220,7 +220,7 @@ export class Resolver {
     this.sink(e.queryRunner, found);
     const reread = this.rereads(w);
     if (reread.length === 0 || w.ids.size === 0) return undefined;
-    const waits = [...w.ids.values()].map((id) => this.lookups.rows(e.queryRunner, w.metadata, id, reread, [], 'after', w.site));
+    const waits = [...w.ids.values()].map((id) => this.lookups.rows(e.queryRunner, w.metadata, id, reread, [], 'none', w.site));
     return settle(waits);
   }
 
@@ -239,7 +239,7 @@ export class Resolver {
     e: WriteEvent,
     links: readonly (ForeignKeyLink | JunctionLink)[],
     id: ObjectLiteral | undefined,
-    phase: 'before' | 'after',
+    intent: Intent,
     site: string,
     waits: Promise<void>[],
   ): void {
@@ -251,7 +251,7 @@ export class Resolver {
       this.unresolved(e.metadata, site, 'its primary key is not known, so its links cannot be read');
       return;
     }
-    for (const link of via) waits.push(this.lookups.junction(e.queryRunner, link, [childId], phase, site));
+    for (const link of via) waits.push(this.lookups.junction(e.queryRunner, link, [childId], intent, site));
   }
 }
 
@@ -292,6 +292,16 @@ function siteOf(e: WriteEvent): string {
   if (!namesNoRow(e)) return e.kind;
   // A parent's save that orphans or binds a child gives no entity; a QueryBuilder update gives its SET.
   return e.kind === 'update' && e.entity === undefined ? 'update/relation' : `${e.kind}/querybuilder`;
+}
+
+/** What the statement after a before event does to the event's row. */
+function intentOf(kind: WriteKind): Intent {
+  return kind === 'remove' ? 'delete' : 'update';
+}
+
+function styleOf(qr: QueryRunner): ParameterStyle {
+  const type = dataSourceOf(qr).driver.options.type;
+  return type === 'postgres' || type === 'cockroachdb' ? 'numbered' : 'positional';
 }
 
 function verbOf(kind: Watch['kind']): 'UPDATE' | 'DELETE' {
