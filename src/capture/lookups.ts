@@ -4,8 +4,10 @@ import type { ColumnMetadata } from '../typeorm-types';
 import { errorMessage } from '../errors';
 import type { ForeignKeyLink, JunctionLink } from '../links';
 import type { ParentType } from '../registry';
-import { lockClause, TAG, type Intent, type LookupSql } from './lookup-sql';
+import { isPostgres, lockClause, TAG, type Intent, type LookupSql } from './lookup-sql';
 import { selectRows, type WriteStatement } from './sql-select';
+import type { UpsertStatement } from './sql-upsert';
+import { conflictFilter } from './upsert-conflicts';
 
 /** A parent of a changed child, one per child row (or join row) that names it. */
 export interface Found {
@@ -186,6 +188,55 @@ export class Lookups {
       }
     }
     return ids;
+  }
+
+  /**
+   * Reads, before an upsert runs, the existing rows it conflicts with (those it updates): their
+   * parents are the ones it may move them from. The new parents come from its insert events.
+   */
+  async upsert(qr: QueryRunner, statement: UpsertStatement, targets: StatementTargets): Promise<void> {
+    const { metadata, site } = targets;
+    const driver = dataSourceOf(qr).driver;
+    const filter = conflictFilter(metadata, statement, {
+      escape: (name) => driver.escape(name),
+      param: (n) => driver.createParameter(`p${n}`, n - 1),
+    });
+    if (typeof filter === 'string') {
+      this.unresolved(metadata, site, `the rows it updates, and so the parents it moves them from, cannot be told: ${filter}`);
+      return;
+    }
+    if (!filter) return;
+    const { table, tablePath } = statement;
+    const rows: WriteStatement = {
+      verb: 'UPDATE',
+      table,
+      tablePath,
+      filter: `WHERE ${filter.where}`,
+      parameters: filter.parameters,
+    };
+    // The upsert locks the rows it updates: on PostgreSQL they are read with that lock.
+    if (!qr.isTransactionActive || isPostgres(qr)) {
+      await this.statement(qr, rows, targets);
+      return;
+    }
+    // On MySQL a locking read of a key that no row holds locks the gap where it would go, which
+    // the upsert's own insert does not: the rows that exist are found first, then locked by
+    // primary key (and their keys read again, as committed).
+    const ids = await this.statement(
+      qr,
+      rows,
+      { ...targets, foreignKeys: [], junctionParents: [], viaChildren: [], wantIds: true },
+      'none',
+    );
+    if (ids.length === 0) return;
+    const links = new Set(targets.foreignKeys);
+    const requests = new Map(ids.map((id, i) => [String(i), { id, links, skip: new Set<string>() }]));
+    if (links.size > 0) await this.runRows(qr, { kind: 'rows', metadata, site, intent: 'update', requests });
+    const single = metadata.primaryColumns.length === 1 ? metadata.primaryColumns[0] : undefined;
+    const childIds = single ? ids.map((id) => single.getEntityValue(id)) : [];
+    for (const link of targets.viaChildren) {
+      await this.runJunction(qr, { kind: 'junction', link, site, intent: 'none', ids: keyed(childIds) });
+    }
   }
 
   /**

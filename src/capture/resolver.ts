@@ -6,6 +6,7 @@ import type { Intent } from './lookup-sql';
 import { idMapOf, memberKey, type Found, type Lookups, type Sink, type Unresolved } from './lookups';
 import type { ParameterStyle } from './sql-scan';
 import { isWrite, parseWrite } from './sql-select';
+import { isUpsert, parseUpsert, upsertTable } from './sql-upsert';
 
 /** The kinds of child write a subscriber event reports. */
 export type WriteKind = 'insert' | 'update' | 'remove' | 'soft-remove' | 'recover';
@@ -135,9 +136,11 @@ export class Resolver {
 
   /**
    * Before TypeORM runs a statement: an UPDATE or DELETE of a table with a watch is read first
-   * (its rows' parents, and their ids for the new keys). Cheap when nothing is watched.
+   * (its rows' parents, and their ids for the new keys), and so is an upsert of a child (the
+   * rows it updates). Cheap for other statements: a test of their first word.
    */
   beforeQuery(qr: QueryRunner, sql: string, parameters: unknown): Promise<void> | undefined {
+    if (isUpsert(sql)) return this.upsert(qr, sql, parameters);
     const list = this.watches.get(qr);
     if (!list || list.length === 0 || !isWrite(sql)) return undefined;
     const open = list.filter((w) => !w.settled);
@@ -165,6 +168,37 @@ export class Resolver {
           for (const id of ids) w.ids.set(JSON.stringify(id), id);
         }
       });
+  }
+
+  /**
+   * An upsert fires insert events only: the parents of the rows it updates (and may move to
+   * another parent) are read before it runs. Join tables are left out: a join row is its key, so
+   * an upsert of one conflicts only with the same link.
+   */
+  private upsert(qr: QueryRunner, sql: string, parameters: unknown): Promise<void> | undefined {
+    const statement = parseUpsert(sql, Array.isArray(parameters) ? parameters : [], styleOf(qr));
+    const path = typeof statement === 'string' ? upsertTable(sql) : statement.tablePath;
+    const metadata = dataSourceOf(qr).entityMetadatas.find(
+      (m) => !m.isJunction && sameTable(m, path) && this.registry.linksOf(m).length > 0,
+    );
+    if (!metadata) return undefined;
+    if (typeof statement === 'string') {
+      this.unresolved(
+        metadata,
+        'upsert',
+        `the rows it updates, and so the parents it moves them from, cannot be told: ${statement}`,
+      );
+      return undefined;
+    }
+    const links = this.registry.linksOf(metadata);
+    return this.lookups.upsert(qr, statement, {
+      metadata,
+      foreignKeys: foreignKeys(links),
+      junctionParents: [],
+      viaChildren: links.filter((l): l is JunctionLink => l.kind === 'junction'),
+      wantIds: false,
+      site: 'upsert',
+    });
   }
 
   /** Drops the watches of `qr` (its statement failed, or its transaction ended). */

@@ -21,6 +21,7 @@ import { addMark, type Marker } from './marker';
 import type { Outbox } from './outbox';
 import { errorMessage } from '../errors';
 import { Resolver, type WriteEvent, type WriteKind } from './resolver';
+import { isUpsert } from './sql-upsert';
 import { OnceLog } from './once-log';
 
 type Batch = Map<string, MarkEntry>;
@@ -123,12 +124,15 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     return this.resolver.beforeQuery(qr, query, parameters);
   }
 
-  /** A failed statement ends its watches; outside a transaction, marks already found leave now. */
+  /**
+   * A failed statement ends its watches; outside a transaction, marks already found leave now,
+   * and after an upsert (whose insert events a host may turn off).
+   */
   afterQuery(event: AfterQuery): Promise<void> | void {
     const qr = event.queryRunner;
     this.sql.seen(qr, event.query);
     if (isLookup(event.query) || qr.isTransactionActive) return undefined;
-    if (event.success) return undefined;
+    if (event.success) return isUpsert(event.query) ? this.release(qr) : undefined;
     this.resolver.forget(qr);
     return this.release(qr);
   }
