@@ -1,4 +1,4 @@
-import { dataSourceOf } from '../typeorm-types';
+import { awaitsBeforeQuery, dataSourceOf } from '../typeorm-types';
 import type { EntityMetadata, ObjectLiteral, QueryRunner } from 'typeorm';
 import { readForeignKey, readJunctionColumn, type ForeignKeyLink, type JunctionLink, type KeyRead } from '../links';
 import type { Registry } from '../registry';
@@ -21,6 +21,11 @@ export interface WriteEvent {
   /** The primary key map (or value) TypeORM gives insert and remove events. */
   readonly entityId: unknown;
 }
+
+/** Why statements are not read on TypeORM 0.3.18 to 0.3.22 (see awaitsBeforeQuery). */
+const LATE =
+  'this TypeORM (0.3.18 to 0.3.22) runs a statement without waiting for the subscriber to read the rows it writes; ' +
+  'TypeORM 0.3.23 or later waits';
 
 /**
  * Writes whose events name no row (QueryBuilder writes by criteria, children orphaned or bound
@@ -144,6 +149,10 @@ export class Resolver {
     const list = this.watches.get(qr);
     if (!list || list.length === 0 || !isWrite(sql)) return undefined;
     const open = list.filter((w) => !w.settled);
+    if (!awaitsBeforeQuery(qr)) {
+      for (const w of open) w.reason ??= LATE;
+      return undefined;
+    }
     const statement = parseWrite(sql, Array.isArray(parameters) ? parameters : [], styleOf(qr));
     if (typeof statement === 'string') {
       for (const w of open) w.reason ??= `its statement could not be read (${statement})`;
@@ -176,12 +185,16 @@ export class Resolver {
    * an upsert of one conflicts only with the same link.
    */
   private upsert(qr: QueryRunner, sql: string, parameters: unknown): Promise<void> | undefined {
-    const statement = parseUpsert(sql, Array.isArray(parameters) ? parameters : [], styleOf(qr));
-    const path = typeof statement === 'string' ? upsertTable(sql) : statement.tablePath;
+    const path = upsertTable(sql);
     const metadata = dataSourceOf(qr).entityMetadatas.find(
       (m) => !m.isJunction && sameTable(m, path) && this.registry.linksOf(m).length > 0,
     );
     if (!metadata) return undefined;
+    if (!awaitsBeforeQuery(qr)) {
+      this.unresolved(metadata, 'upsert', `the parents of the rows it updates cannot be read: ${LATE}`);
+      return undefined;
+    }
+    const statement = parseUpsert(sql, Array.isArray(parameters) ? parameters : [], styleOf(qr));
     if (typeof statement === 'string') {
       this.unresolved(
         metadata,

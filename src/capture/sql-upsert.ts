@@ -157,7 +157,7 @@ const INSERT_TABLE = new RegExp(
   'i',
 );
 
-/** The table path of an INSERT read without parsing the rest (to name a statement that cannot be parsed); [] if none. */
+/** The table path of an INSERT, read without parsing the rest (a cheap test of whose it is); [] if none. */
 export function upsertTable(sql: string): string[] {
   const m = INSERT_TABLE.exec(sql);
   return m?.[1] ? splitPath(m[1]) : [];
