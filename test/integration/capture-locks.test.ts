@@ -31,6 +31,8 @@ class LkArticle {
 class LkComment {
   @PrimaryGeneratedColumn({ type: 'int' }) id!: number;
   @Column({ type: 'varchar', length: 60 }) body!: string;
+  /** A natural key, for upserts. */
+  @Column({ type: 'varchar', length: 40, unique: true, nullable: true }) slug!: string | null;
   @Column({ name: 'article_id', type: 'int', nullable: true }) articleId!: number | null;
   @ManyToOne(() => LkArticle, (a) => a.comments, { nullable: true })
   @JoinColumn({ name: 'article_id' })
@@ -59,6 +61,8 @@ const ENTITIES = [LkArticle, LkComment, LkReaction, LkBallast];
 interface Seeded {
   /** A comment of article A. */
   x: number;
+  /** Its slug. */
+  slug: string;
   /** Article B. */
   b: number;
   /** A reaction to article A. */
@@ -143,6 +147,12 @@ describe.each(DIALECTS)('capture lookups and the host transaction (%s)', (dialec
       },
     ],
     [
+      'an upsert moving a comment to B (the lookup of the rows it conflicts with)',
+      async (tx, { slug, b }) => {
+        await tx.getRepository(LkComment).upsert({ slug, body: 'x', articleId: b }, ['slug']);
+      },
+    ],
+    [
       'a partial save of a reaction (the lookup of its row by primary key)',
       async (tx, { r }) => {
         await tx.getRepository(LkReaction).save({ id: r, kind: 'wow' });
@@ -154,8 +164,9 @@ describe.each(DIALECTS)('capture lookups and the host transaction (%s)', (dialec
     const articles = ds().getRepository(LkArticle);
     const comments = ds().getRepository(LkComment);
     const [a, b] = await articles.save([{ title: 'a' }, { title: 'b' }]);
+    const slug = `x-${suffix()}`;
     const [x] = await comments.save([
-      { body: 'x', articleId: a!.id },
+      { body: 'x', slug, articleId: a!.id },
       { body: 'a2', articleId: a!.id },
       { body: 'b1', articleId: b!.id },
     ]);
@@ -163,8 +174,8 @@ describe.each(DIALECTS)('capture lookups and the host transaction (%s)', (dialec
       .getRepository(LkReaction)
       .save({ kind: 'like', article: { id: a!.id } as LkArticle });
     await expectSettled();
-    const ids: Seeded = { x: x!.id, b: b!.id, r: reaction.id };
-    const target = write === writes[0]![1] ? `lk_comment WHERE id = ${ids.x}` : `lk_reaction WHERE id = ${ids.r}`;
+    const ids: Seeded = { x: x!.id, slug, b: b!.id, r: reaction.id };
+    const target = write === writes[2]![1] ? `lk_reaction WHERE id = ${ids.r}` : `lk_comment WHERE id = ${ids.x}`;
 
     const t1Body = async (tx: EntityManager): Promise<void> => {
       await tx.update(LkArticle, ids.b, { title: 't1' });
