@@ -29,3 +29,22 @@ export interface BeforeQuery {
 export interface AfterQuery extends BeforeQuery {
   readonly success: boolean;
 }
+
+const awaited = new WeakMap<object, boolean>();
+
+/**
+ * Whether `qr` waits for the subscribers' `beforeQuery` promises before it sends a statement:
+ * TypeORM 0.3.23+ and 1.x do; 0.3.18 to 0.3.22 send the statement at once and wait after it
+ * ran, so what a hook reads then is the statement's result, not the rows before it. Told from
+ * the compiled `query` method (TypeORM ships tsc output), once per method.
+ */
+export function awaitsBeforeQuery(qr: QueryRunner): boolean {
+  const query = (qr as unknown as { query?: unknown }).query;
+  if (typeof query !== 'function') return true;
+  let known = awaited.get(query);
+  if (known === undefined) {
+    known = !Function.prototype.toString.call(query).includes('broadcastBeforeQueryEvent(');
+    awaited.set(query, known);
+  }
+  return known;
+}

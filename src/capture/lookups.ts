@@ -4,16 +4,16 @@ import type { ColumnMetadata } from '../typeorm-types';
 import { errorMessage } from '../errors';
 import type { ForeignKeyLink, JunctionLink } from '../links';
 import type { ParentType } from '../registry';
+import { isPostgres, lockClause, TAG, type Intent, type LookupSql } from './lookup-sql';
 import { selectRows, type WriteStatement } from './sql-select';
+import type { UpsertStatement } from './sql-upsert';
+import { conflictFilter } from './upsert-conflicts';
 
 /** A parent of a changed child, one per child row (or join row) that names it. */
 export interface Found {
   readonly parent: ParentType;
   readonly id: unknown;
 }
-
-/** `before`: the rows as they were before the statement runs; `after`: as it left them. */
-export type Phase = 'before' | 'after';
 
 /** Where found parents go: the subscriber buffers them in the transaction, or holds them until the write is done. */
 export type Sink = (qr: QueryRunner, found: readonly Found[]) => void;
@@ -33,8 +33,6 @@ export interface StatementTargets {
 
 /** Most keys in one `IN (...)` list: bounded statements, still one round trip for a usual save. */
 const CHUNK = 1000;
-const TAG = '/* typeorm-coalesce lookup */';
-const SAVEPOINT = 'typeorm_coalesce_lookup';
 
 interface RowRequest {
   readonly id: ObjectLiteral;
@@ -47,7 +45,7 @@ interface RowBatch {
   readonly kind: 'rows';
   readonly metadata: EntityMetadata;
   readonly site: string;
-  readonly phase: Phase;
+  readonly intent: Intent;
   readonly requests: Map<string, RowRequest>;
 }
 
@@ -55,7 +53,7 @@ interface JunctionBatch {
   readonly kind: 'junction';
   readonly link: JunctionLink;
   readonly site: string;
-  readonly phase: Phase;
+  readonly intent: Intent;
   readonly ids: Map<string, unknown>;
 }
 
@@ -73,42 +71,38 @@ export function memberKey(parent: ParentType, id: unknown): string {
  * Reads, in the host's transaction and through its query runner, the keys that events do not
  * carry. Requests made in one synchronous turn (TypeORM broadcasts one event per subject in a
  * single loop) are joined into one SELECT per table; rounds on one query runner run one after
- * the other (a PostgreSQL client takes one query at a time). Never throws: a failed lookup is
- * reported as unresolved.
+ * the other (a PostgreSQL client takes one query at a time). A failed lookup is reported as
+ * unresolved, unless it ended the host's transaction: then the returned promise rejects with
+ * it, and the host's write fails as its own statement would have (see LookupSql).
  */
 export class Lookups {
   private readonly open = new WeakMap<QueryRunner, Round>();
   private readonly tail = new WeakMap<QueryRunner, Promise<void>>();
 
   constructor(
+    private readonly sql: LookupSql,
     private readonly sink: Sink,
     private readonly unresolved: Unresolved,
   ) {}
 
   /**
-   * True for a statement of a lookup (a tagged SELECT, or its savepoint). Told by its text: on
-   * MySQL, TypeORM runs a save's statements concurrently on one query runner, so "a lookup is
-   * running on this query runner" does not make a statement a lookup's.
+   * Looks up the foreign keys of `links` in the child row whose primary key map is `id`, before
+   * the host's statement does `intent` to it (`none`: after its statement).
    */
-  static isLookup(sql: string): boolean {
-    return sql.includes(TAG) || sql.includes(SAVEPOINT);
-  }
-
-  /** Looks up the foreign keys of `links` in the child row whose primary key map is `id`. */
   rows(
     qr: QueryRunner,
     metadata: EntityMetadata,
     id: ObjectLiteral,
     links: readonly ForeignKeyLink[],
     skip: readonly string[],
-    phase: Phase,
+    intent: Intent,
     site: string,
   ): Promise<void> {
     return this.join(qr, (round) => {
-      const key = `rows:${phase}:${metadata.tablePath}`;
+      const key = `rows:${intent}:${metadata.tablePath}`;
       let batch = round.batches.get(key) as RowBatch | undefined;
       if (!batch) {
-        batch = { kind: 'rows', metadata, site, phase, requests: new Map() };
+        batch = { kind: 'rows', metadata, site, intent, requests: new Map() };
         round.batches.set(key, batch);
       }
       const idKey = JSON.stringify(metadata.primaryColumns.map((c) => c.getEntityValue(id)));
@@ -119,14 +113,17 @@ export class Lookups {
     });
   }
 
-  /** Looks up the parents linked to the children `ids` in `link`'s join table. */
-  junction(qr: QueryRunner, link: JunctionLink, ids: readonly unknown[], phase: Phase, site: string): Promise<void> {
+  /**
+   * Looks up the parents linked to the children `ids` in `link`'s join table; `delete` when the
+   * host's next statement deletes those join rows (the children's remove).
+   */
+  junction(qr: QueryRunner, link: JunctionLink, ids: readonly unknown[], intent: Intent, site: string): Promise<void> {
     if (ids.length === 0) return Promise.resolve();
     return this.join(qr, (round) => {
-      const key = `junction:${phase}:${link.junction.tablePath}:${link.parentColumn.databaseName}`;
+      const key = `junction:${intent}:${link.junction.tablePath}:${link.parentColumn.databaseName}`;
       let batch = round.batches.get(key) as JunctionBatch | undefined;
       if (!batch) {
-        batch = { kind: 'junction', link, site, phase, ids: new Map() };
+        batch = { kind: 'junction', link, site, intent, ids: new Map() };
         round.batches.set(key, batch);
       }
       for (const id of ids) batch.ids.set(JSON.stringify(id), id);
@@ -136,12 +133,14 @@ export class Lookups {
   /**
    * Reads the rows `statement` is about to write, before it runs: their parents (to the sink)
    * and, when asked, their primary keys (returned, to read the rows again after the statement).
-   * Inside a transaction the rows are locked (FOR UPDATE), so the statement writes the rows that
-   * were read. On PostgreSQL the SELECT then runs in a savepoint: it is derived from the host's
-   * statement rather than built by TypeORM, and a failed statement would abort the host's
-   * transaction.
+   * Inside a transaction the rows are locked as the statement locks them, with its own WHERE.
    */
-  async statement(qr: QueryRunner, statement: WriteStatement, targets: StatementTargets): Promise<ObjectLiteral[]> {
+  async statement(
+    qr: QueryRunner,
+    statement: WriteStatement,
+    targets: StatementTargets,
+    intent: Intent = statement.verb === 'DELETE' ? 'delete' : 'update',
+  ): Promise<ObjectLiteral[]> {
     const { metadata } = targets;
     const driver = dataSourceOf(qr).driver;
     const columns: string[] = [];
@@ -153,24 +152,13 @@ export class Lookups {
     const jps = targets.junctionParents.map((link, i) => ({ link, as: alias(link.parentColumn, `j${i}`) }));
     const needIds = targets.wantIds || targets.viaChildren.length > 0;
     const pks = needIds && !metadata.isJunction ? metadata.primaryColumns.map((c, i) => ({ c, as: alias(c, `k${i}`) })) : [];
-    const guarded = qr.isTransactionActive && isPostgres(qr);
-    const sql = selectRows(statement, columns, qr.isTransactionActive);
+    // The rows the statement's own WHERE picks, locked as the statement will lock them.
+    const sql = selectRows(statement, columns, lockClause(qr, intent));
     let rows: ObjectLiteral[];
     try {
-      rows = await (async () => {
-        if (!guarded) return (await qr.query(sql, [...statement.parameters])) as ObjectLiteral[];
-        await qr.query(`SAVEPOINT ${SAVEPOINT}`);
-        try {
-          const result = (await qr.query(sql, [...statement.parameters])) as ObjectLiteral[];
-          await qr.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-          return result;
-        } catch (error) {
-          await qr.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
-          throw error;
-        }
-      })();
+      rows = await this.sql.run(qr, sql, statement.parameters);
     } catch (error) {
-      this.unresolved(metadata, targets.site, `the lookup of the rows it writes failed: ${errorMessage(error)}`);
+      this.failed(qr, error, metadata, targets.site, 'the lookup of the rows it writes failed');
       return [];
     }
     const found: Found[] = [];
@@ -193,11 +181,71 @@ export class Lookups {
     if (targets.viaChildren.length > 0 && ids.length > 0) {
       const single = metadata.primaryColumns.length === 1 ? metadata.primaryColumns[0] : undefined;
       const childIds = single ? ids.map((id) => single.getEntityValue(id)) : [];
+      // A DELETE removes the children's join rows with them (TypeORM, or ON DELETE CASCADE); an UPDATE leaves them.
+      const via: Intent = intent === 'delete' ? 'delete' : 'none';
       for (const link of targets.viaChildren) {
-        await this.runJunction(qr, { kind: 'junction', link, site: targets.site, phase: 'before', ids: keyed(childIds) });
+        await this.runJunction(qr, { kind: 'junction', link, site: targets.site, intent: via, ids: keyed(childIds) });
       }
     }
     return ids;
+  }
+
+  /**
+   * Reads, before an upsert runs, the existing rows it conflicts with (those it updates): their
+   * parents are the ones it may move them from. The new parents come from its insert events.
+   */
+  async upsert(qr: QueryRunner, statement: UpsertStatement, targets: StatementTargets): Promise<void> {
+    const { metadata, site } = targets;
+    const driver = dataSourceOf(qr).driver;
+    const filter = conflictFilter(metadata, statement, {
+      escape: (name) => driver.escape(name),
+      param: (n) => driver.createParameter(`p${n}`, n - 1),
+    });
+    if (typeof filter === 'string') {
+      this.unresolved(metadata, site, `the rows it updates, and so the parents it moves them from, cannot be told: ${filter}`);
+      return;
+    }
+    if (!filter) return;
+    const { table, tablePath } = statement;
+    const rows: WriteStatement = {
+      verb: 'UPDATE',
+      table,
+      tablePath,
+      filter: `WHERE ${filter.where}`,
+      parameters: filter.parameters,
+    };
+    // The upsert locks the rows it updates: on PostgreSQL they are read with that lock.
+    if (!qr.isTransactionActive || isPostgres(qr)) {
+      await this.statement(qr, rows, targets);
+      return;
+    }
+    // On MySQL a locking read of a key that no row holds locks the gap where it would go, which
+    // the upsert's own insert does not: the rows that exist are found first, then locked by
+    // primary key (and their keys read again, as committed).
+    const ids = await this.statement(
+      qr,
+      rows,
+      { ...targets, foreignKeys: [], junctionParents: [], viaChildren: [], wantIds: true },
+      'none',
+    );
+    if (ids.length === 0) return;
+    const links = new Set(targets.foreignKeys);
+    const requests = new Map(ids.map((id, i) => [String(i), { id, links, skip: new Set<string>() }]));
+    if (links.size > 0) await this.runRows(qr, { kind: 'rows', metadata, site, intent: 'update', requests });
+    const single = metadata.primaryColumns.length === 1 ? metadata.primaryColumns[0] : undefined;
+    const childIds = single ? ids.map((id) => single.getEntityValue(id)) : [];
+    for (const link of targets.viaChildren) {
+      await this.runJunction(qr, { kind: 'junction', link, site, intent: 'none', ids: keyed(childIds) });
+    }
+  }
+
+  /**
+   * A failed lookup: rethrown when it ended the host's transaction (its write must fail with it),
+   * else reported as unresolved.
+   */
+  private failed(qr: QueryRunner, error: unknown, metadata: EntityMetadata, site: string, what: string): void {
+    if (this.sql.failsHost(qr, error)) throw error;
+    this.unresolved(metadata, site, `${what}: ${errorMessage(error)}`);
   }
 
   private join(qr: QueryRunner, add: (round: Round) => void): Promise<void> {
@@ -211,7 +259,11 @@ export class Lookups {
         return this.run(qr, fresh);
       });
       this.open.set(qr, fresh);
-      this.tail.set(qr, fresh.done);
+      // A round that failed the host's write does not stop the next one (a query runner outlives its transaction).
+      this.tail.set(
+        qr,
+        fresh.done.catch(() => undefined),
+      );
       round = fresh;
     }
     add(round);
@@ -220,13 +272,12 @@ export class Lookups {
 
   private async run(qr: QueryRunner, round: Round): Promise<void> {
     for (const batch of round.batches.values()) {
+      const metadata = batch.kind === 'rows' ? batch.metadata : batch.link.child;
       try {
         if (batch.kind === 'rows') await this.runRows(qr, batch);
         else await this.runJunction(qr, batch);
       } catch (error) {
-        // Never into the host's save: its parents are reported as unresolved instead.
-        const metadata = batch.kind === 'rows' ? batch.metadata : batch.link.child;
-        this.unresolved(metadata, batch.site, `the lookup failed: ${errorMessage(error)}`);
+        this.failed(qr, error, metadata, batch.site, 'the lookup failed');
       }
     }
   }
@@ -258,13 +309,14 @@ export class Lookups {
                   `(${pks.map((c) => `${driver.escape(c.databaseName)} = ${param(c, c.getEntityValue(r.id))}`).join(' AND ')})`,
               )
               .join(' OR ');
-      const lock = batch.phase === 'before' && qr.isTransactionActive ? ' FOR UPDATE' : '';
-      const sql = `SELECT ${TAG} ${select} FROM ${escapePath(qr, metadata.tablePath)} WHERE ${where}${lock}`;
+      // The rows the host's UPDATE or DELETE by primary key writes next, locked as it will lock them.
+      const lock = lockClause(qr, batch.intent);
+      const sql = `SELECT ${TAG} ${select} FROM ${escapePath(qr, metadata.tablePath)} WHERE ${where}${lock ? ` ${lock}` : ''}`;
       let rows: ObjectLiteral[];
       try {
-        rows = (await qr.query(sql, parameters)) as ObjectLiteral[];
+        rows = await this.sql.run(qr, sql, parameters);
       } catch (error) {
-        this.unresolved(metadata, batch.site, `the lookup of its foreign keys failed: ${errorMessage(error)}`);
+        this.failed(qr, error, metadata, batch.site, 'the lookup of its foreign keys failed');
         continue;
       }
       const byId = new Map(chunk.map((r) => [JSON.stringify(pks.map((c) => String(c.getEntityValue(r.id)))), r]));
@@ -290,15 +342,17 @@ export class Lookups {
     for (let at = 0; at < ids.length; at += CHUNK) {
       const chunk = ids.slice(at, at + CHUNK);
       const list = chunk.map((_id, i) => driver.createParameter(`p${i}`, i)).join(', ');
-      const lock = batch.phase === 'before' && qr.isTransactionActive ? ' FOR UPDATE' : '';
+      // Before a child's remove: the join rows its DELETE removes next (by TypeORM, or ON DELETE CASCADE).
+      const lock = lockClause(qr, batch.intent);
       const sql =
         `SELECT ${TAG} ${driver.escape(link.parentColumn.databaseName)} AS ${driver.escape('p')} ` +
-        `FROM ${escapePath(qr, link.junction.tablePath)} WHERE ${driver.escape(link.childColumn.databaseName)} IN (${list})${lock}`;
+        `FROM ${escapePath(qr, link.junction.tablePath)} WHERE ${driver.escape(link.childColumn.databaseName)} IN (${list})` +
+        (lock ? ` ${lock}` : '');
       try {
-        const rows = (await qr.query(sql, chunk)) as ObjectLiteral[];
+        const rows = await this.sql.run(qr, sql, chunk);
         for (const row of rows) if (row.p !== null && row.p !== undefined) found.push({ parent: link.parent, id: row.p });
       } catch (error) {
-        this.unresolved(link.child, batch.site, `the lookup of its ${link.parent.name} links failed: ${errorMessage(error)}`);
+        this.failed(qr, error, link.child, batch.site, `the lookup of its ${link.parent.name} links failed`);
       }
     }
     this.sink(qr, found);
@@ -314,11 +368,6 @@ export function idMapOf(metadata: EntityMetadata, values: [ColumnMetadata, unkno
 
 function keyed(values: readonly unknown[]): Map<string, unknown> {
   return new Map(values.map((v) => [JSON.stringify(v), v]));
-}
-
-function isPostgres(qr: QueryRunner): boolean {
-  const type = dataSourceOf(qr).driver.options.type;
-  return type === 'postgres' || type === 'cockroachdb';
 }
 
 /** A table path escaped the way TypeORM's own statements write it. */

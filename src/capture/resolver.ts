@@ -1,9 +1,12 @@
-import { dataSourceOf } from '../typeorm-types';
+import { awaitsBeforeQuery, dataSourceOf } from '../typeorm-types';
 import type { EntityMetadata, ObjectLiteral, QueryRunner } from 'typeorm';
 import { readForeignKey, readJunctionColumn, type ForeignKeyLink, type JunctionLink, type KeyRead } from '../links';
 import type { Registry } from '../registry';
+import type { Intent } from './lookup-sql';
 import { idMapOf, memberKey, type Found, type Lookups, type Sink, type Unresolved } from './lookups';
+import type { ParameterStyle } from './sql-scan';
 import { isWrite, parseWrite } from './sql-select';
+import { isUpsert, parseUpsert, upsertTable } from './sql-upsert';
 
 /** The kinds of child write a subscriber event reports. */
 export type WriteKind = 'insert' | 'update' | 'remove' | 'soft-remove' | 'recover';
@@ -18,6 +21,11 @@ export interface WriteEvent {
   /** The primary key map (or value) TypeORM gives insert and remove events. */
   readonly entityId: unknown;
 }
+
+/** Why statements are not read on TypeORM 0.3.18 to 0.3.22 (see awaitsBeforeQuery). */
+const LATE =
+  'this TypeORM (0.3.18 to 0.3.22) runs a statement without waiting for the subscriber to read the rows it writes; ' +
+  'TypeORM 0.3.23 or later waits';
 
 /**
  * Writes whose events name no row (QueryBuilder writes by criteria, children orphaned or bound
@@ -75,11 +83,11 @@ export class Resolver {
     const viaBefore = e.kind === 'remove' && links.some((l) => l.kind === 'junction');
     const id = unknown.length > 0 || viaBefore ? idOf(e) : undefined;
     if (unknown.length > 0) {
-      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, unknown, [], 'before', site));
+      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, unknown, [], intentOf(e.kind), site));
       else this.unresolved(e.metadata, site, 'neither its foreign key nor its primary key is known');
     }
     // A removed child's links go with it (by TypeORM, or by the join table's ON DELETE): read them first.
-    if (viaBefore) this.viaLinks(e, links, id, 'before', site, waits);
+    if (viaBefore) this.viaLinks(e, links, id, 'delete', site, waits);
     return settle(waits);
   }
 
@@ -123,25 +131,29 @@ export class Resolver {
     const viaAfter = e.kind !== 'insert' && e.kind !== 'remove' && links.some((l) => l.kind === 'junction');
     const id = reread.length > 0 || viaAfter ? idOf(e) : undefined;
     if (reread.length > 0) {
-      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, reread, [...counted], 'after', site));
+      if (id) waits.push(this.lookups.rows(e.queryRunner, e.metadata, id, reread, [...counted], 'none', site));
       else this.unresolved(e.metadata, site, 'neither its foreign key nor its primary key is known');
     }
-    if (viaAfter) this.viaLinks(e, links, id, 'after', site, waits);
+    if (viaAfter) this.viaLinks(e, links, id, 'none', site, waits);
     this.sink(e.queryRunner, found);
     return settle(waits);
   }
 
   /**
    * Before TypeORM runs a statement: an UPDATE or DELETE of a table with a watch is read first
-   * (its rows' parents, and their ids for the new keys). Cheap when nothing is watched.
+   * (its rows' parents, and their ids for the new keys), and so is an upsert of a child (the
+   * rows it updates). Cheap for other statements: a test of their first word.
    */
   beforeQuery(qr: QueryRunner, sql: string, parameters: unknown): Promise<void> | undefined {
+    if (isUpsert(sql)) return this.upsert(qr, sql, parameters);
     const list = this.watches.get(qr);
     if (!list || list.length === 0 || !isWrite(sql)) return undefined;
     const open = list.filter((w) => !w.settled);
-    const type = dataSourceOf(qr).driver.options.type;
-    const style = type === 'postgres' || type === 'cockroachdb' ? 'numbered' : 'positional';
-    const statement = parseWrite(sql, Array.isArray(parameters) ? parameters : [], style);
+    if (!awaitsBeforeQuery(qr)) {
+      for (const w of open) w.reason ??= LATE;
+      return undefined;
+    }
+    const statement = parseWrite(sql, Array.isArray(parameters) ? parameters : [], styleOf(qr));
     if (typeof statement === 'string') {
       for (const w of open) w.reason ??= `its statement could not be read (${statement})`;
       return undefined;
@@ -165,6 +177,41 @@ export class Resolver {
           for (const id of ids) w.ids.set(JSON.stringify(id), id);
         }
       });
+  }
+
+  /**
+   * An upsert fires insert events only: the parents of the rows it updates (and may move to
+   * another parent) are read before it runs. Join tables are left out: a join row is its key, so
+   * an upsert of one conflicts only with the same link.
+   */
+  private upsert(qr: QueryRunner, sql: string, parameters: unknown): Promise<void> | undefined {
+    const path = upsertTable(sql);
+    const metadata = dataSourceOf(qr).entityMetadatas.find(
+      (m) => !m.isJunction && sameTable(m, path) && this.registry.linksOf(m).length > 0,
+    );
+    if (!metadata) return undefined;
+    if (!awaitsBeforeQuery(qr)) {
+      this.unresolved(metadata, 'upsert', `the parents of the rows it updates cannot be read: ${LATE}`);
+      return undefined;
+    }
+    const statement = parseUpsert(sql, Array.isArray(parameters) ? parameters : [], styleOf(qr));
+    if (typeof statement === 'string') {
+      this.unresolved(
+        metadata,
+        'upsert',
+        `the rows it updates, and so the parents it moves them from, cannot be told: ${statement}`,
+      );
+      return undefined;
+    }
+    const links = this.registry.linksOf(metadata);
+    return this.lookups.upsert(qr, statement, {
+      metadata,
+      foreignKeys: foreignKeys(links),
+      junctionParents: [],
+      viaChildren: links.filter((l): l is JunctionLink => l.kind === 'junction'),
+      wantIds: false,
+      site: 'upsert',
+    });
   }
 
   /** Drops the watches of `qr` (its statement failed, or its transaction ended). */
@@ -220,7 +267,7 @@ export class Resolver {
     this.sink(e.queryRunner, found);
     const reread = this.rereads(w);
     if (reread.length === 0 || w.ids.size === 0) return undefined;
-    const waits = [...w.ids.values()].map((id) => this.lookups.rows(e.queryRunner, w.metadata, id, reread, [], 'after', w.site));
+    const waits = [...w.ids.values()].map((id) => this.lookups.rows(e.queryRunner, w.metadata, id, reread, [], 'none', w.site));
     return settle(waits);
   }
 
@@ -239,7 +286,7 @@ export class Resolver {
     e: WriteEvent,
     links: readonly (ForeignKeyLink | JunctionLink)[],
     id: ObjectLiteral | undefined,
-    phase: 'before' | 'after',
+    intent: Intent,
     site: string,
     waits: Promise<void>[],
   ): void {
@@ -251,7 +298,7 @@ export class Resolver {
       this.unresolved(e.metadata, site, 'its primary key is not known, so its links cannot be read');
       return;
     }
-    for (const link of via) waits.push(this.lookups.junction(e.queryRunner, link, [childId], phase, site));
+    for (const link of via) waits.push(this.lookups.junction(e.queryRunner, link, [childId], intent, site));
   }
 }
 
@@ -292,6 +339,16 @@ function siteOf(e: WriteEvent): string {
   if (!namesNoRow(e)) return e.kind;
   // A parent's save that orphans or binds a child gives no entity; a QueryBuilder update gives its SET.
   return e.kind === 'update' && e.entity === undefined ? 'update/relation' : `${e.kind}/querybuilder`;
+}
+
+/** What the statement after a before event does to the event's row. */
+function intentOf(kind: WriteKind): Intent {
+  return kind === 'remove' ? 'delete' : 'update';
+}
+
+function styleOf(qr: QueryRunner): ParameterStyle {
+  const type = dataSourceOf(qr).driver.options.type;
+  return type === 'postgres' || type === 'cockroachdb' ? 'numbered' : 'positional';
 }
 
 function verbOf(kind: Watch['kind']): 'UPDATE' | 'DELETE' {

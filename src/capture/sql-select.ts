@@ -5,9 +5,6 @@
  * reason instead of a guess.
  */
 
-/** How a driver writes parameters: `$1` (PostgreSQL) or `?` (MySQL, MariaDB). */
-export type ParameterStyle = 'numbered' | 'positional';
-
 /** An UPDATE or DELETE split so that the rows it picks can be read by a SELECT. */
 export interface WriteStatement {
   readonly verb: 'UPDATE' | 'DELETE';
@@ -21,24 +18,11 @@ export interface WriteStatement {
   readonly parameters: readonly unknown[];
 }
 
-interface Placeholder {
-  readonly at: number;
-  readonly end: number;
-  /** Index into the statement's parameters. */
-  readonly index: number;
-}
+import { find, keyword, scan, splitPath, TABLE, type ParameterStyle, type Placeholder } from './sql-scan';
 
-interface Scan {
-  /** The statement with quoted text, comments and parenthesized text masked out, same length. */
-  readonly masked: string;
-  readonly placeholders: readonly Placeholder[];
-}
+export type { ParameterStyle } from './sql-scan';
 
 const LEADING_VERB = /^\s*(?:\/\*[\s\S]*?\*\/\s*)*(UPDATE|DELETE)\s/i;
-const IDENTIFIER = String.raw`(?:"(?:[^"]|"")+"|\x60(?:[^\x60]|\x60\x60)+\x60|[A-Za-z_][\w$]*)`;
-const TABLE = new RegExp(String.raw`^${IDENTIFIER}(?:\.${IDENTIFIER})*$`);
-// Keywords at the top level of the masked text: masked quotes and parentheses read as '_'.
-const keyword = (words: string): RegExp => new RegExp(String.raw`\s${words}(?=[\s_])`, 'g');
 const SET = keyword('SET');
 const WHERE = keyword('WHERE');
 const ORDER_BY = keyword(String.raw`ORDER\s+BY`);
@@ -83,12 +67,12 @@ export function parseWrite(
   return { verb, table, tablePath: splitPath(table), filter: filter.text, parameters: filter.parameters };
 }
 
-/** The SELECT of `columns` (already escaped) over the rows `statement` picks. */
-export function selectRows(statement: WriteStatement, columns: readonly string[], forUpdate: boolean): string {
+/** The SELECT of `columns` (already escaped) over the rows `statement` picks, with `lock` (a locking clause, or ''). */
+export function selectRows(statement: WriteStatement, columns: readonly string[], lock: string): string {
   const filter = statement.filter ? ` ${statement.filter}` : '';
   // A filter ending in a line comment would swallow the lock clause on its line.
-  const lock = forUpdate ? `${filter.includes('--') ? '\n' : ' '}FOR UPDATE` : '';
-  return `SELECT /* typeorm-coalesce lookup */ ${columns.join(', ')} FROM ${statement.table}${filter}${lock}`;
+  const locked = lock ? `${filter.includes('--') ? '\n' : ' '}${lock}` : '';
+  return `SELECT /* typeorm-coalesce lookup */ ${columns.join(', ')} FROM ${statement.table}${filter}${locked}`;
 }
 
 /** Keeps the part of `sql` from `from` to `to`, its parameters renumbered from the first. */
@@ -125,89 +109,7 @@ function rewriteFilter(
   return { text: text.trim(), parameters: out };
 }
 
-/** Masks quoted text, comments and parenthesized text, and finds the parameters. */
-function scan(sql: string, style: ParameterStyle): Scan | string {
-  const placeholders: Placeholder[] = [];
-  let masked = '';
-  let depth = 0;
-  let i = 0;
-  const n = sql.length;
-  while (i < n) {
-    const c = sql[i] as string;
-    const next = sql[i + 1];
-    if (c === "'" || c === '"' || c === '`') {
-      // MySQL strings also take backslash escapes; doubled quotes escape in every dialect.
-      let j = i + 1;
-      for (;;) {
-        if (j >= n) return 'unterminated quoted text';
-        const d = sql[j];
-        if (d === '\\' && c === "'" && style === 'positional') j += 2;
-        else if (d === c && sql[j + 1] === c) j += 2;
-        else if (d === c) break;
-        else j += 1;
-      }
-      masked += '_'.repeat(j + 1 - i);
-      i = j + 1;
-      continue;
-    }
-    if (c === '-' && next === '-') {
-      const end = sql.indexOf('\n', i);
-      const stop = end < 0 ? n : end;
-      masked += ' '.repeat(stop - i);
-      i = stop;
-      continue;
-    }
-    if (c === '/' && next === '*') {
-      const end = sql.indexOf('*/', i + 2);
-      if (end < 0) return 'unterminated comment';
-      masked += ' '.repeat(end + 2 - i);
-      i = end + 2;
-      continue;
-    }
-    if (style === 'numbered' && c === '$' && !/[\w$]/.test(sql[i - 1] ?? ' ')) {
-      const digits = /^\$(\d+)/.exec(sql.slice(i, i + 12));
-      if (!digits?.[1]) return 'dollar-quoted text';
-      placeholders.push({ at: i, end: i + digits[0].length, index: Number(digits[1]) - 1 });
-      masked += '_'.repeat(digits[0].length);
-      i += digits[0].length;
-      continue;
-    }
-    if (style === 'positional' && c === '?') {
-      placeholders.push({ at: i, end: i + 1, index: placeholders.length });
-      masked += '_';
-      i += 1;
-      continue;
-    }
-    if (c === '(') depth += 1;
-    if (c === ')') {
-      depth -= 1;
-      if (depth < 0) return 'unbalanced parentheses';
-    }
-    masked += depth > 0 || c === ')' ? '_' : c;
-    i += 1;
-  }
-  if (depth !== 0) return 'unbalanced parentheses';
-  return { masked, placeholders };
-}
-
-function find(text: string, pattern: RegExp, from: number): number {
-  pattern.lastIndex = from;
-  const m = pattern.exec(text);
-  return m ? m.index : -1;
-}
-
 function firstOf(text: string, patterns: RegExp[], from: number): number {
   const found = patterns.map((p) => find(text, p, from)).filter((at) => at >= 0);
   return found.length > 0 ? Math.min(...found) : text.length;
-}
-
-function splitPath(table: string): string[] {
-  const parts: string[] = [];
-  const re = new RegExp(IDENTIFIER, 'g');
-  for (const m of table.matchAll(re)) {
-    const raw = m[0];
-    const q = raw[0];
-    parts.push(q === '"' || q === '`' ? raw.slice(1, -1).split(`${q}${q}`).join(q) : raw);
-  }
-  return parts;
 }

@@ -15,11 +15,13 @@ import type { Registry } from '../registry';
 import type { AfterQuery, BeforeQuery } from '../typeorm-types';
 import { isRecomputing } from '../recompute-scope';
 import type { DerivedColumns, DerivedWrite } from './derived';
+import { isLookup, LookupSql } from './lookup-sql';
 import { Lookups, type Found } from './lookups';
 import { addMark, type Marker } from './marker';
 import type { Outbox } from './outbox';
 import { errorMessage } from '../errors';
 import { Resolver, type WriteEvent, type WriteKind } from './resolver';
+import { isUpsert } from './sql-upsert';
 import { OnceLog } from './once-log';
 
 type Batch = Map<string, MarkEntry>;
@@ -41,6 +43,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
    */
   private readonly held = new WeakMap<QueryRunner, Batch>();
   private readonly resolver: Resolver;
+  private readonly sql = new LookupSql();
   private readonly once: OnceLog;
 
   constructor(
@@ -53,7 +56,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     this.once = new OnceLog(logger);
     const sink = (qr: QueryRunner, found: readonly Found[]): void => this.collect(qr, found);
     const unresolved = (metadata: EntityMetadata, site: string, reason: string): void => this.unresolved(metadata, site, reason);
-    this.resolver = new Resolver(registry, new Lookups(sink, unresolved), sink, unresolved);
+    this.resolver = new Resolver(registry, new Lookups(this.sql, sink, unresolved), sink, unresolved);
   }
 
   /**
@@ -109,16 +112,27 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     if (this.resolver.concerns(event.metadata)) return this.after(this.write('recover', event));
   }
 
-  /** Rows an event does not name are read just before their statement runs. */
+  /**
+   * Rows an event does not name are read just before their statement runs. A statement waits
+   * while a lookup's savepoint is open on its query runner (see LookupSql). A lookup error that
+   * ended the host's transaction rejects here: TypeORM then fails the statement with it.
+   */
   beforeQuery(event: BeforeQuery): Promise<void> | void {
-    return this.resolver.beforeQuery(event.queryRunner, event.query, event.parameters);
+    const { queryRunner: qr, query, parameters } = event;
+    const held = this.sql.hold(qr, query);
+    if (held) return held.then(() => this.resolver.beforeQuery(qr, query, parameters));
+    return this.resolver.beforeQuery(qr, query, parameters);
   }
 
-  /** A failed statement ends its watches; outside a transaction, marks already found leave now. */
+  /**
+   * A failed statement ends its watches; outside a transaction, marks already found leave now,
+   * and after an upsert (whose insert events a host may turn off).
+   */
   afterQuery(event: AfterQuery): Promise<void> | void {
-    if (event.success || Lookups.isLookup(event.query)) return undefined;
     const qr = event.queryRunner;
-    if (qr.isTransactionActive) return undefined;
+    this.sql.seen(qr, event.query);
+    if (isLookup(event.query) || qr.isTransactionActive) return undefined;
+    if (event.success) return isUpsert(event.query) ? this.release(qr) : undefined;
     this.resolver.forget(qr);
     return this.release(qr);
   }

@@ -17,7 +17,7 @@ describe('parseWrite / selectRows', () => {
     expect(s).toMatchObject({ verb: 'UPDATE', table: '"shop"."line"', tablePath: ['shop', 'line'] });
     expect(s.filter).toBe(`WHERE "sku" = $1 AND ("qty" > $2 OR "sku" = $1)`);
     expect(s.parameters).toEqual(['a', 3]);
-    expect(selectRows(s, ['"order_id" AS "f0"'], true)).toBe(
+    expect(selectRows(s, ['"order_id" AS "f0"'], 'FOR UPDATE')).toBe(
       `SELECT /* typeorm-coalesce lookup */ "order_id" AS "f0" FROM "shop"."line" WHERE "sku" = $1 AND ("qty" > $2 OR "sku" = $1) FOR UPDATE`,
     );
   });
