@@ -133,7 +133,7 @@ export async function benchAggregates(o: AggregatesBenchOptions): Promise<Aggreg
       drifted,
     };
   } finally {
-    await coalescer.store.clear().catch(() => undefined);
+    await coalescer.reset().catch(() => undefined);
     await coalescer.close();
     await ds.drop();
   }

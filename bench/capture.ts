@@ -125,7 +125,7 @@ export async function benchCapture(o: CaptureBenchOptions): Promise<CaptureBench
     };
   } finally {
     for (const c of [subscribed, triggered]) {
-      await c.store.clear().catch(() => undefined);
+      await c.reset().catch(() => undefined);
       await c.close();
     }
     await ds.drop();

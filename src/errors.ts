@@ -89,6 +89,24 @@ export class ParentDeadError extends CoalesceError {
 /** Redis or the database could not be reached. */
 export class ConnectionError extends CoalesceError {}
 
+/**
+ * The one way an unreachable Redis is said: a ConnectionError `<what>: cannot reach Redis at
+ * <where>: <cause>`. Our own errors, and errors Redis itself replied with, pass as they are.
+ */
+export function redisUnreachable(what: string, where: string, error: unknown): Error {
+  if (error instanceof CoalesceError || (error instanceof Error && error.name === 'ReplyError')) return error;
+  return new ConnectionError(`${what}: cannot reach Redis at ${where}: ${errorMessage(error)}`, { cause: error });
+}
+
+/** `pending`, or {@link redisUnreachable} when it fails. */
+export async function onRedis<T>(what: string, where: string, pending: Promise<T>): Promise<T> {
+  try {
+    return await pending;
+  } catch (error) {
+    throw redisUnreachable(what, where, error);
+  }
+}
+
 /** Formats any thrown value as one line, for logs and the dead-letter set. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`;

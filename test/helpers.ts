@@ -8,6 +8,8 @@ import { Redis } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { inject } from 'vitest';
 import { Coalescer, type CoalescerOptions } from '../src';
+import type { Parts } from '../src/assemble';
+import { Claims } from '../src/redis/claims';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { recomputeOrders, countMismatches } from '../examples/shop/recompute';
 import { migrations } from '../examples/shop/migrations';
@@ -170,9 +172,14 @@ export function shopCoalescer(
   return coalescer;
 }
 
+/** The parts a coalescer was built from (its Redis slices, drainer...), for tests that reach below the facade. */
+export function internals(coalescer: Coalescer): Parts {
+  return (coalescer as unknown as { parts: Parts }).parts;
+}
+
 /** Closes a coalescer after deleting every key of its namespace. */
 export async function dispose(coalescer: Coalescer): Promise<void> {
-  await coalescer.store.clear();
+  await internals(coalescer).epochs.clear();
   await coalescer.close();
 }
 
@@ -260,8 +267,9 @@ export interface CrashedClaim {
  */
 export async function crashedClaims(coalescer: Coalescer, n: number, leaseMs: number): Promise<CrashedClaim[]> {
   await coalescer.clock.sync();
-  const { top } = await coalescer.store.readWindow(coalescer.clock.now(), n, 0);
-  const { token, won } = await coalescer.store.claim(top, coalescer.clock.now() + leaseMs);
+  const claims = new Claims({ client: internals(coalescer).clients.main, keys: coalescer.keys });
+  const { top } = await claims.readWindow(coalescer.clock.now(), n, 0);
+  const { token, won } = await claims.claim(top, coalescer.clock.now() + leaseMs);
   return won.map((w) => {
     const key = (top[w.index] as { key: Buffer }).key;
     return { key, member: key.toString(), token };

@@ -2,8 +2,8 @@ import type { DataSource, EntityManager } from 'typeorm';
 import type { ColumnMetadata } from '../typeorm-types';
 import type { EntityMetadata } from 'typeorm';
 import { RegistrationError } from '../errors';
-import type { ParentId } from '../registry';
-import { dialectOf, type IdsRef, type Params, type Sql, type Statement } from './dialect';
+import type { ParentId } from '../registry/members';
+import { rendererOf, type IdsRef, type Params, type Sql, type Statement } from '../db/render';
 import { aggregateType } from './check';
 import { ExpressionError, expressionSql, parseExpression, type Expr } from './expression';
 import { compileWhere } from './filter';
@@ -75,7 +75,7 @@ export function compileAggregates(
   parent: EntityMetadata,
   specs: Readonly<Record<string, AggregateSpec>>,
 ): CompiledAggregates {
-  const dialect = dialectOf(dataSource, `parent ${parent.name}`);
+  const dialect = rendererOf(dataSource, `parent ${parent.name}`);
   const q = (identifier: string): string => dialect.quote(identifier);
   const primary = parent.primaryColumns[0] as ColumnMetadata;
   const groups = new Map<string, Group>();

@@ -2,7 +2,7 @@ import type { FindOperator, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata } from '../typeorm-types';
 import type { EntityMetadata } from 'typeorm';
 import { RegistrationError } from '../errors';
-import type { Dialect, Params, Sql } from './dialect';
+import type { Params, Renderer, Sql } from '../db/render';
 
 /** Operators a filter may use, by FindOperator type, with the TypeORM function that makes each. */
 const SUPPORTED: Readonly<Record<string, string>> = Object.freeze({
@@ -65,7 +65,7 @@ export interface FilterContext {
   readonly what: string;
   /** The child entity filtered. */
   readonly metadata: EntityMetadata;
-  readonly dialect: Dialect;
+  readonly dialect: Renderer;
   /** The qualified, quoted SQL of a child column (`c."qty"`). */
   readonly column: (column: ColumnMetadata) => string;
 }

@@ -1,7 +1,7 @@
 import { awaitsBeforeQuery, dataSourceOf } from '../typeorm-types';
 import type { EntityMetadata, ObjectLiteral, QueryRunner } from 'typeorm';
-import { readForeignKey, readJunctionColumn, type ForeignKeyLink, type JunctionLink, type KeyRead } from '../links';
-import type { Registry } from '../registry';
+import { readForeignKey, readJunctionColumn, type ForeignKeyLink, type JunctionLink, type KeyRead } from '../registry/links';
+import type { Registry } from '../registry/registry';
 import type { Intent } from './lookup-sql';
 import { idMapOf, memberKey, type Found, type Lookups, type Sink, type Unresolved } from './lookups';
 import type { ParameterStyle } from './sql-scan';

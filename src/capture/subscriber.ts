@@ -10,16 +10,15 @@ import type {
   UpdateEvent,
 } from 'typeorm';
 import type { CoalesceLogger as Logger } from '../log';
-import type { MarkEntry } from '../redis/store';
-import type { Registry } from '../registry';
+import type { MarkEntry } from '../redis/records';
+import type { Registry } from '../registry/registry';
+import type { Delivery } from '../delivery/delivery';
+import { addMark } from '../delivery/marker';
 import type { AfterQuery, BeforeQuery } from '../typeorm-types';
 import { isRecomputing } from '../recompute-scope';
-import type { DerivedColumns, DerivedWrite } from './derived';
+import { derivedWritten, type DerivedWrite } from './derived';
 import { isLookup, LookupSql } from './lookup-sql';
 import { Lookups, type Found } from './lookups';
-import { addMark, type Marker } from './marker';
-import type { Outbox } from './outbox';
-import { errorMessage } from '../errors';
 import { Resolver, type WriteEvent, type WriteKind } from './resolver';
 import { isUpsert } from './sql-upsert';
 import { OnceLog } from './once-log';
@@ -48,10 +47,8 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
 
   constructor(
     private readonly registry: Registry,
-    private readonly marker: Marker,
+    private readonly delivery: Delivery,
     private readonly logger: Logger,
-    private readonly strict: Outbox | undefined,
-    private readonly derived?: DerivedColumns,
   ) {
     this.once = new OnceLog(logger);
     const sink = (qr: QueryRunner, found: readonly Found[]): void => this.collect(qr, found);
@@ -65,10 +62,11 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
    */
   async beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
     const qr = event.queryRunner;
-    if (!this.strict || depthOf(qr) > 1) return;
+    if (!this.delivery.strict || depthOf(qr) > 1) return;
     const levels = this.pending.get(qr);
     if (!levels) return;
-    this.written.set(qr, await this.strict.write(merged(levels), qr));
+    const batch = await this.delivery.beforeCommit(merged(levels), qr);
+    if (batch !== undefined) this.written.set(qr, batch);
   }
 
   beforeUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
@@ -92,9 +90,9 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
   }
 
   afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
-    const host = this.derived?.written(event.metadata, event.updatedColumns, event.entity, event.databaseEntity);
+    const host = derivedWritten(this.registry, event.metadata, event.updatedColumns, event.entity, event.databaseEntity);
     if (host && !isRecomputing()) {
-      this.derivedWritten(event.queryRunner, host);
+      this.warnDerived(event.queryRunner, host);
       if (!this.resolver.concerns(event.metadata)) return this.after(undefined, event.queryRunner);
     }
     if (this.resolver.concerns(event.metadata)) return this.after(this.write('update', event));
@@ -157,18 +155,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     this.pending.delete(qr);
     const batch = this.written.get(qr);
     this.written.delete(qr);
-    return this.marker.dispatch(() => this.flush(merged(levels), batch));
-  }
-
-  private async flush(entries: MarkEntry[], batch: string | undefined): Promise<void> {
-    // Strict delivery: rows written in the transaction already keep these marks.
-    const sent = await this.marker.send(entries, { keep: batch === undefined });
-    if (!sent.delivered || batch === undefined || !this.strict) return;
-    // Redis has the marks: their rows say so (and stay until the parents are recomputed, in
-    // case Redis loses them). Left unrecorded, they are only sent twice.
-    await this.strict.sent(batch, sent.epoch, sent.generation).catch((error: unknown) => {
-      this.logger.warn({ err: errorMessage(error), batch }, 'could not record delivered outbox rows; they will be relayed again');
-    });
+    return this.delivery.afterCommit(merged(levels), batch);
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent): void {
@@ -235,7 +222,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
     const held = this.held.get(qr);
     if (!held || held.size === 0) return Promise.resolve();
     this.held.delete(qr);
-    return this.marker.dispatch(() => this.marker.send([...held.values()]));
+    return this.delivery.afterCommit([...held.values()]);
   }
 
   /** A child change whose parents stay unknown: said once per (entity, site), with what to do. */
@@ -253,7 +240,7 @@ export class CaptureSubscriber implements EntitySubscriberInterface {
   }
 
   /** A host save() wrote derived columns: warn once per column, and mark the parent again. */
-  private derivedWritten(qr: QueryRunner, write: DerivedWrite): void {
+  private warnDerived(qr: QueryRunner, write: DerivedWrite): void {
     const { parent, columns, id } = write;
     const member = id === undefined ? parent.name : `${parent.name}:${String(id)}`;
     for (const column of columns) {

@@ -3,15 +3,15 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import type { ObjectLiteral } from 'typeorm';
 import type { Coalescer } from '../coalescer';
 import { ConfigError, RegistrationError, isUnreachable } from '../errors';
-import { heatOf } from '../registry';
-import { serveMetrics, type MetricsServer } from '../metrics';
+import { heatOf } from '../redis/score';
+import { serveMetrics, type MetricsServer } from '../metrics/metrics';
 import { serveDashboard, type DashboardServer } from '../dashboard/server';
 import { resolveDashboardOptions, type DashboardOptions } from '../dashboard/options';
 import { RUNNER_DEFAULTS, resolveRunnerOptions } from '../runner/runner';
 import { closeApp, loadApp, UsageError } from './app';
 import { addTriggersCommand } from './triggers';
 import { Progress } from './progress';
-import { markAll } from '../rebuild';
+import { markAll } from '../ops/rebuild';
 import { addVerifyCommand } from './verify';
 
 /** Exit codes, as `coalesce --help` lists them. */

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { MigrationFormat } from '../capture/triggers';
+import type { MigrationFormat } from '../triggers/migrations';
 import { closeApp, loadApp, UsageError } from './app';
 
 interface TriggersOptions {

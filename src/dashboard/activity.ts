@@ -1,7 +1,7 @@
 import type { Coalescer } from '../coalescer';
 import type { DrainResult, FailedEvent, RecomputedEvent } from '../drain/drainer';
 import { errorMessage } from '../errors';
-import type { LiveEvent, Subscription } from '../events';
+import type { LiveEvent, Subscription } from '../fresh/events';
 
 /** A parent recomputed, as the dashboard streams it. */
 export interface RecomputedActivity {

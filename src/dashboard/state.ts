@@ -1,5 +1,5 @@
 import type { Coalescer, CoalescerStats } from '../coalescer';
-import { PRIORITY_BASE, heatOf, type Priority } from '../registry';
+import { PRIORITY_BASE, heatOf, type Priority } from '../redis/score';
 import type { RunnerCounts, RunnerStatus } from '../runner/runner';
 import type { ResolvedDashboardOptions } from './options';
 
@@ -105,7 +105,7 @@ export async function readState(
   options: ResolvedDashboardOptions,
   stats?: CoalescerStats,
 ): Promise<DashboardState> {
-  const store = coalescer.store;
+  const store = coalescer.reads;
   const [s, tierCounts, scan, top, dead] = await Promise.all([
     stats ?? coalescer.stats(),
     store.pendingInRanges(TIER_RANGES),

@@ -2,12 +2,12 @@ import type { DataSource } from 'typeorm';
 import { ConfigError } from '../errors';
 
 /** The SQL dialects the library speaks: PostgreSQL, and MySQL / MariaDB. */
-export type Dialect = 'postgres' | 'mysql';
+export type DialectName = 'postgres' | 'mysql';
 
 const SUPPORTED = 'postgres, mysql, mariadb';
 
 /** The dialect of a DataSource's driver; a ConfigError naming the driver for any other. */
-export function dialectOf(dataSource: DataSource): Dialect {
+export function dialectOf(dataSource: DataSource): DialectName {
   const type = (dataSource.options as { type?: string }).type;
   if (type === 'postgres') return 'postgres';
   if (type === 'mysql' || type === 'mariadb') return 'mysql';
@@ -18,7 +18,7 @@ export function dialectOf(dataSource: DataSource): Dialect {
 
 /** Helpers to write one statement for both dialects. */
 export interface Sql {
-  readonly dialect: Dialect;
+  readonly dialect: DialectName;
   /** The n-th (1-based) bound parameter's placeholder. */
   param(n: number): string;
   /** A comma-separated list of `count` placeholders starting at the `from`-th. */

@@ -1,5 +1,6 @@
 import type { CoalesceLogger as Logger } from '../log';
-import type { AckEntry, Store } from '../redis/store';
+import type { AckEntry } from '../redis/records';
+import type { Outcomes } from '../redis/outcomes';
 import type { ServerClock } from '../redis/clock';
 import { errorMessage } from '../errors';
 import type { Claim, LeaseKeeper } from './leases';
@@ -19,6 +20,18 @@ export interface AckTotals {
  * another drainer's reaper never mistakes a finished recompute for a crashed one. A claim
  * stays with the lease keeper until its acknowledgement has been answered.
  */
+/** What an ack buffer needs. */
+export interface AckBufferOptions {
+  readonly outcomes: Pick<Outcomes, 'ack'>;
+  readonly keeper: Pick<LeaseKeeper, 'end' | 'drop'>;
+  readonly clock: Pick<ServerClock, 'now'>;
+  readonly logger: Logger;
+  /** Most acknowledgements per round trip. */
+  readonly batch: number;
+  /** Where re-armed and superseded counts are added. */
+  readonly totals: AckTotals;
+}
+
 export class AckBuffer {
   private entries: { entry: AckEntry; claim: Claim }[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -26,19 +39,12 @@ export class AckBuffer {
   private error: unknown;
   private rearmedSinceSettle = 0;
 
-  constructor(
-    private readonly store: Store,
-    private readonly keeper: LeaseKeeper,
-    private readonly totals: AckTotals,
-    private readonly logger: Logger,
-    private readonly batch: number,
-    private readonly clock: ServerClock,
-  ) {}
+  constructor(private readonly options: AckBufferOptions) {}
 
   add(entry: AckEntry, claim: Claim): void {
-    claim.ending = true;
+    this.options.keeper.end(claim);
     this.entries.push({ entry, claim });
-    if (this.entries.length >= this.batch) this.flush();
+    if (this.entries.length >= this.options.batch) this.flush();
     else if (!this.timer) {
       this.timer = setTimeout(() => this.flush(), ACK_DELAY_MS);
       this.timer.unref();
@@ -65,18 +71,19 @@ export class AckBuffer {
     if (this.entries.length === 0) return;
     const batch = this.entries;
     this.entries = [];
-    const p = this.store
+    const { outcomes, clock, totals, logger, keeper } = this.options;
+    const p = outcomes
       .ack(
         batch.map((b) => b.entry),
-        this.clock.now(),
+        clock.now(),
       )
       .then(
         ({ rearmed, superseded }) => {
-          this.totals.rearmed += rearmed;
+          totals.rearmed += rearmed;
           this.rearmedSinceSettle += rearmed;
           if (superseded > 0) {
-            this.totals.superseded += superseded;
-            this.logger.warn(
+            totals.superseded += superseded;
+            logger.warn(
               { superseded },
               'recomputes acknowledged after their lease passed on: each parent gets one more recompute, since a late write may have landed last',
             );
@@ -84,15 +91,12 @@ export class AckBuffer {
         },
         (error: unknown) => {
           // The leases expire: the parents are recomputed again, never lost.
-          this.logger.warn(
-            { err: errorMessage(error), parents: batch.length },
-            'acknowledgements failed; the leases will expire',
-          );
+          logger.warn({ err: errorMessage(error), parents: batch.length }, 'acknowledgements failed; the leases will expire');
           this.error ??= error;
         },
       )
       .finally(() => {
-        for (const b of batch) this.keeper.drop(b.claim);
+        for (const b of batch) keeper.drop(b.claim);
         this.inflight.delete(p);
       });
     this.inflight.add(p);

@@ -1,8 +1,9 @@
-import type { Store, Candidate, Won } from '../redis/store';
+import type { Candidate, Won } from '../redis/records';
+import type { Claims } from '../redis/claims';
 import type { ServerClock } from '../redis/clock';
-import type { Classified } from '../members';
-import type { ParentType } from '../registry';
-import type { Claim } from './leases';
+import type { Classified } from '../registry/members';
+import type { ParentType } from '../registry/model';
+import type { Claim, LeaseKeeper } from './leases';
 
 /** Claimed parents per window whose first-mark time is read, for the wait figures. */
 const WAIT_SAMPLE = 16;
@@ -16,11 +17,25 @@ export interface Claimed {
 /** One window's outcome: 'empty' when nothing claimable is pending. */
 export type Window = Claimed[] | 'empty';
 
+/** What a claimer needs. */
+export interface ClaimerOptions {
+  readonly claims: Pick<Claims, 'readWindow' | 'claim'>;
+  readonly clock: Pick<ServerClock, 'now'>;
+  /** Takes the leases of what is claimed. */
+  readonly keeper: Pick<LeaseKeeper, 'hold' | 'now'>;
+  readonly leaseMs: number;
+  readonly classify: (key: Buffer) => Classified<ParentType>;
+  /** Move further down after losing races at the top (several workers, windows over 1). */
+  readonly spread: boolean;
+  /** @defaultValue Math.random */
+  readonly random?: () => number;
+}
+
 /**
  * Reads windows at the top of pending (overdue parents first) and claims them with the checked
- * ZREM. Members are read and claimed as raw bytes. Members of a type only other processes of the
- * namespace register are left to them: never claimed here, so never dead-lettered by a process
- * that merely does not know them.
+ * ZREM, taking their leases. Members are read and claimed as raw bytes. Members of a type only
+ * other processes of the namespace register are left to them: never claimed here, so never
+ * dead-lettered by a process that merely does not know them.
  */
 export class Claimer {
   /** Rank in pending to read from: 0 until another worker is met at the top. */
@@ -29,24 +44,18 @@ export class Claimer {
   private skippingForeign = false;
   lostRaces = 0;
 
-  constructor(
-    private readonly store: Store,
-    private readonly clock: ServerClock,
-    private readonly leaseMs: number,
-    private readonly classify: (key: Buffer) => Classified<ParentType>,
-    private readonly spread: boolean,
-  ) {}
+  constructor(private readonly options: ClaimerOptions) {}
 
   /** Reads a window of up to `size` and claims what this process can recompute. */
   async next(size: number): Promise<Window> {
-    const now = this.clock.now();
-    const { overdue, top } = await this.store.readWindow(now, size, this.offset);
+    const { claims, clock, keeper, leaseMs } = this.options;
+    const { overdue, top } = await claims.readWindow(clock.now(), size, this.offset);
     const candidates: Candidate[] = [];
     const kinds: Claimed['what'][] = [];
     const seen = new Set<string>();
     let foreign = 0;
     const consider = (key: Buffer, score: string): void => {
-      const what = this.classify(key);
+      const what = this.options.classify(key);
       if (seen.has(what.member)) return;
       seen.add(what.member);
       if (what.kind === 'foreign') {
@@ -79,25 +88,29 @@ export class Claimer {
     }
     this.skippingForeign = false;
     // Measured before the call: the lease counts from no later than its deadline was set.
-    const validUntil = performance.now() + this.leaseMs;
-    const { token, won } = await this.store.claim(candidates, this.clock.now() + this.leaseMs, WAIT_SAMPLE);
+    const since = keeper.now();
+    const { token, won } = await claims.claim(candidates, clock.now() + leaseMs, WAIT_SAMPLE);
     this.lostRaces += candidates.length - won.length;
-    if (won.length < candidates.length && this.spread) {
+    if (won.length < candidates.length && this.options.spread) {
       // Another worker reads the same part of the set: move one to three windows further down
       // (past the end, the next read starts from the top again), so workers spread out.
-      this.offset += size * (1 + Math.floor(Math.random() * 3));
+      this.offset += size * (1 + Math.floor((this.options.random ?? Math.random)() * 3));
     }
-    return claimedOf(candidates, kinds, token, won, validUntil);
+    const claimed = claimedOf(candidates, kinds, token, won);
+    keeper.hold(
+      claimed.map((c) => c.claim),
+      since,
+    );
+    return claimed;
   }
 }
 
-/** The claims a claim call won, each with what its member is; their leases hold until `validUntil` (performance.now()). */
+/** The claims a claim call won, each with what its member is. */
 export function claimedOf(
   candidates: readonly Candidate[],
   kinds: readonly Claimed['what'][],
   token: string,
   won: readonly Won[],
-  validUntil: number,
 ): Claimed[] {
   return won.map((w) => {
     const c = candidates[w.index] as Candidate;
@@ -111,9 +124,6 @@ export function claimedOf(
         since: w.since,
         attempts: w.attempts,
         token,
-        validUntil,
-        lost: undefined,
-        onLost: undefined,
       },
     };
   });

@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
 import type { CoalesceLogger as Logger } from '../log';
-import type { ParentId, RecomputeContext } from '../registry';
+import type { ParentId, RecomputeContext } from '../registry/model';
 
 /**
  * Recompute context whose signal and logger are made only when the recompute reads them:

@@ -1,5 +1,6 @@
 import type { CoalesceLogger as Logger } from '../log';
-import type { MarkEntry, Store } from '../redis/store';
+import type { MarkEntry } from '../redis/records';
+import type { Marks } from '../redis/marks';
 import type { ServerClock } from '../redis/clock';
 import { RecomputeTimeoutError, errorMessage } from '../errors';
 import type { LazyContext } from './context';
@@ -19,6 +20,18 @@ export type Outcome =
    */
   | { readonly kind: 'timeout'; readonly error: RecomputeTimeoutError; readonly settled: boolean };
 
+/** What an invoker needs. */
+export interface InvokerOptions {
+  /** A recompute running longer is aborted and counts as failed (recomputeTimeoutMs). */
+  readonly timeoutMs: number;
+  /** How long a timed-out recompute gets to stop while its leases are kept alive. */
+  readonly graceMs: number;
+  /** Where the parents of a recompute that ended after its grace get one more mark. */
+  readonly marks: Pick<Marks, 'mark'>;
+  readonly clock: Pick<ServerClock, 'now'>;
+  readonly logger: Logger;
+}
+
 /**
  * Calls recomputes with a timeout. A timed-out recompute has its signal aborted and is given a
  * grace period to stop while its leases are still kept alive, so that nothing else recomputes
@@ -31,14 +44,15 @@ export class Invoker {
   /** Recomputes past their grace that have not ended yet, with their members. */
   private readonly overdue = new Map<Promise<void>, string[]>();
 
-  constructor(
-    private readonly timeoutMs: number,
-    private readonly graceMs: number,
-    private readonly store: Store,
-    private readonly clock: ServerClock,
-    private readonly logger: Logger,
-  ) {
-    this.watchdog = new Watchdog(timeoutMs);
+  private readonly timeoutMs: number;
+  private readonly graceMs: number;
+  private readonly marks: Pick<Marks, 'mark'>;
+  private readonly clock: Pick<ServerClock, 'now'>;
+  private readonly logger: Logger;
+
+  constructor(options: InvokerOptions) {
+    ({ timeoutMs: this.timeoutMs, graceMs: this.graceMs, marks: this.marks, clock: this.clock, logger: this.logger } = options);
+    this.watchdog = new Watchdog(this.timeoutMs);
   }
 
   /** Runs `call` with `ctx`; never rejects. `remark` are the marks to send if it ends after its grace. */
@@ -78,7 +92,7 @@ export class Invoker {
           if (aborted) end();
           else {
             const marks = remark();
-            this.store
+            this.marks
               .mark(marks, this.clock.now())
               .catch((error: unknown) => {
                 this.logger.error(

@@ -1,9 +1,9 @@
 import type { CoalesceLogger as Logger } from '../log';
-import type { Store } from '../redis/store';
+import type { Claims } from '../redis/claims';
 import type { ServerClock } from '../redis/clock';
 import { LeaseLostError, errorMessage } from '../errors';
 
-/** A parent this worker claimed and holds until its ack, failure or release. */
+/** A parent this worker claimed, as the claim call returned it. Never changed: the lease keeper keeps its lease's state. */
 export interface Claim {
   /** The member's exact bytes in Redis (as text when they are valid UTF-8). */
   readonly key: Buffer | string;
@@ -17,47 +17,54 @@ export interface Claim {
   readonly attempts: number;
   /** Fencing token: larger for every later claim window of the namespace. */
   readonly token: string;
-  /** performance.now() until which the lease surely holds; each renewal moves it on. */
-  validUntil: number;
-  /** Why the lease was lost, once it was. */
-  lost: LeaseLostError | undefined;
-  /** Called once when the lease is lost while the recompute runs: aborts its signal. */
-  onLost: ((reason: LeaseLostError) => void) | undefined;
+}
+
+/** What the keeper needs. */
+export interface LeaseKeeperOptions {
+  readonly claims: Pick<Claims, 'extend'>;
+  /** Server time, for the deadlines written to Redis. */
+  readonly clock: Pick<ServerClock, 'now'>;
+  readonly leaseMs: number;
+  readonly logger: Logger;
   /**
-   * Its ack, failure or release is on its way: a renewal crossing it finds the claim ended, and
-   * that is no lost lease.
+   * Monotonic time in ms, for how long a lease surely holds here.
+   * @defaultValue performance.now
    */
-  ending?: boolean;
+  readonly monotonic?: () => number;
 }
 
 /**
  * Keeps the leases of every claim this worker holds alive: one batched renewal script per
  * interval (a third of the lease) for all of them, queued and running alike. A claim the
  * renewal finds passed to another worker, or that could not be renewed before a quarter of its
- * lease was left (Redis unreachable), is lost: its recompute's signal is aborted before another
- * worker can take the parent.
+ * lease was left (Redis unreachable), is lost: its watcher (the recompute's signal) is told
+ * before another worker can take the parent. The only owner of a lease's state.
  */
 export class LeaseKeeper {
-  private readonly held = new Set<Claim>();
+  /** Claims held now, and until when (monotonic) each surely holds. */
+  private readonly held = new Map<Claim, number>();
+  private readonly lostWith = new WeakMap<Claim, LeaseLostError>();
+  private readonly watchers = new Map<Claim, (reason: LeaseLostError) => void>();
+  /** Claims whose ack, failure or release is on its way: a renewal crossing it is no lost lease. */
+  private readonly ending = new WeakSet<Claim>();
   private timer: NodeJS.Timeout | undefined;
   private renewing = false;
   private lastRenewal = 0;
   private failing = false;
   private readonly tickMs: number;
   private readonly renewEveryMs: number;
+  private readonly leaseMs: number;
+  /** Monotonic time in ms. */
+  readonly now: () => number;
   /** A lease with less than this left (ms) is given up before it can expire in Redis. */
   readonly safetyMs: number;
 
-  constructor(
-    private readonly store: Store,
-    private readonly clock: ServerClock,
-    private readonly leaseMs: number,
-    private readonly logger: Logger,
-    private readonly onLost: (claims: readonly Claim[]) => void = () => undefined,
-  ) {
-    this.renewEveryMs = Math.max(20, Math.floor(leaseMs / 3));
-    this.safetyMs = Math.floor(leaseMs / 4);
-    this.tickMs = Math.max(10, Math.min(1000, Math.floor(leaseMs / 10)));
+  constructor(private readonly options: LeaseKeeperOptions) {
+    this.leaseMs = options.leaseMs;
+    this.now = options.monotonic ?? (() => performance.now());
+    this.renewEveryMs = Math.max(20, Math.floor(this.leaseMs / 3));
+    this.safetyMs = Math.floor(this.leaseMs / 4);
+    this.tickMs = Math.max(10, Math.min(1000, Math.floor(this.leaseMs / 10)));
   }
 
   /** Claims held now. */
@@ -65,19 +72,39 @@ export class LeaseKeeper {
     return this.held.size;
   }
 
-  /** Starts keeping `claims` alive. */
-  hold(claims: readonly Claim[]): void {
-    for (const c of claims) this.held.add(c);
+  /** Starts keeping `claims` alive; `since` is when (monotonic) their claim call was sent. */
+  hold(claims: readonly Claim[], since: number): void {
+    for (const c of claims) this.held.set(c, since + this.leaseMs);
     if (!this.timer && this.held.size > 0) {
-      this.lastRenewal = performance.now();
+      this.lastRenewal = this.now();
       this.timer = setInterval(() => this.tick(), this.tickMs);
       this.timer.unref();
     }
   }
 
+  /** Calls `onLost` once if `claim`'s lease is lost while watched (a running recompute aborts). */
+  watch(claim: Claim, onLost: (reason: LeaseLostError) => void): void {
+    this.watchers.set(claim, onLost);
+  }
+
+  unwatch(claim: Claim): void {
+    this.watchers.delete(claim);
+  }
+
+  /** Its ack, failure or release is on its way. */
+  end(claim: Claim): void {
+    this.ending.add(claim);
+  }
+
+  /** Why `claim`'s lease was lost, if it was. */
+  lost(claim: Claim): LeaseLostError | undefined {
+    return this.lostWith.get(claim);
+  }
+
   /** Stops keeping `claim` alive (acknowledged, failed, released or given up). */
   drop(claim: Claim): void {
     this.held.delete(claim);
+    this.watchers.delete(claim);
     this.idle();
   }
 
@@ -90,65 +117,70 @@ export class LeaseKeeper {
 
   /** Whether `claim` is still owned with at least `marginMs` of its lease left. */
   valid(claim: Claim, marginMs = this.safetyMs): boolean {
-    return claim.lost === undefined && claim.validUntil - performance.now() > marginMs;
+    const until = this.held.get(claim);
+    return until !== undefined && !this.lostWith.has(claim) && until - this.now() > marginMs;
   }
 
   /** Stops every renewal (close). */
   stop(): void {
     this.held.clear();
+    this.watchers.clear();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
 
-  private tick(): void {
-    const now = performance.now();
+  /** One turn of the timer: gives up leases about to expire, and renews when it is time. */
+  tick(): void {
+    const now = this.now();
     const expiring: Claim[] = [];
-    for (const c of this.held) if (c.validUntil - now <= this.safetyMs) expiring.push(c);
-    if (expiring.length > 0) {
-      this.lose(expiring, 'it could not be renewed in time (is Redis reachable?)');
-    }
+    for (const [c, until] of this.held) if (until - now <= this.safetyMs) expiring.push(c);
+    if (expiring.length > 0) this.lose(expiring, 'it could not be renewed in time (is Redis reachable?)');
     if (!this.renewing && now - this.lastRenewal >= this.renewEveryMs && this.held.size > 0) void this.renew();
   }
 
   private lose(claims: readonly Claim[], reason: string): void {
     for (const c of claims) {
       this.held.delete(c);
-      if (c.lost) continue;
-      c.lost = new LeaseLostError(c.member, reason);
-      c.onLost?.(c.lost);
+      if (this.lostWith.has(c)) continue;
+      const error = new LeaseLostError(c.member, reason);
+      this.lostWith.set(c, error);
+      const onLost = this.watchers.get(c);
+      this.watchers.delete(c);
+      onLost?.(error);
     }
     this.idle();
-    this.logger.warn(
+    this.options.logger.warn(
       { members: claims.slice(0, 20).map((c) => c.member), count: claims.length, reason },
       'leases lost: their recomputes are aborted, another worker recomputes the parents',
     );
-    this.onLost(claims);
   }
 
   /** One renewal of every held claim; never rejects. */
-  private async renew(): Promise<void> {
+  async renew(): Promise<void> {
     this.renewing = true;
-    const claims = [...this.held];
-    const started = performance.now();
+    const claims = [...this.held.keys()];
+    const started = this.now();
     this.lastRenewal = started;
     try {
-      const lost = await this.store.extend(
-        claims.map((c) => ({ key: c.key, token: c.token })),
-        this.clock.now() + this.leaseMs,
+      const gone = new Set(
+        await this.options.claims.extend(
+          claims.map((c) => ({ key: c.key, token: c.token })),
+          this.options.clock.now() + this.leaseMs,
+        ),
       );
-      const gone = new Set(lost);
       const passed: Claim[] = [];
       claims.forEach((c, i) => {
-        if (!gone.has(i)) c.validUntil = started + this.leaseMs;
-        else if (c.ending) this.held.delete(c);
+        if (!gone.has(i)) {
+          if (this.held.has(c)) this.held.set(c, started + this.leaseMs);
+        } else if (this.ending.has(c)) this.held.delete(c);
         else passed.push(c);
       });
       if (passed.length > 0) this.lose(passed, 'it passed to another worker');
-      if (this.failing) this.logger.info({ held: claims.length }, 'lease renewals work again');
+      if (this.failing) this.options.logger.info({ held: claims.length }, 'lease renewals work again');
       this.failing = false;
     } catch (error) {
       if (!this.failing) {
-        this.logger.warn({ err: errorMessage(error), held: claims.length }, 'could not renew leases; retrying');
+        this.options.logger.warn({ err: errorMessage(error), held: claims.length }, 'could not renew leases; retrying');
       }
       this.failing = true;
     } finally {

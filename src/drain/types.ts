@@ -1,4 +1,5 @@
-import type { ParentId } from '../members';
+import { ConfigError } from '../errors';
+import type { ParentId } from '../registry/members';
 
 /** Options of one drain. */
 export interface DrainOptions {
@@ -100,4 +101,17 @@ export function emptyResult(): DrainResult {
     pendingAtStart: 0,
     durationMs: 0,
   };
+}
+
+/** Checks the options of `drain()`; a ConfigError names the bad one. */
+export function checkDrainOptions(options: DrainOptions): void {
+  const check = (name: string, value: number | undefined, min: number): void => {
+    if (value !== undefined && (!Number.isInteger(value) || value < min)) {
+      throw new ConfigError(`invalid drain option "${name}" = ${String(value)}: expected an integer >= ${min}`);
+    }
+  };
+  check('concurrency', options.concurrency, 1);
+  check('max', options.max, 0);
+  check('window', options.window, 1);
+  check('maxMs', options.maxMs, 0);
 }

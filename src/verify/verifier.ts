@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { In, type DataSource, type ObjectLiteral } from 'typeorm';
 import { ConfigError, RegistrationError } from '../errors';
-import type { Store } from '../redis/store';
-import type { ParentId, ParentType, Registry } from '../registry';
+import type { Reads } from '../redis/reads';
+import type { ParentId, ParentType } from '../registry/model';
+import type { Registry } from '../registry/registry';
 import { columnType } from '../aggregates/types';
 import { sameValue } from './compare';
 
@@ -85,7 +86,7 @@ export interface VerifyResult {
 export interface VerifyDeps {
   readonly dataSource: DataSource;
   readonly registry: Registry;
-  readonly store: Store;
+  readonly reads: Pick<Reads, 'busy'>;
   readonly mark: (parent: string, ids: ParentId[]) => Promise<number>;
   readonly recheckMs: number;
   readonly clock: () => number;
@@ -243,7 +244,7 @@ function sameDiffs(a: readonly DriftExample[], b: readonly DriftExample[]): bool
 
 async function notBusy(deps: VerifyDeps, candidates: readonly Candidate[], result: VerifyResult): Promise<Candidate[]> {
   // Any epoch: after a Redis data loss an absent member is stale for real, and reported.
-  const reply = await deps.store.busy(
+  const reply = await deps.reads.busy(
     candidates.map((c) => c.member),
     '',
   );

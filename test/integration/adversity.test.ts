@@ -11,6 +11,7 @@ import {
   testLogger,
   waitFor,
   type TestDb,
+  internals,
 } from '../helpers';
 
 @Entity({ name: 'adv_doc' })
@@ -127,14 +128,13 @@ describe('correct under adversity', () => {
     await c.requeue();
     await c.mark(Doc, 7);
     // The stalled worker's late ack: superseded, it marks once more, through the same rules.
-    expect(await c.store.ack([{ key: stalled!.key, token: stalled!.token, base: 1e12 }], c.clock.now())).toMatchObject({
+    expect(
+      await internals(c).outcomes.ack([{ key: stalled!.key, token: stalled!.token, base: 1e12 }], c.clock.now()),
+    ).toMatchObject({
       superseded: 1,
     });
     const raw = redisClient();
-    const [pending, settling] = await Promise.all([
-      raw.zscore(c.store.keys.pending, 'Doc:7'),
-      raw.zscore(c.store.keys.settling, 'Doc:7'),
-    ]);
+    const [pending, settling] = await Promise.all([raw.zscore(c.keys.pending, 'Doc:7'), raw.zscore(c.keys.settling, 'Doc:7')]);
     raw.disconnect();
     expect(pending).toBeNull();
     expect(settling).not.toBeNull();
@@ -179,7 +179,7 @@ describe('correct under adversity', () => {
     const t = new Tracker();
     const c = worker(ns, { recompute: (id) => t.around(`Doc:${id}`) });
     const raw = redisClient();
-    await raw.zadd(c.store.keys.pending, 1e12 + 50, Buffer.from([0x44, 0x6f, 0x63, 0x3a, 0xff, 0xfe]));
+    await raw.zadd(c.keys.pending, 1e12 + 50, Buffer.from([0x44, 0x6f, 0x63, 0x3a, 0xff, 0xfe]));
     raw.disconnect();
     await c.mark(Doc, [1, 2]);
     const r = await c.drain();
@@ -198,7 +198,7 @@ describe('correct under adversity', () => {
     const a = worker(ns, { recompute: (id) => t.around(`Doc:${id}`, 50) });
     const b = worker(ns, { recompute: (id) => t.around(`Doc:${id}`, 50) });
     const raw = redisClient();
-    await raw.zadd(a.store.keys.pending, 1e12 + 9, 'Doc:00042');
+    await raw.zadd(a.keys.pending, 1e12 + 9, 'Doc:00042');
     raw.disconnect();
     await a.mark(Doc, 42);
     const results = await Promise.all([a.drain({ window: 1 }), b.drain({ window: 1 })]);

@@ -127,7 +127,7 @@ describe('the coalesce command line', () => {
 
   it('dead list, retry and purge', async () => {
     const raw = redisClient();
-    await raw.zadd(coalescer.store.keys.pending, 5, 'Order:not-a-number');
+    await raw.zadd(coalescer.keys.pending, 5, 'Order:not-a-number');
     raw.disconnect();
     const drained = await run(withApp('drain', '--json'));
     expect(drained.code).toBe(1);

@@ -77,7 +77,7 @@ describe('Redis Cluster', () => {
       await c.attach();
       const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
       await c.drain();
-      const shard = await cluster.nodeOf(c.store.keys.pending);
+      const shard = await cluster.nodeOf(c.keys.pending);
       if (fault === 'paused') {
         shard.pause();
         closing.push(async () => shard.resume());

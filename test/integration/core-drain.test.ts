@@ -11,6 +11,7 @@ import {
   testLogger,
   waitFor,
   type TestDb,
+  internals,
 } from '../helpers';
 
 @Entity({ name: 'drain_doc' })
@@ -134,7 +135,9 @@ describe('drain: claims, leases, re-arming, failures', () => {
     expect(tracker.counts.get('Doc:5')).toBe(1);
     // A late ack from the worker that lost its lease ends nothing, but its write may have
     // landed after the newer recompute: the parent is marked for one more.
-    expect(await crashed.store.ack([{ key: claim!.key, token: claim!.token, base: 0 }], crashed.clock.now())).toEqual({
+    expect(
+      await internals(crashed).outcomes.ack([{ key: claim!.key, token: claim!.token, base: 0 }], crashed.clock.now()),
+    ).toEqual({
       acked: 0,
       rearmed: 0,
       superseded: 1,
@@ -332,7 +335,7 @@ describe('drain: claims, leases, re-arming, failures', () => {
     const c = make(ns, tracker);
     await c.mark(Doc, [1, 2]);
     const raw = redisClient();
-    await raw.zadd(c.store.keys.pending, 1e12 + 100, 'no-colon', 1e12 + 99, 'Ghost:1', 1e12 + 98, 'Doc:abc', 1e12 + 97, 'Doc:');
+    await raw.zadd(c.keys.pending, 1e12 + 100, 'no-colon', 1e12 + 99, 'Ghost:1', 1e12 + 98, 'Doc:abc', 1e12 + 97, 'Doc:');
     raw.disconnect();
     const r = await c.drain();
     expect(r.recomputed).toBe(2);

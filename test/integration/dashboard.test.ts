@@ -6,7 +6,17 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, serveDashboard, type Coalescer, type DashboardServer, type DashboardState } from '../../src';
-import { createTestDb, databaseUrl, dispose, redisUrl, seedOrders, shopCoalescer, waitFor, type TestDb } from '../helpers';
+import {
+  createTestDb,
+  databaseUrl,
+  dispose,
+  redisUrl,
+  seedOrders,
+  shopCoalescer,
+  waitFor,
+  type TestDb,
+  internals,
+} from '../helpers';
 
 const TOKEN = 'test-token-5f1c';
 const root = join(__dirname, '..', '..');
@@ -338,7 +348,7 @@ describe('the dashboard', () => {
         Array.from({ length: 300 }, (_, i) => i + 1),
       );
       // A member of a type another app registers.
-      await other.store.mark([{ member: 'Invoice:7', increment: 1, base: 0 }], Date.now());
+      await internals(other).delivery.mark([{ member: 'Invoice:7', increment: 1, base: 0 }]);
       const small = await serveDashboard(other, { port: 0, typeScanLimit: 100 });
       mine.push(small);
       const state = JSON.parse((await raw(small.port, '/api/state')).body) as DashboardState;

@@ -7,7 +7,7 @@ async function keysLeft(c: Coalescer): Promise<Record<string, number>> {
   const raw = redisClient();
   try {
     const out: Record<string, number> = {};
-    for (const [name, key] of Object.entries(c.store.keys)) {
+    for (const [name, key] of Object.entries(c.keys)) {
       const type = await raw.type(key);
       if (type === 'none') continue;
       out[name] =
@@ -88,7 +88,7 @@ describe('dead letters', () => {
     const s = await c.state(Order, 7);
     expect(s.waiting).toBe(true);
     const raw = redisClient();
-    expect(await raw.hexists(c.store.keys.generations, 'Order:7')).toBe(1);
+    expect(await raw.hexists(c.keys.generations, 'Order:7')).toBe(1);
     raw.disconnect();
   });
 
@@ -103,13 +103,13 @@ describe('dead letters', () => {
     const c = failing({ now: false });
     const big = make();
     const raw = redisClient();
-    await raw.zadd(c.store.keys.pending, 1e12 + 100, big, 1e12 + 99, 'Ghost:1');
+    await raw.zadd(c.keys.pending, 1e12 + 100, big, 1e12 + 99, 'Ghost:1');
     await c.mark(Order, [1, 2, 3]);
     const r = await c.drain({ concurrency: 2 });
     expect(r.deadLettered).toBe(2);
     expect(r.recomputed).toBe(3);
-    expect(await raw.zcard(c.store.keys.pending)).toBe(0);
-    expect(await raw.zscore(c.store.keys.dead, big)).not.toBeNull();
+    expect(await raw.zcard(c.keys.pending)).toBe(0);
+    expect(await raw.zscore(c.keys.dead, big)).not.toBeNull();
     raw.disconnect();
     const list = await c.dead.list();
     expect(list).toHaveLength(2);

@@ -3,7 +3,7 @@ import { Entity, PrimaryColumn } from 'typeorm';
 import { Registry, register as globalRegistry } from 'prom-client';
 import { Coalescer, coalescerMetrics, serveMetrics, type DrainResult, type MetricsServer, type Runner } from '../../src';
 import { coalesceMigrations } from '../../src/migrations';
-import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
+import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals } from '../helpers';
 
 @Entity({ name: 'metrics_doc' })
 class Doc {
@@ -50,7 +50,9 @@ describe('Prometheus metrics', () => {
   });
   afterAll(async () => {
     for (const c of coalescers) {
-      await c.store.clear().catch(() => undefined);
+      await internals(c)
+        .epochs.clear()
+        .catch(() => undefined);
       await c.close();
     }
     await db.destroy();

@@ -33,7 +33,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Members held in each per-parent set and hash of the namespace (bookkeeping keys left out). */
 async function heldMembers(c: Coalescer): Promise<Record<string, number>> {
-  const k = c.store.keys;
+  const k = c.keys;
   const names = ['pending', 'since', 'leases', 'claims', 'dirty', 'dirtyAt', 'delayed', 'attempts', 'dead', 'deadInfo'] as const;
   const more = ['due', 'settling', 'settleHeat', 'generations', 'ackedGens'] as const;
   const raw = redisClient();

@@ -14,6 +14,7 @@ import {
   testLogger,
   waitFor,
   type TestDb,
+  internals,
 } from '../helpers';
 import { OwnRedis } from '../servers';
 
@@ -222,7 +223,7 @@ describe('Redis failing, and Redis losing its data', () => {
     redis.resume();
     expect(reason).toBeInstanceOf(LeaseLostError);
     // It was aborted while its lease still stood: nobody else could have started it yet.
-    const deadline = Number(await c.store.client.zscore(c.store.keys.leases, `Order:${orderId}`));
+    const deadline = Number(await internals(c).clients.main.zscore(c.keys.leases, `Order:${orderId}`));
     expect(deadline).toBeGreaterThan(abortedAt as number);
     await drain;
     await waitFor(async () => (await c.stats()).expired === 1, 'the lease to expire');
@@ -324,6 +325,6 @@ describe('Redis failing, and Redis losing its data', () => {
     }, 'the parents to be recomputed after the loss');
     expect(works[0]?.redisLost).toBe(true);
     // The type policies went with the data and were published again.
-    expect((await next.store.policyTypes()).has('Order')).toBe(true);
+    expect((await internals(next).epochs.policyTypes()).has('Order')).toBe(true);
   });
 });

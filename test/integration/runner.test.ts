@@ -12,7 +12,7 @@ import {
   type TickEvent,
 } from '../../src';
 import { coalesceMigrations } from '../../src/migrations';
-import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb } from '../helpers';
+import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals } from '../helpers';
 
 @Entity({ name: 'runner_doc' })
 class Doc {
@@ -60,7 +60,9 @@ describe('runner', () => {
   });
   afterAll(async () => {
     for (const c of coalescers) {
-      await c.store.clear().catch(() => undefined); // one of them points at no Redis
+      await internals(c)
+        .epochs.clear()
+        .catch(() => undefined); // one of them points at no Redis
       await c.close();
     }
     await db.destroy();

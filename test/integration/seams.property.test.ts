@@ -197,7 +197,7 @@ describe.each(DIALECTS)('seams property (%s)', (dialect) => {
       if (settleMs > 0) await sleep(settleMs + 50);
       const result = await coalescer.drain({ concurrency });
       const problems = [
-        ...(await leftovers(redis, coalescer.store.keys)),
+        ...(await leftovers(redis, coalescer.keys)),
         ...(await drifts(ds, dialect, shape.levels)),
         ...(await verified(coalescer, shape.levels)),
       ];

@@ -141,7 +141,7 @@ describe('soak: writers, three drainer processes, kill -9 at random', () => {
     ).toEqual([]);
     // Nothing is left in any set of the namespace: only its bookkeeping (epoch, fence, policies, waits).
     const raw = new Redis(redisUrl());
-    const k = c.store.keys;
+    const k = c.keys;
     const sizes = await Promise.all([
       raw.zcard(k.pending),
       raw.zcard(k.leases),

@@ -9,7 +9,7 @@ import { Client } from 'pg';
 import { Column, DataSource, Entity, PrimaryColumn, PrimaryGeneratedColumn, type MigrationInterface } from 'typeorm';
 import { Coalescer, ConfigError, RegistrationError } from '../../src';
 import { coalesceMigrations } from '../../src/migrations';
-import { OutboxListener } from '../../src/capture/listener';
+import { OutboxListener } from '../../src/delivery/listener';
 import {
   countMismatches,
   createTestDb,

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import type { DataSource } from 'typeorm';
 import { resolveOptions } from '../../src/config';
 import { backoffMs } from '../../src/drain/backoff';
-import { percentile } from '../../src/coalescer';
+import { percentile } from '../../src/ops/stats';
 import { ConfigError } from '../../src';
 
 // Enough of a DataSource for option checks, which never touch it.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DataSource } from 'typeorm';
 import { ExpressionError, expressionSql, namesOf, parseExpression, MAX_EXPRESSION_LENGTH } from '../../src/aggregates/expression';
-import { dialectOf } from '../../src/aggregates/dialect';
+import { rendererOf } from '../../src/db/render';
 import { RegistrationError } from '../../src';
 
 const sql = (text: string): string => expressionSql(parseExpression(text), (name) => `c."${name}"`);
@@ -68,16 +68,16 @@ describe('aggregate expressions', () => {
 
   it('a driver other than PostgreSQL or MySQL/MariaDB is a registration error naming it', () => {
     const stub = (type: string) => ({ options: { type }, driver: { escape: (s: string) => `"${s}"` } }) as unknown as DataSource;
-    expect(() => dialectOf(stub('sqlite'), 'parent Order')).toThrow(RegistrationError);
-    expect(() => dialectOf(stub('sqlite'), 'parent Order')).toThrow(
+    expect(() => rendererOf(stub('sqlite'), 'parent Order')).toThrow(RegistrationError);
+    expect(() => rendererOf(stub('sqlite'), 'parent Order')).toThrow(
       'parent Order: aggregates do not support the "sqlite" driver (supported: postgres, mysql, mariadb)',
     );
-    expect(dialectOf(stub('postgres'), 'x').name).toBe('postgres');
-    expect(dialectOf(stub('mariadb'), 'x').name).toBe('mysql');
+    expect(rendererOf(stub('postgres'), 'x').name).toBe('postgres');
+    expect(rendererOf(stub('mariadb'), 'x').name).toBe('mysql');
   });
 
   it('MySQL placeholders follow the text order, whatever order the fragments bound their values in', () => {
-    const mysql = dialectOf(
+    const mysql = rendererOf(
       { options: { type: 'mysql' }, driver: { escape: (s: string) => `\`${s}\`` } } as unknown as DataSource,
       'x',
     );

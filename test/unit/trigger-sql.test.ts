@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { quoteIdent, triggerNames, triggerStatements } from '../../src/capture/trigger-sql';
+import { quoteIdent, triggerNames, triggerStatements } from '../../src/triggers/trigger-sql';
 
 const bytes = (s: string): number => Buffer.byteLength(s);
 

@@ -1,12 +1,10 @@
 --[[
   Acknowledge recomputed parents: end their claims, and re-arm those marked meanwhile.
 
-  Input:
-    KEYS[1] leases    KEYS[2] claims     KEYS[3] attempts  KEYS[4] pending
-    KEYS[5] since     KEYS[6] dirty      KEYS[7] dirtyAt   KEYS[8] dead
-    KEYS[9] deadInfo  KEYS[10] due       KEYS[11] settling KEYS[12] settleHeat
-    KEYS[13] policy   KEYS[14] waits     KEYS[15] generations KEYS[16] ackedGens
-    KEYS[17] listening
+  Keys: leases, claims, attempts, pending, since, dirty, dirtyAt, dead, deadInfo, due,
+        settling, settleHeat, policy, waits, generations, ackedGens, listening
+
+  Args:
     ARGV[1] now (ms)
     ARGV[2] n: number of acknowledged parents
     ARGV[3] the namespace's event channel
@@ -25,18 +23,20 @@
 
   Output: { acked, rearmed, superseded }
 ]]
+local leases, claims, attempts, pending, since, dirty, dirtyAt, dead, deadInfo, due,
+      settling, settleHeat, policy, waits, generations, ackedGens, listening = unpack(KEYS)
 --- @include "markOne"
+--- @include "claimRecord"
 
 local K = {
-  pending = KEYS[4], since = KEYS[5], claims = KEYS[2], dirty = KEYS[6], dirtyAt = KEYS[7],
-  dead = KEYS[8], deadInfo = KEYS[9], due = KEYS[10], settling = KEYS[11], settleHeat = KEYS[12],
-  policy = KEYS[13],
+  pending = pending, since = since, claims = claims, dirty = dirty, dirtyAt = dirtyAt, dead = dead,
+  deadInfo = deadInfo, due = due, settling = settling, settleHeat = settleHeat, policy = policy,
 }
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 if 3 * n + 4 <= #ARGV then
-  redis.call('LPUSH', KEYS[14], unpack(ARGV, 3 * n + 4, #ARGV))
-  redis.call('LTRIM', KEYS[14], 0, 999)
+  redis.call('LPUSH', waits, unpack(ARGV, 3 * n + 4, #ARGV))
+  redis.call('LTRIM', waits, 0, 999)
 end
 if n == 0 then return { 0, 0, 0 } end
 
@@ -61,14 +61,14 @@ local function ifExists(key, cmd, list)
   return {}
 end
 
-local records = redis.call('HMGET', KEYS[2], unpack(members))
-local held = redis.call('ZMSCORE', KEYS[1], unpack(members))
+local records = redis.call('HMGET', claims, unpack(members))
+local held = redis.call('ZMSCORE', leases, unpack(members))
 local owned, ownedGens, ownedBases, superseded = {}, {}, {}, {}
 for j, member in ipairs(members) do
-  local record, token = records[j], tokens[j]
-  if record and held[j] and string.sub(record, 1, #token + 1) == token .. '|' then
+  if held[j] and claimedBy(records[j], tokens[j]) then
     owned[#owned + 1] = member
-    ownedGens[#owned] = string.match(record, '^[^|]*|[^|]*|[^|]*|(.*)$') or ''
+    local _, _, _, generation = claimFields(records[j])
+    ownedGens[#owned] = generation
     ownedBases[#owned] = bases[j]
   else
     superseded[#superseded + 1] = j
@@ -77,12 +77,12 @@ end
 
 local rearmed = 0
 if #owned > 0 then
-  redis.call('ZREM', KEYS[1], unpack(owned))
-  redis.call('HDEL', KEYS[2], unpack(owned))
-  ifExists(KEYS[3], 'HDEL', owned)
-  redis.call('ZREM', KEYS[5], unpack(owned))
-  ifExists(KEYS[10], 'ZREM', owned)
-  local heats = ifExists(KEYS[6], 'HMGET', owned)
+  redis.call('ZREM', leases, unpack(owned))
+  redis.call('HDEL', claims, unpack(owned))
+  ifExists(attempts, 'HDEL', owned)
+  redis.call('ZREM', since, unpack(owned))
+  ifExists(due, 'ZREM', owned)
+  local heats = ifExists(dirty, 'HMGET', owned)
   local rearm, incs, rearmBases, firsts, keptGens, clean = {}, {}, {}, {}, {}, {}
   for j, member in ipairs(owned) do
     if heats[j] then
@@ -99,19 +99,19 @@ if #owned > 0 then
     end
   end
   if #rearm > 0 then
-    local ats = redis.call('HMGET', KEYS[7], unpack(rearm))
+    local ats = redis.call('HMGET', dirtyAt, unpack(rearm))
     for j = 1, #rearm do firsts[j] = tonumber(ats[j]) or now end
-    redis.call('HDEL', KEYS[6], unpack(rearm))
-    redis.call('HDEL', KEYS[7], unpack(rearm))
+    redis.call('HDEL', dirty, unpack(rearm))
+    redis.call('HDEL', dirtyAt, unpack(rearm))
     markMany(K, rearm, incs, rearmBases, now, firsts)
-    if #keptGens > 0 then redis.call('HSET', KEYS[16], unpack(keptGens)) end
+    if #keptGens > 0 then redis.call('HSET', ackedGens, unpack(keptGens)) end
     rearmed = #rearm
   end
   if #clean > 0 then
-    ifExists(KEYS[15], 'HDEL', clean)
-    ifExists(KEYS[16], 'HDEL', clean)
+    ifExists(generations, 'HDEL', clean)
+    ifExists(ackedGens, 'HDEL', clean)
   end
-  if redis.call('EXISTS', KEYS[17]) == 1 then
+  if redis.call('EXISTS', listening) == 1 then
     redis.call('PUBLISH', ARGV[3], cjson.encode({ type = 'acked', members = owned, generations = ownedGens }))
   end
 end

@@ -4,8 +4,9 @@
   an empty replica, a flush); and its fence counter, which only grows, goes back when Redis lost
   its last writes (a failover to a replica that missed them: replication is asynchronous).
 
-  Input:
-    KEYS[1] epoch  KEYS[2] policy  KEYS[3] rebuild  KEYS[4] fence
+  Keys: epoch, policy, rebuild, fence
+
+  Args:
     ARGV[1] the epoch the caller knows ('' when it knows none: first use, or no durable record)
     ARGV[2] a new epoch to install when there is none, or when Redis went back in time
     ARGV[3] the fence floor: the highest fence value the caller knows Redis gave under the known
@@ -25,26 +26,27 @@
                      (and queued the rebuild), or reset the namespace; the caller adopts it
   The counter is raised to the floor when below it, so fencing tokens never repeat.
 ]]
-local current = redis.call('GET', KEYS[1])
+local epoch, policy, rebuild, fence = unpack(KEYS)
+local current = redis.call('GET', epoch)
 local known, candidate, floor = ARGV[1], ARGV[2], tonumber(ARGV[3]) or 0
-local fence = tonumber(redis.call('GET', KEYS[4]) or '0')
+local counter = tonumber(redis.call('GET', fence) or '0')
 local status
 if current and (known == '' or current == known) then
-  if known ~= '' and fence < floor then status = 'behind' else status = 'ok' end
+  if known ~= '' and counter < floor then status = 'behind' else status = 'ok' end
 elseif current then
   status = 'changed'
 else
   status = known == '' and 'fresh' or 'lost'
 end
 if status ~= 'ok' and status ~= 'changed' then
-  redis.call('SET', KEYS[1], candidate)
+  redis.call('SET', epoch, candidate)
   current = candidate
 end
 if status == 'lost' or status == 'behind' then
-  for i = 4, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], '') end
+  for i = 4, #ARGV do redis.call('HSET', rebuild, ARGV[i], '') end
 end
-if fence < floor then
-  redis.call('SET', KEYS[4], floor)
-  fence = floor
+if counter < floor then
+  redis.call('SET', fence, floor)
+  counter = floor
 end
-return { status, current, redis.call('EXISTS', KEYS[2]), redis.call('HLEN', KEYS[3]), tostring(fence) }
+return { status, current, redis.call('EXISTS', policy), redis.call('HLEN', rebuild), tostring(counter) }

@@ -1,11 +1,10 @@
 --[[
   Record failed recomputes: schedule a retry, or dead-letter the parent after its last attempt.
 
-  Input:
-    KEYS[1] leases    KEYS[2] claims     KEYS[3] delayed   KEYS[4] attempts
-    KEYS[5] dead      KEYS[6] deadInfo   KEYS[7] pending   KEYS[8] since
-    KEYS[9] dirty     KEYS[10] dirtyAt   KEYS[11] due      KEYS[12] settling
-    KEYS[13] settleHeat KEYS[14] policy
+  Keys: leases, claims, delayed, attempts, dead, deadInfo, pending, since, dirty, dirtyAt,
+        due, settling, settleHeat, policy
+
+  Args:
     ARGV[1] now (ms)
     ARGV[2..] quintuples: member, claim token, retry at (ms, or -1 for no more attempts),
               error, priority base
@@ -19,45 +18,47 @@
 
   Output: { retried, dead, superseded }
 ]]
+local leases, claims, delayed, attempts, dead, deadInfo, pending, since, dirty, dirtyAt,
+      due, settling, settleHeat, policy = unpack(KEYS)
 --- @include "markOne"
+--- @include "claimRecord"
 
 local K = {
-  pending = KEYS[7], since = KEYS[8], claims = KEYS[2], dirty = KEYS[9], dirtyAt = KEYS[10],
-  dead = KEYS[5], deadInfo = KEYS[6], due = KEYS[11], settling = KEYS[12], settleHeat = KEYS[13],
-  policy = KEYS[14],
+  pending = pending, since = since, claims = claims, dirty = dirty, dirtyAt = dirtyAt, dead = dead,
+  deadInfo = deadInfo, due = due, settling = settling, settleHeat = settleHeat, policy = policy,
 }
 local now = tonumber(ARGV[1])
-local retried, dead, superseded = 0, 0, 0
+local retried, deadLettered, superseded = 0, 0, 0
 for i = 2, #ARGV, 5 do
   local member, token, retryAt, base = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 4])
-  local record = redis.call('HGET', KEYS[2], member)
-  if record and string.sub(record, 1, #token + 1) == token .. '|'
-      and redis.call('ZREM', KEYS[1], member) == 1 then
-    local attempts = redis.call('HINCRBY', KEYS[4], member, 1)
+  local record = redis.call('HGET', claims, member)
+  if claimedBy(record, token) and redis.call('ZREM', leases, member) == 1 then
+    local tries = redis.call('HINCRBY', attempts, member, 1)
     if retryAt >= 0 then
-      redis.call('ZADD', KEYS[3], retryAt, member)
+      redis.call('ZADD', delayed, retryAt, member)
       retried = retried + 1
     else
-      local score = tonumber(string.match(record, '^[^|]*|([^|]*)|')) or base
-      redis.call('HDEL', KEYS[2], member)
-      redis.call('HDEL', KEYS[4], member)
-      local heat = redis.call('HGET', KEYS[9], member)
+      local _, claimed = claimFields(record)
+      local score = claimed or base
+      redis.call('HDEL', claims, member)
+      redis.call('HDEL', attempts, member)
+      local heat = redis.call('HGET', dirty, member)
       if heat then
-        local first = tonumber(redis.call('HGET', KEYS[10], member)) or now
-        redis.call('HDEL', KEYS[9], member)
-        redis.call('HDEL', KEYS[10], member)
+        local first = tonumber(redis.call('HGET', dirtyAt, member)) or now
+        redis.call('HDEL', dirty, member)
+        redis.call('HDEL', dirtyAt, member)
         markOne(K, member, heatOf(score) + tonumber(heat), base, now, first)
         retried = retried + 1
       else
         -- Dead parents are not waiting for a recompute: out of `since` until marked again.
-        local since = redis.call('ZSCORE', KEYS[8], member)
-        redis.call('ZREM', KEYS[8], member)
-        redis.call('ZREM', KEYS[11], member)
-        redis.call('ZADD', KEYS[5], now, member)
-        redis.call('HSET', KEYS[6], member, cjson.encode({
-          error = ARGV[i + 3], attempts = attempts, score = score, since = since, at = now
+        local first = redis.call('ZSCORE', since, member)
+        redis.call('ZREM', since, member)
+        redis.call('ZREM', due, member)
+        redis.call('ZADD', dead, now, member)
+        redis.call('HSET', deadInfo, member, cjson.encode({
+          error = ARGV[i + 3], attempts = tries, score = score, since = first, at = now
         }))
-        dead = dead + 1
+        deadLettered = deadLettered + 1
       end
     end
   else
@@ -65,4 +66,4 @@ for i = 2, #ARGV, 5 do
     markOne(K, member, 1, base, now, now)
   end
 end
-return { retried, dead, superseded }
+return { retried, deadLettered, superseded }

@@ -1,11 +1,10 @@
 --[[
   Mark parents: add heat to each, in one call for a whole transaction.
 
-  Input:
-    KEYS[1] pending   KEYS[2] since      KEYS[3] claims    KEYS[4] dirty
-    KEYS[5] dirtyAt   KEYS[6] dead       KEYS[7] deadInfo  KEYS[8] due
-    KEYS[9] settling  KEYS[10] settleHeat KEYS[11] policy  KEYS[12] epoch
-    KEYS[13] generations  KEYS[14] fence
+  Keys: pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling, settleHeat,
+        policy, epoch, generations, fence
+
+  Args:
     ARGV[1] now (ms)
     ARGV[2..] triples: member, increment, base (priority base of the score, used when the
               member's type has no policy); the caller bounds their number
@@ -18,12 +17,13 @@
             Redis lost its data, or no process attached yet), the generation given (0 when
             nothing was marked) }
 ]]
+local pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling, settleHeat,
+      policy, epoch, generations, fence = unpack(KEYS)
 --- @include "markOne"
 
 local K = {
-  pending = KEYS[1], since = KEYS[2], claims = KEYS[3], dirty = KEYS[4], dirtyAt = KEYS[5],
-  dead = KEYS[6], deadInfo = KEYS[7], due = KEYS[8], settling = KEYS[9], settleHeat = KEYS[10],
-  policy = KEYS[11],
+  pending = pending, since = since, claims = claims, dirty = dirty, dirtyAt = dirtyAt, dead = dead,
+  deadInfo = deadInfo, due = due, settling = settling, settleHeat = settleHeat, policy = policy,
 }
 local now = tonumber(ARGV[1])
 local members, incs, bases, at = {}, {}, {}, {}
@@ -40,14 +40,14 @@ for i = 2, #ARGV, 3 do
     bases[j] = tonumber(ARGV[i + 2])
   end
 end
-if #members == 0 then return { 0, redis.call('GET', KEYS[12]) or '', 0 } end
+if #members == 0 then return { 0, redis.call('GET', epoch) or '', 0 } end
 local firsts, gens = {}, {}
-local gen = redis.call('INCR', KEYS[14])
+local gen = redis.call('INCR', fence)
 for j, member in ipairs(members) do
   firsts[j] = now
   gens[#gens + 1] = member
   gens[#gens + 1] = gen
 end
 markMany(K, members, incs, bases, now, firsts)
-redis.call('HSET', KEYS[13], unpack(gens))
-return { #members, redis.call('GET', KEYS[12]) or '', gen }
+redis.call('HSET', generations, unpack(gens))
+return { #members, redis.call('GET', epoch) or '', gen }

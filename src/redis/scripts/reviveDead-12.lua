@@ -1,9 +1,10 @@
 --[[
   Give dead parents a fresh start: back through markOne with the heat they had.
 
-  Input:
-    KEYS: pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling, settleHeat,
-          policy (markOne's keys), then attempts
+  Keys: pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling, settleHeat,
+        policy, attempts
+
+  Args:
     ARGV[1] now (ms)
     ARGV[2] limit: most members to revive when none is named
     ARGV[3..] optional members to revive (the caller bounds their number); without them the
@@ -13,12 +14,13 @@
 
   Output: number of members revived
 ]]
+local pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling, settleHeat,
+      policy, attempts = unpack(KEYS)
 --- @include "markOne"
 
 local K = {
-  pending = KEYS[1], since = KEYS[2], claims = KEYS[3], dirty = KEYS[4], dirtyAt = KEYS[5],
-  dead = KEYS[6], deadInfo = KEYS[7], due = KEYS[8], settling = KEYS[9], settleHeat = KEYS[10],
-  policy = KEYS[11],
+  pending = pending, since = since, claims = claims, dirty = dirty, dirtyAt = dirtyAt, dead = dead,
+  deadInfo = deadInfo, due = due, settling = settling, settleHeat = settleHeat, policy = policy,
 }
 local now = tonumber(ARGV[1])
 local members
@@ -26,13 +28,13 @@ if #ARGV > 2 then
   members = {}
   for i = 3, #ARGV do members[#members + 1] = ARGV[i] end
 else
-  members = redis.call('ZRANGE', KEYS[6], 0, tonumber(ARGV[2]) - 1)
+  members = redis.call('ZRANGE', dead, 0, tonumber(ARGV[2]) - 1)
 end
 local revived = 0
 for _, member in ipairs(members) do
-  if redis.call('ZSCORE', KEYS[6], member) then
+  if redis.call('ZSCORE', dead, member) then
     local heat, base = 1, TIER
-    local record = redis.call('HGET', KEYS[7], member)
+    local record = redis.call('HGET', deadInfo, member)
     if record then
       local ok, decoded = pcall(cjson.decode, record)
       local score = ok and type(decoded) == 'table' and tonumber(decoded.score)
@@ -41,7 +43,7 @@ for _, member in ipairs(members) do
         base = score - heatOf(score)
       end
     end
-    redis.call('HDEL', KEYS[12], member)
+    redis.call('HDEL', attempts, member)
     markOne(K, member, heat, base, now, now)
     revived = revived + 1
   end

@@ -1,7 +1,8 @@
 --[[
-  Scores of pending parents: a priority tier's base (multiples of TIER) plus the heat.
+  Scores of pending parents: a priority tier's base (multiples of TIER) plus the heat. TIER is
+  the TypeScript constant of src/redis/score.ts, written in when the script is loaded.
 ]]
-local TIER = 1e12
+--- @const TIER
 
 local function fmt(n)
   return string.format('%.17g', n)

@@ -1,163 +1,15 @@
-import type { DataSource, EntityManager, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
-import type { CoalesceLogger as Logger } from './log';
-import { RegistrationError } from './errors';
-import { dialectOf } from './db/dialect';
-import { canonicalId, classify, idKindOf, idValue, type Classified, type IdKind, type ParentId } from './members';
+import type { DataSource, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
+import { RegistrationError } from '../errors';
+import { dialectOf } from '../db/dialect';
+import { compileAggregates } from '../aggregates/compile';
+import type { ColumnMetadata } from '../typeorm-types';
+import { PRIORITY_BASE } from '../redis/score';
+import { canonicalId, classify, idKindOf, idValue, type Classified, type ParentId } from './members';
 import { foreignKeyLink, junctionLink, readForeignKey, type ChildLink, type ForeignKeyLink, type JunctionLink } from './links';
-import type { AggregateSpec } from './aggregates/spec';
-import { compileAggregates, type CompiledAggregates } from './aggregates/compile';
-import { recomputeWithAggregates } from './aggregates/wire';
-
-export type { ChildLink, ForeignKeyLink, JunctionLink } from './links';
-
-export type { ParentId } from './members';
-import type { ColumnMetadata } from './typeorm-types';
-
-/** What a recompute is given besides the parent id(s). */
-export interface RecomputeContext {
-  /** The DataSource's entity manager; open a transaction with it if the recompute needs one. */
-  readonly manager: EntityManager;
-  /**
-   * Aborted when the recompute must stop: it ran past `recomputeTimeoutMs`
-   * (`RecomputeTimeoutError`), its worker lost the lease (another worker may recompute
-   * the parent now: `LeaseLostError`), or its worker is stopping (`StoppingError`).
-   * Pass it on to long work (queries, HTTP calls) and stop when it fires.
-   */
-  readonly signal: AbortSignal;
-  /**
-   * The claim's fencing token: every later claim of the namespace has a larger one. A recompute
-   * that must never let an older run's write land last can store it with the parent and write
-   * only `WHERE fence < :fence`.
-   */
-  readonly fence: number;
-  /** Failed attempts before this one (0 on the first try). */
-  readonly attempt: number;
-  /** Logger bound to the parent(s) being recomputed. */
-  readonly logger: Logger;
-}
-
-/** Drain order of parent types: every pending `critical` parent is claimed before any `high`, and so on. */
-export type Priority = 'critical' | 'high' | 'normal' | 'low';
-
-/**
- * What a parent's derived fields should hold, for `verify()` of a parent without `aggregates`:
- * for each id, its fields (parent property names) and their expected values. Ids left out of the
- * map are not checked.
- */
-export type ExpectedValues<Id extends ParentId = ParentId> = (
-  ids: Id[],
-  manager: EntityManager,
-) => Promise<ReadonlyMap<ParentId, Readonly<Record<string, unknown>>>>;
-
-/** How a parent type is recomputed. Give `aggregates`, `recompute`, `recomputeMany`, or several. */
-export interface ParentOptions<Id extends ParentId = ParentId> {
-  /**
-   * Derived fields declared as aggregates over children (`{ total: sum(OrderLine, 'qty * unitPrice') }`),
-   * compiled to one UPDATE per batch of parents. With `recompute`/`recomputeMany` as well, both
-   * run in one transaction, aggregates first.
-   */
-  aggregates?: Record<string, AggregateSpec>;
-  /** What `verify()` compares the stored fields with, for a parent without `aggregates`. */
-  expected?: ExpectedValues<Id>;
-  /** Rebuilds one parent from its children. */
-  recompute?: (id: Id, ctx: RecomputeContext) => Promise<void>;
-  /**
-   * Rebuilds many parents at once (one SQL statement for a batch). When it throws, the batch
-   * falls back to `recompute` one by one if given, so one bad parent does not fail the others.
-   */
-  recomputeMany?: (ids: Id[], ctx: RecomputeContext) => Promise<void>;
-  /**
-   * Most ids handed to one `recomputeMany` call.
-   * @defaultValue 100
-   */
-  batchSize?: number;
-  /**
-   * Drain tier of this type.
-   * @defaultValue 'normal'
-   */
-  priority?: Priority;
-  /**
-   * Quiet period: a parent of this type is not claimed until no mark has touched it for this
-   * long, so a burst of edits gives one recompute after the burst. Never delays past `maxWaitMs`.
-   * @defaultValue 0
-   */
-  settleMs?: number;
-  /**
-   * Longest a parent of this type waits from its first mark to its claim: past it, it is claimed
-   * before any hotter or higher-priority parent. Overrides the Coalescer's `maxWaitMs`.
-   * @defaultValue the Coalescer's `maxWaitMs` (none)
-   */
-  maxWaitMs?: number;
-}
-
-/**
- * How a child points at one of its parents: give `foreignKey` (one-to-many) or `via`
- * (many-to-many), not both.
- */
-export interface ChildOptions {
-  /** The parent entity (class, EntitySchema or name), registered with `parent()`. */
-  parent: EntityTarget<ObjectLiteral>;
-  /**
-   * Property of the child that holds the parent's id: a column (`orderId`) or a many-to-one
-   * relation with one join column (`order`). An explicit column lets the subscriber read old and
-   * new parents from the event; a relation alone costs a batched SELECT when the event does not
-   * carry it.
-   */
-  foreignKey?: string;
-  /**
-   * Name of a many-to-many relation between the parent and the child, declared on either entity
-   * (`child(Post, { parent: User, via: 'favorites' })` with `User.favorites: Post[]`). Every link
-   * added to or removed from its join table marks the parent of that link, and every change of a
-   * child marks the parents it is linked to.
-   */
-  via?: string;
-  /**
-   * How the child's changes are captured. `'subscriber'`: the TypeORM subscriber sees the
-   * writes made through TypeORM. `'triggers'` (PostgreSQL only): statement-level triggers,
-   * made by the migration `coalescer.triggerMigration()` returns, see every write, raw SQL and
-   * other programs included; the subscriber then stands aside for this child. Every `child()`
-   * call of one child gives the same mode; `via` links are captured by the subscriber only.
-   * @defaultValue 'subscriber'
-   */
-  capture?: CaptureMode;
-}
-
-/** How a child's changes are captured: by the TypeORM subscriber, or by database triggers. */
-export type CaptureMode = 'subscriber' | 'triggers';
-
-const CAPTURE_MODES: readonly CaptureMode[] = ['subscriber', 'triggers'];
-
-/** Score base per priority tier; heat is the score minus the base. Far apart so heat never crosses a tier. */
-export const PRIORITY_BASE: Readonly<Record<Priority, number>> = Object.freeze({
-  critical: 3e12,
-  high: 2e12,
-  normal: 1e12,
-  low: 0,
-});
-const TIER = 1e12;
-
-/** Heat of a pending score: its distance from its tier's base. */
-export function heatOf(score: number): number {
-  return score - Math.min(Math.floor(score / TIER), 3) * TIER;
-}
-
-/** A registered parent type. */
-export interface ParentType {
-  readonly name: string;
-  readonly metadata: EntityMetadata;
-  readonly primary: ColumnMetadata;
-  /** How ids are spelled in members (one member per parent). */
-  readonly idKind: IdKind;
-  readonly base: number;
-  readonly batchSize: number;
-  readonly settleMs: number;
-  readonly maxWaitMs: number | undefined;
-  readonly recompute: ParentOptions['recompute'];
-  readonly recomputeMany: ParentOptions['recomputeMany'];
-  /** The declared aggregates, compiled. */
-  readonly aggregates: CompiledAggregates | undefined;
-  readonly expected: ExpectedValues | undefined;
-}
+import { recomputeWithAggregates } from './recompute';
+import { derivedColumns } from './derived';
+import { chainCycle } from './chains';
+import { CAPTURE_MODES, type CaptureMode, type ChildOptions, type ParentOptions, type ParentType } from './model';
 
 /** Parents and children of one coalescer, resolved against the DataSource's metadata. */
 export class Registry {
@@ -214,8 +66,12 @@ export class Registry {
     ms('settleMs', options.settleMs);
     ms('maxWaitMs', options.maxWaitMs);
     const primary = metadata.primaryColumns[0] as ColumnMetadata;
+    // Checked before registering, so a bad declaration leaves nothing half registered.
+    const declared = derivedColumns(metadata, options.derived);
     const aggregates = options.aggregates ? compileAggregates(this.dataSource, metadata, options.aggregates) : undefined;
     const recompute = aggregates ? recomputeWithAggregates(aggregates, options) : options;
+    // Fields declared as aggregates are derived columns too: a host save writing one back is caught.
+    const aggregated = (aggregates?.fields ?? []).map((f) => f.column).filter((c) => !c.relationMetadata);
     const parent: ParentType = Object.freeze({
       name: metadata.name,
       metadata,
@@ -229,6 +85,7 @@ export class Registry {
       recomputeMany: recompute.recomputeMany,
       aggregates,
       expected: options.expected,
+      derived: Object.freeze([...new Set([...declared, ...aggregated])]),
     });
     this.parents.set(parent.name, parent);
     this.checkChains(() => this.parents.delete(parent.name));
@@ -253,21 +110,12 @@ export class Registry {
    * marks A: they would mark each other forever); `undo` takes the registration back first.
    */
   private checkChains(undo: () => void): void {
-    const next = (type: ParentType): ParentType[] => this.chainLinksOf(type).map((l) => l.parent);
-    const done = new Set<ParentType>();
-    const visit = (type: ParentType, path: ParentType[]): void => {
-      if (path.includes(type)) {
-        undo();
-        const cycle = [...path.slice(path.indexOf(type)), type].map((t) => t.name).join(' -> ');
-        throw new RegistrationError(
-          `parent chain cycle: ${cycle}: each recompute would mark the next for ever; register one of these links without the other`,
-        );
-      }
-      if (done.has(type)) return;
-      for (const up of next(type)) visit(up, [...path, type]);
-      done.add(type);
-    };
-    for (const type of this.parents.values()) visit(type, []);
+    const cycle = chainCycle([...this.parents.values()], (type) => this.chainLinksOf(type).map((l) => l.parent));
+    if (cycle === undefined) return;
+    undo();
+    throw new RegistrationError(
+      `parent chain cycle: ${cycle.map((t) => t.name).join(' -> ')}: each recompute would mark the next for ever; register one of these links without the other`,
+    );
   }
 
   addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions): ChildLink {
@@ -367,6 +215,19 @@ export class Registry {
   foreignKeyLinksOf(metadata: EntityMetadata): readonly ForeignKeyLink[] {
     const subscribed = (this.links.get(metadata.target) ?? []).filter((l): l is ForeignKeyLink => l.kind === 'foreignKey');
     return [...(this.triggered.get(metadata.target) ?? []), ...subscribed];
+  }
+
+  /** The parent type whose entity is `metadata`'s, when it declares derived columns. */
+  derivedOf(metadata: EntityMetadata): ParentType | undefined {
+    for (const parent of this.parents.values()) {
+      if (parent.metadata.target === metadata.target) return parent.derived.length > 0 ? parent : undefined;
+    }
+    return undefined;
+  }
+
+  /** Whether some parent type declares derived columns (so a recompute's own writes must be told apart). */
+  get anyDerived(): boolean {
+    return [...this.parents.values()].some((p) => p.derived.length > 0);
   }
 
   /** Names of every registered child entity, for messages. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { IdKind } from '../members';
+import type { IdKind } from '../registry/members';
+import { OUTBOX_CHANNEL } from '../delivery/outbox';
 
 /** The channel the triggers notify, with the namespace as payload, once their outbox rows are written. */
-export const OUTBOX_CHANNEL = 'coalesce_outbox';
 
 /** PostgreSQL truncates identifiers past 63 bytes (NAMEDATALEN - 1). */
 const MAX_IDENTIFIER_BYTES = 63;

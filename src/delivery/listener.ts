@@ -2,7 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { CoalesceLogger as Logger } from '../log';
 import type { Client, ClientConfig, Notification } from 'pg';
 import { ConfigError, errorMessage } from '../errors';
-import { OUTBOX_CHANNEL } from './trigger-sql';
+import { OUTBOX_CHANNEL } from './outbox';
 
 /** Reconnection delays of the listen connection. */
 export interface ListenerBackoff {

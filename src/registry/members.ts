@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
-import type { ColumnMetadata } from './typeorm-types';
-import { MalformedMemberError, RegistrationError, quoteMember } from './errors';
+import type { ColumnMetadata } from '../typeorm-types';
+import { MalformedMemberError, RegistrationError, quoteMember } from '../errors';
 
 /** A parent's primary key value as recomputes receive it. */
 export type ParentId = string | number;

@@ -1,7 +1,7 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityMetadata } from 'typeorm';
 import type { ColumnMetadata } from '../typeorm-types';
-import type { EntityMetadata } from 'typeorm';
-import { RegistrationError } from '../errors';
+import { ConfigError, RegistrationError } from '../errors';
+import { dialectOf, type DialectName } from './dialect';
 
 /** Collects bound values while SQL is rendered; each value becomes a placeholder. */
 export interface Params {
@@ -26,9 +26,9 @@ export interface IdsRef {
   rows(alias: string): string;
 }
 
-/** What differs between the SQL dialects aggregates are compiled to. */
-export interface Dialect {
-  readonly name: 'postgres' | 'mysql';
+/** How SQL is written and bound for one dialect: what aggregates are compiled with. */
+export interface Renderer {
+  readonly name: DialectName;
   /** Quotes one identifier with the driver's `escape()`. */
   quote(identifier: string): string;
   /** The quoted, schema-qualified table of an entity. */
@@ -44,9 +44,6 @@ export interface Dialect {
   /** Case-insensitive LIKE. */
   ilike(column: string, placeholder: string): string;
 }
-
-/** Dialects aggregates support, by `dataSource.options.type`. */
-export const SUPPORTED_DRIVERS = ['postgres', 'mysql', 'mariadb'] as const;
 
 // Markers for MySQL placeholders: replaced in order of appearance once the SQL is complete,
 // so the order in which fragments are rendered never matters.
@@ -64,11 +61,22 @@ function checkIdentifier(identifier: string): string {
   return identifier;
 }
 
-/** The dialect of a DataSource; a RegistrationError for a driver aggregates do not support. */
-export function dialectOf(dataSource: DataSource, context: string): Dialect {
-  const type = dataSource.options.type;
+/** The renderer of a DataSource's dialect; a RegistrationError naming `context` for a driver the library does not support. */
+export function rendererOf(dataSource: DataSource, context: string): Renderer {
+  let dialect: DialectName;
+  try {
+    dialect = dialectOf(dataSource);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      throw new RegistrationError(
+        `${context}: aggregates do not support the "${String(dataSource.options.type)}" driver (supported: postgres, mysql, mariadb)`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
   const escape = (identifier: string): string => dataSource.driver.escape(checkIdentifier(identifier));
-  if (type === 'postgres') {
+  if (dialect === 'postgres') {
     return {
       name: 'postgres',
       quote: escape,
@@ -91,31 +99,26 @@ export function dialectOf(dataSource: DataSource, context: string): Dialect {
       ilike: (column, placeholder) => `${column} ILIKE ${placeholder}`,
     };
   }
-  if (type === 'mysql' || type === 'mariadb') {
-    return {
-      name: 'mysql',
-      quote: escape,
-      table: (m) => (m.database ? `${escape(m.database)}.${escape(m.tableName)}` : escape(m.tableName)),
-      render(build) {
-        const values: unknown[] = [];
-        const marked = build({ value: (v) => `${MARK}${values.push(v) - 1}${MARK}` });
-        const params: unknown[] = [];
-        const sql = marked.replace(MARKED, (_m, i: string) => {
-          params.push(values[Number(i)]);
-          return '?';
-        });
-        return { sql, params };
+  return {
+    name: 'mysql',
+    quote: escape,
+    table: (m) => (m.database ? `${escape(m.database)}.${escape(m.tableName)}` : escape(m.tableName)),
+    render(build) {
+      const values: unknown[] = [];
+      const marked = build({ value: (v) => `${MARK}${values.push(v) - 1}${MARK}` });
+      const params: unknown[] = [];
+      const sql = marked.replace(MARKED, (_m, i: string) => {
+        params.push(values[Number(i)]);
+        return '?';
+      });
+      return { sql, params };
+    },
+    ids: () => (p, ids) => ({
+      in: (column) => `${column} IN (${ids.map((id) => p.value(id)).join(', ')})`,
+      rows: () => {
+        throw new Error('row source of ids: PostgreSQL only');
       },
-      ids: () => (p, ids) => ({
-        in: (column) => `${column} IN (${ids.map((id) => p.value(id)).join(', ')})`,
-        rows: () => {
-          throw new Error('row source of ids: PostgreSQL only');
-        },
-      }),
-      ilike: (column, placeholder) => `LOWER(${column}) LIKE LOWER(${placeholder})`,
-    };
-  }
-  throw new RegistrationError(
-    `${context}: aggregates do not support the "${String(type)}" driver (supported: ${SUPPORTED_DRIVERS.join(', ')})`,
-  );
+    }),
+    ilike: (column, placeholder) => `LOWER(${column}) LIKE LOWER(${placeholder})`,
+  };
 }

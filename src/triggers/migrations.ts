@@ -1,7 +1,7 @@
 import type { DataSource, EntityMetadata, EntityTarget, MigrationInterface, ObjectLiteral, QueryRunner } from 'typeorm';
 import { ConfigError, RegistrationError } from '../errors';
 import { dialectOf, sqlFor } from '../db/dialect';
-import type { Registry } from '../registry';
+import type { Registry } from '../registry/registry';
 import { triggerStatements, type TriggerStatements, type TriggerTable } from './trigger-sql';
 
 /** Options of `coalescer.triggerMigration()`. */

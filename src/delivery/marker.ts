@@ -1,7 +1,9 @@
 import type { CoalesceLogger as Logger } from '../log';
-import { MAX_BATCH, type MarkEntry, type Store } from '../redis/store';
+import type { MarkEntry } from '../redis/records';
+import type { Marks } from '../redis/marks';
+import { MAX_BATCH } from '../util/chunks';
 import { errorMessage } from '../errors';
-import { within } from '../within';
+import { within } from '../util/within';
 import { OutageLog } from './outage';
 
 /** Marks that could not be sent to Redis, handed to whatever keeps them (the outbox) or logged. */
@@ -40,8 +42,20 @@ export function addMark(batch: Map<string, MarkEntry>, entry: MarkEntry): void {
   batch.set(entry.member, prev ? { ...prev, increment: prev.increment + entry.increment } : entry);
 }
 
-/** Marker settings. */
+/** What a marker needs. */
 export interface MarkerOptions {
+  /** The save path's marks: a connection that fails fast. */
+  readonly marks: Pick<Marks, 'mark'>;
+  /**
+   * Explicit `mark()` calls go through this one: the main connection, with no per-command
+   * timeout, so 100,000 parents pipelined in one call are not cut short while they queue.
+   */
+  readonly bulk: Pick<Marks, 'mark'>;
+  readonly logger: Logger;
+  /** Server time in ms, carried by the marks. */
+  readonly clock: () => number;
+  /** What keeps the marks Redis did not take (the outbox); rejects when it cannot. */
+  readonly keep: UndeliveredHandler;
   /** Longest a send may take, connecting included, before its marks count as undelivered. */
   readonly timeoutMs: number;
   /** When false, the save path does not wait for Redis: sends run in the background. */
@@ -50,11 +64,6 @@ export interface MarkerOptions {
   readonly reachable: () => boolean;
   /** Settles once the clock has been set against Redis (or failed to): marks carry its time. */
   readonly clockReady: () => Promise<void>;
-  /**
-   * The store explicit `mark()` calls go through: the main connection, with no per-command
-   * timeout, so 100,000 parents pipelined in one call are not cut short while they queue.
-   */
-  readonly bulk?: Store;
   /** Told the fence value of every delivered send. */
   readonly fence?: FenceWatch;
 }
@@ -68,18 +77,12 @@ export class Marker {
   readonly stats: MarkerStats = { marks: 0, roundTrips: 0, undelivered: 0 };
   /** Says what Redis did not take once per outage. */
   readonly outage: OutageLog;
-  private undeliveredHandler: UndeliveredHandler;
   private readonly inflight = new Set<Promise<unknown>>();
+  private readonly logger: Logger;
 
-  constructor(
-    private readonly store: Store,
-    private readonly logger: Logger,
-    private readonly clock: () => number,
-    private readonly options: MarkerOptions,
-  ) {
-    this.outage = new OutageLog(logger);
-    // Without an outbox, nothing keeps them.
-    this.undeliveredHandler = (entries) => Promise.reject(new Error(`nothing keeps the ${entries.length} marks`));
+  constructor(private readonly options: MarkerOptions) {
+    this.logger = options.logger;
+    this.outage = new OutageLog(options.logger);
   }
 
   /**
@@ -103,11 +106,6 @@ export class Marker {
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
   }
 
-  /** Replaces what happens to marks Redis did not take (the outbox plugs in here). */
-  onUndelivered(handler: UndeliveredHandler): void {
-    this.undeliveredHandler = handler;
-  }
-
   /**
    * Sends marks (`bulk`: through the main connection, for explicit marks of many parents).
    * Marks Redis did not take go to the undelivered handler (unless `keep` is false:
@@ -129,7 +127,7 @@ export class Marker {
       const floor = this.options.fence?.floor ?? 0;
       const attempt = (async () => {
         await this.options.clockReady();
-        return (bulk ? (this.options.bulk ?? this.store) : this.store).mark(entries, this.clock());
+        return (bulk ? this.options.bulk : this.options.marks).mark(entries, this.options.clock());
       })();
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.
@@ -159,7 +157,7 @@ export class Marker {
 
   private async keep(entries: readonly MarkEntry[], error: unknown): Promise<void> {
     try {
-      await this.undeliveredHandler(entries, error);
+      await this.options.keep(entries, error);
       this.outage.undelivered(entries.length, error);
     } catch (handlerError) {
       this.outage.undelivered(entries.length, `${errorMessage(error)}; kept nowhere: ${errorMessage(handlerError)}`, {

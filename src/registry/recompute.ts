@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
-import type { ParentId, ParentOptions, RecomputeContext } from '../registry';
-import type { CompiledAggregates } from './compile';
+import type { CompiledAggregates } from '../aggregates/compile';
+import type { ParentId, ParentOptions, RecomputeContext } from './model';
 
 type Recompute = NonNullable<ParentOptions['recompute']>;
 type RecomputeMany = NonNullable<ParentOptions['recomputeMany']>;

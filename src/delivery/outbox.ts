@@ -1,10 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { CoalesceLogger as Logger } from '../log';
-import type { MarkEntry, Store } from '../redis/store';
-import { chunks } from '../redis/store';
+import type { MarkEntry } from '../redis/records';
+import type { Marks } from '../redis/marks';
+import type { Reads } from '../redis/reads';
+import { chunks } from '../util/chunks';
 import { errorMessage } from '../errors';
 import { isMissingColumn, isMissingTable, sqlFor, type Sql } from '../db/dialect';
+
+/** The PostgreSQL channel trigger capture notifies (with the namespace) when it wrote outbox rows. */
+export const OUTBOX_CHANNEL = 'coalesce_outbox';
 
 /** Rows written per INSERT: 6 parameters each, far under every driver's limit (65,535). */
 const WRITE_BATCH = 1000;
@@ -21,6 +26,21 @@ interface Row {
   member: string;
   increment: number | string;
   base: number | string;
+}
+
+/** What the outbox needs. */
+export interface OutboxOptions {
+  readonly dataSource: DataSource;
+  readonly namespace: string;
+  /** Where relayed marks go. */
+  readonly marks: Pick<Marks, 'mark'>;
+  /** Which parents still wait in Redis, for pruning. */
+  readonly reads: Pick<Reads, 'busy'>;
+  readonly logger: Logger;
+  /** Server time in ms. */
+  readonly clock: () => number;
+  /** The table, unquoted, in the DataSource's schema. */
+  readonly table: string;
 }
 
 /**
@@ -43,16 +63,24 @@ export class Outbox {
   private pruneCursor: string | number = 0;
   private hasFence: Promise<boolean> | undefined;
 
-  constructor(
-    private readonly dataSource: DataSource,
-    private readonly namespace: string,
-    private readonly store: Store,
-    private readonly logger: Logger,
-    private readonly clock: () => number,
-    table: string,
-  ) {
-    this.sql = sqlFor(dataSource);
-    this.table = this.sql.table(table);
+  private readonly dataSource: DataSource;
+  private readonly namespace: string;
+  private readonly marks: Pick<Marks, 'mark'>;
+  private readonly reads: Pick<Reads, 'busy'>;
+  private readonly logger: Logger;
+  private readonly clock: () => number;
+
+  constructor(options: OutboxOptions) {
+    ({
+      dataSource: this.dataSource,
+      namespace: this.namespace,
+      marks: this.marks,
+      reads: this.reads,
+      logger: this.logger,
+      clock: this.clock,
+    } = options);
+    this.sql = sqlFor(this.dataSource);
+    this.table = this.sql.table(options.table);
   }
 
   /**
@@ -136,7 +164,7 @@ export class Outbox {
           params,
         )) as Row[];
         if (rows.length === 0) return { moved: 0, landed: epoch };
-        const marked = await this.store.mark(
+        const marked = await this.marks.mark(
           rows.map((r) => ({ member: r.member, increment: Number(r.increment), base: Number(r.base) })),
           this.clock(),
         );
@@ -183,7 +211,7 @@ export class Outbox {
       }
       const members = [...new Set(rows.map((r) => r.member))];
       // Read after the rows: every fence value they hold was given before this answer.
-      const found = await this.store.busy(members, epoch);
+      const found = await this.reads.busy(members, epoch);
       if (found === 'lost') return { deleted, behind: undefined };
       const highest = Math.max(0, ...rows.map((r) => Number(r.sent_fence ?? 0)));
       if (highest > found.fence) return { deleted, behind: highest };
@@ -230,6 +258,15 @@ export class Outbox {
       }
     }
     return found;
+  }
+
+  /** Deletes every row of the namespace (a deliberate reset); a missing table is nothing to delete. */
+  async clear(): Promise<void> {
+    try {
+      await this.dataSource.query(`DELETE FROM ${this.table} WHERE namespace = ${this.sql.param(1)}`, [this.namespace]);
+    } catch (error) {
+      if (!this.explainMissingTable(error)) throw error;
+    }
   }
 
   /** Rows waiting, or null when the table does not exist (its migration was not run). */

@@ -1,8 +1,8 @@
-import type { CoalesceLogger as Logger } from './log';
-import type { Keys } from './redis/keys';
-import type { RedisClient } from './redis/scripts';
-import { errorMessage } from './errors';
-import type { DrainResult, FailedEvent, RecomputedEvent } from './drain/types';
+import type { CoalesceLogger as Logger } from '../log';
+import type { Keys } from '../redis/keys';
+import type { RedisClient } from '../redis/scripts';
+import { errorMessage } from '../errors';
+import type { DrainResult, FailedEvent, RecomputedEvent } from '../drain/types';
 
 /** An event of the namespace, from whichever process it happened in. */
 export type LiveEvent =
@@ -37,6 +37,18 @@ const LISTENERS_CHECK_MS = 250;
 /** Most events held for one batch; more are dropped (and counted) rather than held in memory. */
 const MAX_BATCH = 5_000;
 
+/** What the event hub needs. */
+export interface EventHubOptions {
+  /** The main connection; subscribing duplicates it. */
+  readonly client: RedisClient;
+  readonly keys: Keys;
+  /** The namespace's event channel. */
+  readonly channel: string;
+  /** This process's worker name, carried by its events. */
+  readonly worker: string;
+  readonly logger: Logger;
+}
+
 /**
  * The namespace's event channel (Redis pub/sub): recomputes, failures and drains published by
  * every process, and the acknowledgements `fresh()` waits for. Events are published only while
@@ -56,13 +68,15 @@ export class EventHub {
   /** Events not published because a batch was full. */
   dropped = 0;
 
-  constructor(
-    private readonly client: RedisClient,
-    private readonly keys: Keys,
-    readonly channel: string,
-    private readonly worker: string,
-    private readonly logger: Logger,
-  ) {}
+  private readonly client: RedisClient;
+  private readonly keys: Keys;
+  readonly channel: string;
+  private readonly worker: string;
+  private readonly logger: Logger;
+
+  constructor(options: EventHubOptions) {
+    ({ client: this.client, keys: this.keys, channel: this.channel, worker: this.worker, logger: this.logger } = options);
+  }
 
   /** Calls `listener` with every live event of the namespace until the subscription is closed. */
   async subscribe(listener: (event: LiveEvent) => void): Promise<Subscription> {

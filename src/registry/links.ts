@@ -1,8 +1,7 @@
 import type { EntityMetadata, ObjectLiteral } from 'typeorm';
-import type { ColumnMetadata } from './typeorm-types';
-import type { RelationMetadata } from './typeorm-types';
-import { RegistrationError } from './errors';
-import type { ParentType } from './registry';
+import type { ColumnMetadata, RelationMetadata } from '../typeorm-types';
+import { RegistrationError } from '../errors';
+import type { ParentType } from './model';
 
 /** A child that holds its parent's id in a column, or in the join column of a many-to-one relation. */
 export interface ForeignKeyLink {

@@ -1,5 +1,5 @@
 import type { DataSource, ObjectLiteral } from 'typeorm';
-import type { ParentId, ParentType } from './registry';
+import type { ParentId, ParentType } from '../registry/model';
 
 /**
  * One page of a parent type's ids in primary key order, after `after` (keyset pagination:

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
-import type { CoalesceLogger as Logger } from './log';
-import type { EpochCheck, Store } from './redis/store';
-import { ConnectionError, errorMessage } from './errors';
-import { isMissingColumn, isMissingTable, sqlFor, type Sql } from './db/dialect';
+import type { CoalesceLogger as Logger } from '../log';
+import type { EpochCheck } from '../redis/records';
+import type { Epochs } from '../redis/epochs';
+import { ConnectionError, errorMessage, redisUnreachable } from '../errors';
+import { isMissingColumn, isMissingTable, sqlFor, type Sql } from '../db/dialect';
 
 /** The table that keeps each namespace's epoch outside Redis (made by the library migrations). */
 export const EPOCH_TABLE = 'coalesce_epoch';
@@ -15,6 +16,16 @@ const RESET_PREFIX = 'r';
 interface Durable {
   readonly epoch: string;
   readonly fence: number;
+}
+
+/** What the epoch guard needs. */
+export interface EpochGuardOptions {
+  readonly epochs: Pick<Epochs, 'check'>;
+  readonly dataSource: DataSource;
+  readonly namespace: string;
+  readonly logger: Logger;
+  /** Where Redis is, for messages. */
+  readonly where: string;
 }
 
 /**
@@ -41,15 +52,21 @@ export class EpochGuard {
   private missingTable = false;
   private missingFence = false;
 
-  constructor(
-    private readonly store: Store,
-    private readonly dataSource: DataSource,
-    private readonly namespace: string,
-    private readonly logger: Logger,
-    /** Where Redis is, for messages. */
-    private readonly where: string,
-  ) {
-    this.sql = sqlFor(dataSource);
+  private readonly epochs: Pick<Epochs, 'check'>;
+  private readonly dataSource: DataSource;
+  private readonly namespace: string;
+  private readonly logger: Logger;
+  private readonly where: string;
+
+  constructor(options: EpochGuardOptions) {
+    ({
+      epochs: this.epochs,
+      dataSource: this.dataSource,
+      namespace: this.namespace,
+      logger: this.logger,
+      where: this.where,
+    } = options);
+    this.sql = sqlFor(this.dataSource);
     this.table = this.sql.table(EPOCH_TABLE);
   }
 
@@ -102,12 +119,10 @@ export class EpochGuard {
     });
     const known = this.known || durable.epoch;
     const atLeast = Math.max(floor, known === durable.epoch ? durable.fence : 0, known === this.known ? this.highWater : 0);
-    const found = await this.store
-      .checkEpoch(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes)
+    const found = await this.epochs
+      .check(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes)
       .catch((error: unknown) => {
-        throw new ConnectionError(`checking the namespace's epoch in Redis at ${this.where}: ${errorMessage(error)}`, {
-          cause: error,
-        });
+        throw redisUnreachable("checking the namespace's epoch", this.where, error);
       });
     this.report(found, known, atLeast, rebuildTypes);
     await this.adopt(found);
@@ -170,7 +185,7 @@ export class EpochGuard {
    * as a reset's: other processes adopt it without taking it for a data loss.
    */
   async installReset(): Promise<void> {
-    const found = await this.store.checkEpoch('', `${RESET_PREFIX}${randomBytes(12).toString('hex')}`, 0, []);
+    const found = await this.epochs.check('', `${RESET_PREFIX}${randomBytes(12).toString('hex')}`, 0, []);
     await this.adopt(found);
   }
 

@@ -1,11 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Coalescer, CoalescerStats } from './coalescer';
-import type { DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
-import type { Runner, TickEvent } from './runner/runner';
-import type { Housework } from './housekeeping';
-import type { VerifyResult } from './verify/verifier';
-import { errorMessage } from './errors';
+import type { Coalescer, CoalescerStats } from '../coalescer';
+import type { DrainResult, FailedEvent, RecomputedEvent } from '../drain/drainer';
+import type { Runner, TickEvent } from '../runner/runner';
+import type { Housework } from '../ops/housekeeper';
+import type { VerifyResult } from '../verify/verifier';
+import { errorMessage } from '../errors';
 
 /** Options of {@link coalescerMetrics}. */
 export interface MetricsOptions {

@@ -1,0 +1,221 @@
+import { hostname } from 'node:os';
+import type { CoalesceLogger as Logger } from './log';
+import type { ResolvedOptions } from './config';
+import { defaultLogger } from './log';
+import { errorMessage, onRedis } from './errors';
+import { guardPostgresPool } from './db/pool-guard';
+import { eventChannel, keysFor, type Keys } from './redis/keys';
+import { openClients, type Clients } from './redis/connect';
+import { defineScripts } from './redis/scripts';
+import { ServerClock } from './redis/clock';
+import { Marks } from './redis/marks';
+import { Claims } from './redis/claims';
+import { Outcomes } from './redis/outcomes';
+import { DeadSet } from './redis/dead';
+import { Epochs } from './redis/epochs';
+import { Reads } from './redis/reads';
+import { Registry } from './registry/registry';
+import { chainedParents } from './registry/chain-walk';
+import type { ParentId, ParentType } from './registry/model';
+import { Marker } from './delivery/marker';
+import { Outbox } from './delivery/outbox';
+import { Policies } from './delivery/policies';
+import { Delivery } from './delivery/delivery';
+import { Drainer, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/drainer';
+import { EpochGuard } from './ops/epoch-guard';
+import { Housekeeper } from './ops/housekeeper';
+import { Stats } from './ops/stats';
+import { deadLetters, type DeadLetters } from './ops/dead-letters';
+import { NamespaceAdmin } from './ops/namespace';
+import { EventHub } from './fresh/events';
+import { Freshness } from './fresh/fresh';
+import { TriggerMigrations } from './triggers/migrations';
+
+let workerSeq = 0;
+
+/** What the parts report to the facade, which emits it to the host's listeners. */
+export interface Reports {
+  recomputed(event: RecomputedEvent): void;
+  failed(event: FailedEvent): void;
+  /** A drain ran outside `drain()` (`fresh({ now: true })`). */
+  drained(result: DrainResult): void;
+}
+
+/** Every part of a coalescer, built from its resolved options in one place. */
+export interface Parts {
+  readonly options: ResolvedOptions;
+  readonly logger: Logger;
+  /** This coalescer's worker in log lines: `host:pid:n`. */
+  readonly worker: string;
+  readonly clients: Clients;
+  readonly keys: Keys;
+  readonly registry: Registry;
+  readonly clock: ServerClock;
+  readonly reads: Reads;
+  readonly epochs: Epochs;
+  readonly outcomes: Outcomes;
+  readonly guard: EpochGuard;
+  readonly marker: Marker;
+  readonly outbox: Outbox;
+  readonly policies: Policies;
+  readonly delivery: Delivery;
+  readonly drainer: Drainer;
+  readonly housekeeper: Housekeeper;
+  readonly events: EventHub;
+  readonly freshness: Freshness;
+  readonly stats: Stats;
+  readonly dead: DeadLetters;
+  readonly admin: NamespaceAdmin;
+  readonly triggers: TriggerMigrations;
+}
+
+/** Builds the parts of a coalescer; `reports` receives what the drain and read-your-writes report. */
+export function assemble(options: ResolvedOptions, reports: Reports): Parts {
+  const o = options;
+  const logger = (o.logger ?? defaultLogger()).child({ namespace: o.namespace });
+  const worker = `${hostname()}:${process.pid}:${(workerSeq += 1)}`;
+  // A pg client that errors between the pool and TypeORM must not end the process.
+  guardPostgresPool(o.dataSource, logger);
+  const clients = openClients(o.redis, o.markTimeoutMs, logger);
+  const where = clients.where;
+  const keys = keysFor(o.namespace);
+  const channel = eventChannel(o.namespace);
+  defineScripts(clients.main);
+  defineScripts(clients.marker);
+  const main = { client: clients.main, keys };
+  const reads = new Reads(main);
+  const marks = new Marks(main);
+  const epochs = new Epochs(main);
+  const outcomes = new Outcomes(main, channel);
+  const registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
+  const clock = new ServerClock(o.clock, () => reads.time());
+  const now = (): number => clock.now();
+  const guard = new EpochGuard({ epochs, dataSource: o.dataSource, namespace: o.namespace, logger, where });
+  const outbox = new Outbox({
+    dataSource: o.dataSource,
+    namespace: o.namespace,
+    marks,
+    reads,
+    logger,
+    clock: now,
+    table: o.outboxTable,
+  });
+  const marker = new Marker({
+    marks: new Marks({ client: clients.marker, keys }),
+    bulk: marks,
+    logger,
+    clock: now,
+    timeoutMs: o.markTimeoutMs,
+    awaitMarks: o.awaitMarks,
+    reachable: clients.reachable,
+    clockReady: () => clock.ready,
+    fence: guard,
+    // Said once per outage by the marker, not once per transaction.
+    keep: async (entries) => {
+      await outbox.write(entries).catch((error: unknown) => {
+        outbox.explainMissingTable(error);
+        throw error;
+      });
+    },
+  });
+  const policies = new Policies({ epochs, registry, reachable: clients.reachable, where, markTimeoutMs: o.markTimeoutMs });
+  const delivery = new Delivery({ mode: o.delivery, marker, outbox, policies, registry, logger });
+  const events = new EventHub({ client: clients.main, keys, channel, worker, logger });
+  const drainer = new Drainer({
+    claims: new Claims(main),
+    outcomes,
+    marks,
+    epochs,
+    reads,
+    registry,
+    dataSource: o.dataSource,
+    clock,
+    // Every drain line (failures, recompute loggers) says which worker wrote it.
+    logger: logger.child({ worker }),
+    settings: { leaseMs: o.leaseMs, recomputeTimeoutMs: o.recomputeTimeoutMs, retry: o.retry },
+    hooks: {
+      recomputed: (e) => {
+        reports.recomputed(e);
+        events.publish(() => ({ type: 'recomputed', ...e }));
+      },
+      failed: (e) => {
+        reports.failed(e);
+        events.publish(() => ({ type: 'failed', ...e, error: errorMessage(e.error) }));
+      },
+      beforeAck: (parent, ids) => (registry.chainLinksOf(parent).length === 0 ? undefined : markChained(parent, ids())),
+      scoped: () => registry.anyDerived,
+    },
+  });
+  // Parent chains: a recomputed Order marks its Customer before the Order's ack.
+  const markChained = async (parent: ParentType, ids: ParentId[]): Promise<string[]> => {
+    const marked: string[] = [];
+    for (const [next, nextIds] of await chainedParents(registry, o.dataSource, parent, ids)) {
+      marked.push(...(await delivery.markIds(next, nextIds)));
+    }
+    return marked;
+  };
+  const housekeeper = new Housekeeper({
+    epochs,
+    registry,
+    dataSource: o.dataSource,
+    clock,
+    guard,
+    outbox,
+    policies,
+    mark: (type, ids) => delivery.markIds(registry.parentOf(type), ids),
+    rebuildOnLoss: o.onRedisLoss === 'rebuild',
+    logger,
+    where,
+  });
+  const freshness = new Freshness({
+    registry,
+    dataSource: o.dataSource,
+    reads,
+    outcomes,
+    hub: events,
+    clock,
+    outbox,
+    policies,
+    drainer,
+    logger,
+    settled: () => delivery.settled(),
+    drained: (result) => reports.drained(result),
+    onRedis: (what, pending) => onRedis(what, where, pending),
+  });
+  // Measured at once, so the first marks already carry the namespace's time.
+  clock.sync().catch((error: unknown) => logger.debug({ err: errorMessage(error) }, 'clock not set yet'));
+  return {
+    options,
+    logger,
+    worker,
+    clients,
+    keys,
+    registry,
+    clock,
+    reads,
+    epochs,
+    outcomes,
+    guard,
+    marker,
+    outbox,
+    policies,
+    delivery,
+    drainer,
+    housekeeper,
+    events,
+    freshness,
+    stats: new Stats({ reads, clock, outbox, marker, where }),
+    dead: deadLetters(new DeadSet(main), clock, where),
+    admin: new NamespaceAdmin({
+      client: clients.main,
+      dataSource: o.dataSource,
+      epochs,
+      guard,
+      outbox,
+      logger,
+      onRedisLoss: o.onRedisLoss,
+      where,
+    }),
+    triggers: new TriggerMigrations(o.dataSource, registry, o.namespace, o.outboxTable),
+  };
+}

@@ -1,0 +1,55 @@
+import type { EpochCheck, TypePolicy } from './records';
+import { allKeys } from './keys';
+import { callScript, type Conn } from './scripts';
+
+/**
+ * What a namespace keeps of itself in Redis: its epoch and fence counter (checked for data loss),
+ * the rebuild cursors that follow a loss, the type policies the scripts read, and clearing it all.
+ */
+export class Epochs {
+  constructor(private readonly conn: Conn) {}
+
+  /** Checks the namespace's epoch and fence counter against `floor`; see checkEpoch-4.lua. */
+  async check(known: string, candidate: string, floor: number, rebuildTypes: readonly string[]): Promise<EpochCheck> {
+    const [status, epoch, policies, rebuilding, fence] = await callScript<[string, string, number, number, string]>(
+      this.conn,
+      'checkEpoch',
+      [known, candidate, floor, ...rebuildTypes],
+    );
+    return {
+      status: status as EpochCheck['status'],
+      epoch,
+      policies: Number(policies) === 1,
+      rebuilding: Number(rebuilding),
+      fence: Number(fence),
+    };
+  }
+
+  /** Parent types whose rebuild after a data loss is unfinished, with the last id marked ('' before the first). */
+  async rebuildCursors(): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.conn.client.hgetall(this.conn.keys.rebuild)));
+  }
+
+  /** Moves a rebuild cursor from `from` to `to` (undefined: the type is done); false when another process moved it. */
+  async advanceRebuild(type: string, from: string, to: string | undefined): Promise<boolean> {
+    return (await callScript<number>(this.conn, 'advanceRebuild', [type, from, to ?? '', to === undefined ? 'done' : ''])) === 1;
+  }
+
+  /** Publishes how each parent type is marked (priority, settleMs, maxWaitMs) for the scripts. */
+  async writePolicies(policies: ReadonlyMap<string, TypePolicy>): Promise<void> {
+    if (policies.size === 0) return;
+    const fields: string[] = [];
+    for (const [type, p] of policies) fields.push(type, `${p.base}|${p.settleMs}|${p.maxWaitMs ?? ''}`);
+    await this.conn.client.hset(this.conn.keys.policy, ...fields);
+  }
+
+  /** Parent types some process of the namespace registered (their policies are published). */
+  async policyTypes(): Promise<Set<string>> {
+    return new Set(await this.conn.client.hkeys(this.conn.keys.policy));
+  }
+
+  /** Deletes every key of the namespace but its fence counter: fencing tokens and generations never repeat in a namespace. */
+  async clear(): Promise<void> {
+    await this.conn.client.del(...allKeys(this.conn.keys).filter((key) => key !== this.conn.keys.fence));
+  }
+}
