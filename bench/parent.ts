@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { DataSource, EntitySchema } from 'typeorm';
-import { coalesceMigrations } from '../src/migrations';
+import { coalesceMigrations } from '../migrations';
 import { freshSchema } from './util';
 
 /** A parent type with no table: drain benchmarks recompute nothing, they measure the claim protocol. */

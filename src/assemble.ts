@@ -30,6 +30,9 @@ import { NamespaceAdmin } from './ops/namespace';
 import { EventHub } from './fresh/events';
 import { Freshness } from './fresh/fresh';
 import { TriggerMigrations } from './triggers/migrations';
+import { OutboxListener } from './delivery/listener';
+import type { VerifyDeps } from './verify/verifier';
+import { ConfigError } from './errors';
 
 let workerSeq = 0;
 
@@ -67,6 +70,19 @@ export interface Parts {
   readonly dead: DeadLetters;
   readonly admin: NamespaceAdmin;
   readonly triggers: TriggerMigrations;
+  /** What verify() reads and marks through. */
+  readonly verifyDeps: VerifyDeps;
+  /**
+   * Starts relaying the outbox on the triggers' notifications (PostgreSQL), once; `stop` ends it.
+   * Rejects only with a ConfigError off PostgreSQL.
+   */
+  readonly listener: { start(): Promise<void>; stop(): Promise<void> };
+  /**
+   * What attach() does besides the subscriber: publishes the type policies and checks Redis'
+   * settings. Never rejects: the host must start even when Redis is down (the policies then go
+   * out with the next drain or mark).
+   */
+  readonly prepare: () => Promise<void>;
 }
 
 /** Builds the parts of a coalescer; `reports` receives what the drain and read-your-writes report. */
@@ -182,6 +198,37 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     drained: (result) => reports.drained(result),
     onRedis: (what, pending) => onRedis(what, where, pending),
   });
+  let listener: OutboxListener | undefined;
+  const relay = async (): Promise<unknown> => {
+    // Before the first drain the epoch is unknown: the full housework then sets it, so the
+    // relayed rows are recorded as sent and not sent again.
+    if (guard.epoch === '') return housekeeper.run();
+    return outbox.relay(guard.epoch).catch((error: unknown) => {
+      if (!outbox.explainMissingTable(error)) throw error;
+    });
+  };
+  const startListener = (): Promise<void> => {
+    const ds = o.dataSource;
+    if (ds.options.type !== 'postgres') {
+      return Promise.reject(
+        new ConfigError(
+          `listen(): the outbox notifications come from PostgreSQL triggers; the DataSource is ${String(ds.options.type)}`,
+        ),
+      );
+    }
+    listener ??= new OutboxListener(ds, o.namespace, relay, logger);
+    return listener.start();
+  };
+  const admin = new NamespaceAdmin({
+    client: clients.main,
+    dataSource: o.dataSource,
+    epochs,
+    guard,
+    outbox,
+    logger,
+    onRedisLoss: o.onRedisLoss,
+    where,
+  });
   // Measured at once, so the first marks already carry the namespace's time.
   clock.sync().catch((error: unknown) => logger.debug({ err: errorMessage(error) }, 'clock not set yet'));
   return {
@@ -206,16 +253,28 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     freshness,
     stats: new Stats({ reads, clock, outbox, marker, where }),
     dead: deadLetters(new DeadSet(main), clock, where),
-    admin: new NamespaceAdmin({
-      client: clients.main,
-      dataSource: o.dataSource,
-      epochs,
-      guard,
-      outbox,
-      logger,
-      onRedisLoss: o.onRedisLoss,
-      where,
-    }),
+    admin,
     triggers: new TriggerMigrations(o.dataSource, registry, o.namespace, o.outboxTable),
+    verifyDeps: {
+      dataSource: o.dataSource,
+      registry,
+      reads,
+      mark: async (name, ids) => (await delivery.markIds(registry.parentOf(name), ids)).length,
+      recheckMs: o.markTimeoutMs,
+      clock: now,
+      kept: (members) => outbox.unsent(members),
+    },
+    listener: { start: startListener, stop: async () => listener?.close() },
+    prepare: async () => {
+      await Promise.all([
+        policies.publish().catch((error: unknown) => {
+          logger.warn(
+            { err: errorMessage(error), redis: where },
+            'attach(): Redis did not answer; parent policies will be published later',
+          );
+        }),
+        admin.checkRedisSettings(),
+      ]);
+    },
   };
 }

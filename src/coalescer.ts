@@ -2,8 +2,9 @@ import { EventEmitter } from 'node:events';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import type { CoalesceLogger as Logger } from './log';
 import { resolveOptions, type CoalescerOptions, type ResolvedOptions } from './config';
-import { CoalesceError, ConfigError, RegistrationError, errorMessage, redisUnreachable } from './errors';
+import { CoalesceError, ConfigError, RegistrationError, errorMessage, onRedis, redisUnreachable } from './errors';
 import { assemble, type Parts } from './assemble';
+import type { Children, CoalescerEvents } from './types';
 import { dialectOf } from './db/dialect';
 import { quit } from './redis/connect';
 import type { Keys } from './redis/keys';
@@ -13,9 +14,7 @@ import type { ChildOptions, ParentId, ParentOptions } from './registry/model';
 import type { Registry } from './registry/registry';
 import { CaptureSubscriber } from './capture/subscriber';
 import type { Outbox } from './delivery/outbox';
-import { OutboxListener } from './delivery/listener';
-import { checkDrainOptions, type DrainOptions, type DrainResult, type FailedEvent, type RecomputedEvent } from './drain/types';
-import type { Housework } from './ops/housekeeper';
+import { checkDrainOptions, type DrainOptions, type DrainResult } from './drain/types';
 import type { CoalescerStats, HotParent } from './ops/stats';
 import type { DeadLetters } from './ops/dead-letters';
 import type { LiveEvent, Subscription } from './fresh/events';
@@ -28,20 +27,7 @@ import { Runner, type RunnerOptions } from './runner/runner';
 
 export type { CoalescerStats, HotParent } from './ops/stats';
 export type { DeadLetters } from './ops/dead-letters';
-
-/** Events a Coalescer emits. */
-export interface CoalescerEvents {
-  recomputed: [RecomputedEvent];
-  failed: [FailedEvent];
-  /** After each `drain()` that completed (a runner's ticks included), with what it did. */
-  drained: [DrainResult];
-  /** Before a drain, what the housekeeping did (outbox relayed and pruned, rebuild after a Redis data loss). */
-  housework: [Housework];
-  /** After each `verify()`, with what it found. */
-  verified: [VerifyResult];
-}
-
-type Children = readonly (EntityTarget<ObjectLiteral> | string)[];
+export type { CoalescerEvents } from './types';
 
 /**
  * Keeps derived data on parent rows fresh: marks parents when their children change and
@@ -66,7 +52,6 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   readonly dead: DeadLetters;
   private readonly parts: Parts;
   private subscriber: CaptureSubscriber | undefined;
-  private listener: OutboxListener | undefined;
   private closed = false;
 
   constructor(options: CoalescerOptions) {
@@ -102,7 +87,6 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /** Registers a parent type, how to recompute it, and which of its columns are derived. */
   parent<Id extends ParentId = ParentId>(target: EntityTarget<ObjectLiteral>, options: ParentOptions<Id>): this {
-    this.requireInitialized('parent()');
     this.registry.addParent(target, options as ParentOptions);
     this.parts.policies.invalidate();
     return this;
@@ -110,17 +94,8 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /** Registers a child whose changes make `options.parent` stale; once per parent of the child. */
   child(target: EntityTarget<ObjectLiteral>, options: ChildOptions): this {
-    this.requireInitialized('child()');
     this.registry.addChild(target, options);
     return this;
-  }
-
-  private requireInitialized(what: string): void {
-    if (!this.options.dataSource.isInitialized) {
-      throw new ConfigError(
-        `${what}: the DataSource is not initialized: call await dataSource.initialize() before registering parents and children`,
-      );
-    }
   }
 
   /**
@@ -151,24 +126,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
    */
   listen(): Promise<void> {
     if (this.closed) return Promise.reject(new ConfigError('listen(): this coalescer is closed'));
-    const ds = this.options.dataSource;
-    if (ds.options.type !== 'postgres') {
-      return Promise.reject(
-        new ConfigError(
-          `listen(): the outbox notifications come from PostgreSQL triggers; the DataSource is ${String(ds.options.type)}`,
-        ),
-      );
-    }
-    const { guard, housekeeper } = this.parts;
-    // Before the first drain the epoch is unknown: the full housework then sets it, so the
-    // relayed rows are recorded as sent and not sent again.
-    this.listener ??= new OutboxListener(
-      ds,
-      this.namespace,
-      () => (guard.epoch === '' ? housekeeper.run() : this.relayOutbox()),
-      this.logger,
-    );
-    return this.listener.start();
+    return this.parts.listener.start();
   }
 
   /** Registers the capture subscriber on the DataSource (and the outbox listener for trigger capture). Idempotent. */
@@ -184,17 +142,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
       this.subscriber = new CaptureSubscriber(this.registry, this.parts.delivery, this.logger);
       ds.subscribers.push(this.subscriber);
     }
-    // The host must start even when Redis is down; the policies go out with the next drain or mark.
-    await Promise.all([
-      this.registry.triggerChildren().length > 0 ? this.listen() : undefined,
-      this.parts.policies.publish().catch((error: unknown) => {
-        this.logger.warn(
-          { err: errorMessage(error), redis: this.redisAddress },
-          'attach(): Redis did not answer; parent policies will be published later',
-        );
-      }),
-      this.parts.admin.checkRedisSettings(),
-    ]);
+    await Promise.all([this.registry.triggerChildren().length > 0 ? this.listen() : undefined, this.parts.prepare()]);
   }
 
   /** Unregisters the capture subscriber. */
@@ -280,20 +228,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
    * compute; parents with a recompute pending or running are skipped; `repair` marks the drifted.
    */
   async verify(target: EntityTarget<ObjectLiteral> | string, options: VerifyOptions = {}): Promise<VerifyResult> {
-    const { registry, reads, clock, delivery, outbox } = this.parts;
-    const result = await verifyParent(
-      {
-        dataSource: this.options.dataSource,
-        registry,
-        reads,
-        mark: async (name, ids) => (await delivery.markIds(registry.parentOf(name), ids)).length,
-        recheckMs: this.options.markTimeoutMs,
-        clock: () => clock.now(),
-        kept: (members) => outbox.unsent(members),
-      },
-      registry.parentOf(target),
-      options,
-    );
+    const result = await verifyParent(this.parts.verifyDeps, this.registry.parentOf(target), options);
     this.report('verified', result);
     return result;
   }
@@ -311,13 +246,12 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Gives back expired leases and promotes due retries without draining. */
   async requeue(): Promise<{ reaped: number; promoted: number }> {
     const { clock, drainer } = this.parts;
-    try {
-      await clock.sync();
-      const { reaped, promoted, deadLettered } = await drainer.requeue();
-      return { reaped: reaped + deadLettered, promoted };
-    } catch (error) {
-      throw redisUnreachable('requeue()', this.redisAddress, error);
-    }
+    const r = await onRedis(
+      'requeue()',
+      this.redisAddress,
+      clock.sync().then(() => drainer.requeue()),
+    );
+    return { reaped: r.reaped + r.deadLettered, promoted: r.promoted };
   }
 
   /** Sizes of the namespace's sets and the age of the oldest pending mark. */
@@ -346,7 +280,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     if (this.closed) return;
     this.closed = true;
     this.detach();
-    await this.listener?.close();
+    await this.parts.listener.stop();
     await this.flushed();
     const { drainer, events, clients } = this.parts;
     await drainer.close(this.options.recomputeTimeoutMs);

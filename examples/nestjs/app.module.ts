@@ -3,7 +3,7 @@ import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { count, max } from '../../src';
-import { coalesceMigrations } from '../../src/migrations';
+import { coalesceMigrations } from '../../migrations';
 import { CoalesceModule } from '../../src/nestjs';
 import { Comment, Post } from './blog.entities';
 import { BlogService } from './blog.service';

@@ -1,5 +1,5 @@
 import type { DataSource, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
-import { RegistrationError } from '../errors';
+import { ConfigError, RegistrationError } from '../errors';
 import { dialectOf } from '../db/dialect';
 import { compileAggregates } from '../aggregates/compile';
 import type { ColumnMetadata } from '../typeorm-types';
@@ -26,6 +26,7 @@ export class Registry {
   ) {}
 
   addParent(target: EntityTarget<ObjectLiteral>, options: ParentOptions): ParentType {
+    this.requireInitialized('parent()');
     const metadata = this.metadataOf(target, 'parent');
     if (this.parents.has(metadata.name)) {
       throw new RegistrationError(`parent ${metadata.name} is already registered`);
@@ -119,6 +120,7 @@ export class Registry {
   }
 
   addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions): ChildLink {
+    this.requireInitialized('child()');
     const metadata = this.metadataOf(target, 'child');
     const parent = this.parentOf(options.parent, `child ${metadata.name}`);
     const { foreignKey, via } = options;
@@ -279,6 +281,14 @@ export class Registry {
   /** What a member read from Redis is; `foreign` are the types other processes registered. */
   classify(key: Buffer, foreign: ReadonlySet<string> = new Set()): Classified<ParentType> {
     return classify(key, this.parents, foreign);
+  }
+
+  private requireInitialized(what: string): void {
+    if (!this.dataSource.isInitialized) {
+      throw new ConfigError(
+        `${what}: the DataSource is not initialized: call await dataSource.initialize() before registering parents and children`,
+      );
+    }
   }
 
   private metadataOf(target: EntityTarget<ObjectLiteral>, role: string): EntityMetadata {

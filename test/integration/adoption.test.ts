@@ -190,7 +190,7 @@ describe('adoption: the packed tarball in scratch apps', () => {
   const prepared = new Map<string, { dir: string; compiled: Map<Build, Output> }>();
 
   beforeAll(async () => {
-    for (const file of ['dist/src/index.js', 'dist/src/migrations/index.js', 'dist/ormconfig.js']) {
+    for (const file of ['dist/src/index.js', 'dist/migrations/index.js', 'dist/ormconfig.js']) {
       if (!existsSync(join(root, file))) throw new Error(`${file} is missing: run \`npm run build\` before this test`);
     }
     packDir = mkdtempSync(join(tmpdir(), 'typeorm-coalesce-pack-'));

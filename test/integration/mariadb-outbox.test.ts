@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shopCoalescer } from '../../examples/shop/app';
 import { Customer, Order, OrderLine } from '../../examples/shop/entities';
-import { coalesceMigrations } from '../../src/migrations';
+import { coalesceMigrations } from '../../migrations';
 import type { Coalescer, Housework } from '../../src';
 import { createTestDb, suffix, testLogger, waitFor, type TestDb } from '../helpers';
 import { OwnRedis } from '../servers';

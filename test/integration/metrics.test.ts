@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Entity, PrimaryColumn } from 'typeorm';
 import { Registry, register as globalRegistry } from 'prom-client';
 import { Coalescer, coalescerMetrics, serveMetrics, type DrainResult, type MetricsServer, type Runner } from '../../src';
-import { coalesceMigrations } from '../../src/migrations';
+import { coalesceMigrations } from '../../migrations';
 import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals } from '../helpers';
 
 @Entity({ name: 'metrics_doc' })

@@ -11,7 +11,7 @@ import {
   type Runner,
   type TickEvent,
 } from '../../src';
-import { coalesceMigrations } from '../../src/migrations';
+import { coalesceMigrations } from '../../migrations';
 import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals } from '../helpers';
 
 @Entity({ name: 'runner_doc' })

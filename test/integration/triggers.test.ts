@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'pg';
 import { Column, DataSource, Entity, PrimaryColumn, PrimaryGeneratedColumn, type MigrationInterface } from 'typeorm';
 import { Coalescer, ConfigError, RegistrationError } from '../../src';
-import { coalesceMigrations } from '../../src/migrations';
+import { coalesceMigrations } from '../../migrations';
 import { OutboxListener } from '../../src/delivery/listener';
 import {
   countMismatches,

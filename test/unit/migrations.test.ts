@@ -1,11 +1,11 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { coalesceMigrations } from '../../src/migrations';
+import { coalesceMigrations } from '../../migrations';
 
-const folder = join(__dirname, '../../src/migrations');
+const folder = join(__dirname, '../../migrations');
 
-// src/migrations/index.ts lists its migrations by hand: this keeps that list complete.
+// migrations/index.ts lists its migrations by hand: this keeps that list complete.
 describe('coalesceMigrations', () => {
   const files = readdirSync(folder)
     .filter((file) => file !== 'index.ts')

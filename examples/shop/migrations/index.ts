@@ -1,4 +1,4 @@
-import { coalesceMigrations } from '../../../src/migrations';
+import { coalesceMigrations } from '../../../migrations';
 import { ShopSchema1732300000000 } from './1732300000000-ShopSchema';
 import { ShopCustomers1732300000003 } from './1732300000003-ShopCustomers';
 

@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { MigrationFormat } from '../triggers/migrations';
-import { closeApp, loadApp, UsageError } from './app';
+import type { MigrationFormat } from '../../triggers/migrations';
+import { closeApp, loadApp, UsageError } from '../app';
 
 interface TriggersOptions {
   out: string;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { Coalescer } from '../coalescer';
-import { Progress } from './progress';
+import type { Coalescer } from '../../coalescer';
+import { Progress } from '../progress';
 
 /** What the verify command needs from the program that hosts it. */
 export interface VerifyCommandDeps {
