@@ -1,7 +1,8 @@
 --[[
   Move a parent type's rebuild cursor on, if no other process moved it first.
 
-  Keys: rebuild (HASH type -> last id marked, '' before the first)
+  Keys: rebuild
+    (rebuild: HASH type -> last id marked, '' before the first)
 
   Args:
     ARGV[1] type  ARGV[2] cursor the caller started from  ARGV[3] new cursor, or '' with
