@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node' with { 'resolution-mode': 'import' };
-import { mysqlAnswers, postgresAnswers, redisAnswers } from './probe';
+import { mysqlAnswers, postgresAnswers, redisAnswers } from './support/probe';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { databaseUrl, redisUrl, suffix } from '../helpers';
+import { databaseUrl, redisUrl, suffix } from '../support';
 
 // The package as an adopter gets it: `npm pack`, installed from the tarball into scratch apps
 // outside this repository (so nothing resolves from our node_modules), compiled by the app's own

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Entity, PrimaryColumn } from 'typeorm';
 import { Coalescer, RegistrationError, type CoalescerOptions, type ParentOptions } from '../../src';
 import {
   createTestDb,
@@ -12,37 +11,11 @@ import {
   waitFor,
   type TestDb,
   internals,
-} from '../helpers';
-
-@Entity({ name: 'adv_doc' })
-class Doc {
-  @PrimaryColumn({ type: 'int' }) id!: number;
-}
+  Doc,
+  Tracker,
+} from '../support';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Counts recomputes per member across every worker of the test, and any two at once of one member. */
-class Tracker {
-  readonly counts = new Map<string, number>();
-  readonly overlaps: string[] = [];
-  private readonly running = new Set<string>();
-  async around(member: string, ms = 0): Promise<void> {
-    if (this.running.has(member)) this.overlaps.push(member);
-    this.running.add(member);
-    try {
-      if (ms > 0) await sleep(ms);
-      this.counts.set(member, (this.counts.get(member) ?? 0) + 1);
-    } finally {
-      this.running.delete(member);
-    }
-  }
-  of(member: string): number {
-    return this.counts.get(member) ?? 0;
-  }
-  get total(): number {
-    return [...this.counts.values()].reduce((a, b) => a + b, 0);
-  }
-}
 
 describe('correct under adversity', () => {
   let db: TestDb;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Column, CreateDateColumn, Entity, In, JoinColumn, ManyToOne, PrimaryGeneratedColumn, type DataSource } from 'typeorm';
 import { avg, Coalescer, max, RegistrationError, sum, type AggregateSpec, type ParentId } from '../../src';
-import { createTestDb, DIALECTS, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, DIALECTS, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 // A post's last comment time, from the comments' CreateDateColumn: datetime(6) on MariaDB,
 // timestamp (6 digits of seconds by default) on PostgreSQL.

@@ -23,7 +23,7 @@ import {
   type FindOptionsWhere,
 } from 'typeorm';
 import { avg, Coalescer, count, max, min, RegistrationError, sum, type AggregateSpec } from '../../src';
-import { createTestDb, DIALECTS, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, DIALECTS, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 // Tables and columns that need quoting: reserved words (`order`, `group`) and mixed case.
 @Entity({ name: 'order' })

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { EntityManager } from 'typeorm';
 import { Coalescer } from '../../src';
-import { createTestDb, DIALECTS, dispose, redisUrl, suffix, type TestDb } from '../helpers';
-import { CAPTURE_ENTITIES, CpColLine, CpOrder, CpPlainLine, CpRelLine, recordingLogger } from '../capture-entities';
+import { createTestDb, DIALECTS, dispose, redisUrl, suffix, type TestDb } from '../support';
+import { CAPTURE_ENTITIES, CpColLine, CpOrder, CpPlainLine, CpRelLine, recordingLogger } from '../support/capture-entities';
 
 const WARN = 40;
 

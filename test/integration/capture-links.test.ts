@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Coalescer, RegistrationError } from '../../src';
-import { createTestDb, DIALECTS, redisUrl, testLogger } from '../helpers';
+import { createTestDb, DIALECTS, redisUrl, testLogger } from '../support';
 import {
   CAPTURE_ENTITIES,
   captureHarness,
@@ -10,7 +10,7 @@ import {
   CpUser,
   m,
   type CaptureHarness,
-} from '../capture-entities';
+} from '../support/capture-entities';
 
 // Many-to-many: `child(CpPost, { parent: CpUser, via: 'favorites' })` and
 // `child(CpUser, { parent: CpPost, via: 'fans' })`. Every link added or removed marks the user

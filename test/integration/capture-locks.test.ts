@@ -11,8 +11,8 @@ import {
   type EntityManager,
 } from 'typeorm';
 import { Coalescer, count } from '../../src';
-import { createTestDb, databaseUrl, DIALECTS, dispose, redisUrl, suffix, waitFor, type Dialect, type TestDb } from '../helpers';
-import { recordingLogger } from '../capture-entities';
+import { createTestDb, databaseUrl, DIALECTS, dispose, redisUrl, suffix, waitFor, type Dialect, type TestDb } from '../support';
+import { recordingLogger } from '../support/capture-entities';
 
 // A lookup of capture runs in the host's transaction and locks the rows the host's next statement
 // locks. When it deadlocks, the host must see the deadlock as it would without capture: its

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
-import { databaseUrl, DIALECTS, monitorNamespace, typeormVersion } from '../helpers';
+import { databaseUrl, DIALECTS, monitorNamespace, typeormVersion } from '../support';
 import {
   captureHarness,
   CpColLine,
@@ -11,7 +11,7 @@ import {
   CpSoftLine,
   m,
   type CaptureHarness,
-} from '../capture-entities';
+} from '../support/capture-entities';
 
 // Every write path TypeORM reports for a one-to-many child marks the right parents, old and new,
 // on PostgreSQL and on MariaDB: the marks are read back from Redis.

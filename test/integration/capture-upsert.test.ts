@@ -2,8 +2,8 @@ import 'reflect-metadata';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Column, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn, type EntityManager } from 'typeorm';
 import { Coalescer, count, sum } from '../../src';
-import { createTestDb, DIALECTS, dispose, redisUrl, suffix, type Dialect, type TestDb } from '../helpers';
-import { recordingLogger } from '../capture-entities';
+import { createTestDb, DIALECTS, dispose, redisUrl, suffix, type Dialect, type TestDb } from '../support';
+import { recordingLogger } from '../support/capture-entities';
 
 // An upsert fires insert events only. When it updates an existing row and moves it to another
 // parent, the parent it leaves must be marked too: capture reads the rows the upsert conflicts

@@ -4,7 +4,7 @@ import { EntitySchema } from 'typeorm';
 import { Coalescer, RegistrationError, count, sum, type DrainResult } from '../../src';
 import { shopCoalescer } from '../../examples/shop/app';
 import { Customer, Order, OrderLine } from '../../examples/shop/entities';
-import { createTestDb, crashedClaims, DIALECTS, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, crashedClaims, DIALECTS, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 const LEASE_MS = 150;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

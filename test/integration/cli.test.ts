@@ -16,7 +16,7 @@ import {
   shopCoalescer,
   waitFor,
   type TestDb,
-} from '../helpers';
+} from '../support';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from 'ioredis';
-import { countMismatches, createTestDb, Order, OrderLine, seedOrders, shopCoalescer, waitFor, type TestDb } from '../helpers';
-import { OwnCluster } from '../servers';
+import { countMismatches, createTestDb, Order, OrderLine, seedOrders, shopCoalescer, waitFor, type TestDb } from '../support';
+import { OwnCluster } from '../support/servers';
 
 describe('Redis Cluster', () => {
   let db: TestDb;

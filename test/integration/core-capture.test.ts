@@ -14,7 +14,7 @@ import {
   suffix,
   testLogger,
   type TestDb,
-} from '../helpers';
+} from '../support';
 
 describe('capture: what the subscriber marks', () => {
   let db: TestDb;

@@ -12,38 +12,14 @@ import {
   waitFor,
   type TestDb,
   internals,
-} from '../helpers';
+  Doc,
+  Tracker,
+} from '../support';
 
-@Entity({ name: 'drain_doc' })
-class Doc {
-  @PrimaryColumn({ type: 'int' }) id!: number;
-}
 @Entity({ name: 'drain_sku' })
 class Sku {
   @PrimaryColumn({ type: 'varchar' }) code!: string;
   @Column({ type: 'int', default: 0 }) n!: number;
-}
-
-/** Counts recomputes per member and fails the test on two at once for one member. */
-class Tracker {
-  readonly counts = new Map<string, number>();
-  readonly order: string[] = [];
-  readonly overlaps: string[] = [];
-  private readonly running = new Set<string>();
-  async around(member: string, work: () => Promise<void> = async () => undefined): Promise<void> {
-    if (this.running.has(member)) this.overlaps.push(member);
-    this.running.add(member);
-    try {
-      await work();
-      this.counts.set(member, (this.counts.get(member) ?? 0) + 1);
-      this.order.push(member);
-    } finally {
-      this.running.delete(member);
-    }
-  }
-  get total(): number {
-    return [...this.counts.values()].reduce((a, b) => a + b, 0);
-  }
 }
 
 describe('drain: claims, leases, re-arming, failures', () => {

@@ -16,7 +16,7 @@ import {
   waitFor,
   type TestDb,
   internals,
-} from '../helpers';
+} from '../support';
 
 const TOKEN = 'test-token-5f1c';
 const root = join(__dirname, '..', '..');

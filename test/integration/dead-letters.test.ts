@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Coalescer } from '../../src';
-import { createTestDb, Order, OrderLine, redisClient, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, Order, OrderLine, redisClient, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 /** Keys of the namespace that hold something, with their sizes (hashes and sets alike). */
 async function keysLeft(c: Coalescer): Promise<Record<string, number>> {

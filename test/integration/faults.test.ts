@@ -20,8 +20,8 @@ import {
   suffix,
   waitFor,
   type TestDb,
-} from '../helpers';
-import { OwnRedis } from '../servers';
+} from '../support';
+import { OwnRedis } from '../support/servers';
 
 const root = join(__dirname, '..', '..');
 

@@ -13,7 +13,7 @@ import {
   shopCoalescer,
   waitFor,
   type TestDb,
-} from '../helpers';
+} from '../support';
 
 const root = join(__dirname, '..', '..');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EntitySchema } from 'typeorm';
 import { Coalescer, type ParentOptions } from '../../src';
-import { createTestDb, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 // Two parent types with no children: the tests mark them explicitly and control time with an
 // injected clock, so "within maxWaitMs plus one tick" is asserted in the coalescer's own time.

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataSource } from 'typeorm';
 import { Coalescer, ConnectionError } from '../../src';
-import { recordingLogger } from '../capture-entities';
-import { createTestDb, databaseUrl, Order, OrderLine, seedOrders, shopCoalescer, suffix, waitFor, type TestDb } from '../helpers';
-import { OwnRedis } from '../servers';
+import { recordingLogger } from '../support/capture-entities';
+import { createTestDb, databaseUrl, Order, OrderLine, seedOrders, shopCoalescer, suffix, waitFor, type TestDb } from '../support';
+import { OwnRedis } from '../support/servers';
 
 /** Log lines that must say what happened once, and say it right. */
 describe('log lines', () => {

@@ -3,8 +3,8 @@ import { shopCoalescer } from '../../examples/shop/app';
 import { Customer, Order, OrderLine } from '../../examples/shop/entities';
 import { coalesceMigrations } from '../../migrations';
 import type { Coalescer, Housework } from '../../src';
-import { createTestDb, suffix, testLogger, waitFor, type TestDb } from '../helpers';
-import { OwnRedis } from '../servers';
+import { createTestDb, suffix, testLogger, waitFor, type TestDb } from '../support';
+import { OwnRedis } from '../support/servers';
 
 /** The same durability on MySQL/MariaDB: the outbox table, its relay with SKIP LOCKED, the epoch. */
 describe('outbox and Redis losses on MariaDB', () => {

@@ -3,12 +3,7 @@ import { Entity, PrimaryColumn } from 'typeorm';
 import { Registry, register as globalRegistry } from 'prom-client';
 import { Coalescer, coalescerMetrics, serveMetrics, type DrainResult, type MetricsServer, type Runner } from '../../src';
 import { coalesceMigrations } from '../../migrations';
-import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals } from '../helpers';
-
-@Entity({ name: 'metrics_doc' })
-class Doc {
-  @PrimaryColumn({ type: 'int' }) id!: number;
-}
+import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals, Doc } from '../support';
 
 @Entity({ name: 'metrics_note' })
 class Note {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { databaseUrl, redisClient, redisUrl, suffix } from '../helpers';
+import { databaseUrl, redisClient, redisUrl, suffix } from '../support';
 
 // typeorm-coalesce/nestjs on NestJS 10 (and terminus 10, whose checks only see thrown errors),
 // as an adopter gets it: the packed tarball installed into a scratch app outside this

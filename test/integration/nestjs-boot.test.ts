@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Coalescer } from '../../src';
 import { CoalesceHealthIndicator, CoalesceModule, runWorker, type CoalesceModuleOptions } from '../../src/nestjs';
 import { Order, OrderLine } from '../../examples/shop/entities';
-import { databaseUrl, redisUrl, suffix, waitFor } from '../helpers';
-import { Logs, clearNamespace, createSchema, dropSchema, registerShop, sockets, typeOrm } from '../nest-helpers';
+import { databaseUrl, redisUrl, suffix, waitFor } from '../support';
+import { Logs, clearNamespace, createSchema, dropSchema, registerShop, sockets, typeOrm } from '../support/nest-helpers';
 
 // CoalesceModule on a named DataSource with Redis down, in the wrong import order, with bad
 // options; runWorker; which packages each entry point loads; the NestJS example as two processes.

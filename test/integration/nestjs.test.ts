@@ -17,8 +17,8 @@ import type { CoalesceLifecycle } from '../../src/nestjs/lifecycle';
 import { lifecycleToken } from '../../src/nestjs/tokens';
 import { drainUntilIdle } from '../../src/testing';
 import { Customer, Order, OrderLine } from '../../examples/shop/entities';
-import { redisUrl, suffix, waitFor } from '../helpers';
-import { Logs, clearNamespace, createSchema, dropSchema, registerShop, sockets, typeOrm } from '../nest-helpers';
+import { redisUrl, suffix, waitFor } from '../support';
+import { Logs, clearNamespace, createSchema, dropSchema, registerShop, sockets, typeOrm } from '../support/nest-helpers';
 
 // A NestJS application built with @nestjs/testing on the installed NestJS (11): TypeOrmModule on a
 // throwaway schema, CoalesceModule.forRootAsync with its runner, a named second module, the

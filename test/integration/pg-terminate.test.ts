@@ -19,7 +19,7 @@ import {
   suffix,
   waitFor,
   type TestDb,
-} from '../helpers';
+} from '../support';
 
 const root = join(__dirname, '..', '..');
 const PARENTS = 3_000;

@@ -10,7 +10,7 @@ import {
   seedOrders,
   shopCoalescer,
   type TestDb,
-} from '../helpers';
+} from '../support';
 
 const LEASE_MS = 150;
 

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Coalescer, count, sum, type CoalescerOptions } from '../../src';
-import { countMismatches, createTestDb, Order, OrderLine, suffix, testLogger, waitFor, type TestDb } from '../helpers';
-import { OwnRedis, Relay } from '../servers';
+import { countMismatches, createTestDb, Order, OrderLine, suffix, testLogger, waitFor, type TestDb } from '../support';
+import { OwnRedis, Relay } from '../support/servers';
 
 /**
  * A Redis failover to a replica that missed the last writes (replication is asynchronous): the

@@ -15,8 +15,8 @@ import {
   waitFor,
   type TestDb,
   internals,
-} from '../helpers';
-import { OwnRedis } from '../servers';
+} from '../support';
+import { OwnRedis } from '../support/servers';
 
 /** Stale orders among `ids`: their stored total or line count differ from their lines. */
 const stale = (db: TestDb, ids: number[]) => countMismatches(db.dataSource.manager, ids);

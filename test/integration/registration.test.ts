@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import { Coalescer, RegistrationError } from '../../src';
-import { createTestDb, Order, OrderLine, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, Order, OrderLine, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 @Entity({ name: 'reg_pair' })
 class Pair {

@@ -1,6 +1,5 @@
 import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Entity, PrimaryColumn } from 'typeorm';
 import pino from 'pino';
 import {
   Coalescer,
@@ -12,12 +11,7 @@ import {
   type TickEvent,
 } from '../../src';
 import { coalesceMigrations } from '../../migrations';
-import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals } from '../helpers';
-
-@Entity({ name: 'runner_doc' })
-class Doc {
-  @PrimaryColumn({ type: 'int' }) id!: number;
-}
+import { createTestDb, redisUrl, suffix, testLogger, waitFor, type TestDb, internals, Doc } from '../support';
 
 /** A promise with its resolve, to hold a recompute open. */
 function gate(): { promise: Promise<void>; open: () => void } {

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
 import { Coalescer } from '../../src';
 import type { Keys } from '../../src/redis/keys';
-import { createTestDb, DIALECTS, redisClient, redisUrl, suffix, testLogger, type Dialect, type TestDb } from '../helpers';
+import { createTestDb, DIALECTS, redisClient, redisUrl, suffix, testLogger, type Dialect, type TestDb } from '../support';
 import {
   registerShape,
   seedSeams,
@@ -15,8 +15,8 @@ import {
   sql,
   type SeamPolicy,
   type SeamShape,
-} from '../seams-entities';
-import { applyStep, step, type Step } from '../seams-ops';
+} from '../support/seams-entities';
+import { applyStep, step, type Step } from '../support/seams-ops';
 
 // Where features meet (chains of 1-3 levels, drain concurrency, settle and maxWait, every
 // capture path), one drain after a random history must leave nothing behind and every parent

@@ -9,7 +9,7 @@ import {
   type TestDb,
   countMismatches,
   monitorNamespace,
-} from '../helpers';
+} from '../support';
 import type { Coalescer } from '../../src';
 
 describe('capture and drain, end to end', () => {

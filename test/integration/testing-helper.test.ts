@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Coalescer, count, sum, type CoalescerOptions } from '../../src';
 import { assertNoDrift, drainUntilIdle, DriftError, NotIdleError } from '../../src/testing';
 import { Customer, Order, OrderLine } from '../../examples/shop/entities';
-import { createTestDb, dispose, redisClient, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, dispose, redisClient, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 // typeorm-coalesce/testing on the shop's chain (lines -> orders -> customers), with customers
 // that settle: a quiet period after their last mark before they may be claimed.

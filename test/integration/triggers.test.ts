@@ -24,7 +24,7 @@ import {
   testLogger,
   waitFor,
   type TestDb,
-} from '../helpers';
+} from '../support';
 
 // Trigger capture on PostgreSQL: the generated migration's statement-level triggers write one
 // outbox row per statement and parent, whoever writes (QueryBuilder, raw SQL from another

@@ -25,7 +25,7 @@ import {
   suffix,
   testLogger,
   type TestDb,
-} from '../helpers';
+} from '../support';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');

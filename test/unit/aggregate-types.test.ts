@@ -4,7 +4,7 @@ import { avg, count, max, min, RegistrationError, sum, type AggregateSpec } from
 import { compileAggregates } from '../../src/aggregates/compile';
 import { ExpressionError, parseExpression } from '../../src/aggregates/expression';
 import { columnType, expressionType, type ValueType } from '../../src/aggregates/types';
-import { createTestDb, DIALECTS, type Dialect, type TestDb } from '../helpers';
+import { createTestDb, DIALECTS, type Dialect, type TestDb } from '../support';
 
 // Parent columns of every kind an aggregate may be written to; the same declarations on both
 // databases, whose defaults differ (timestamp: 6 digits of seconds on PostgreSQL, 0 on MariaDB).

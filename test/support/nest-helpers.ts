@@ -3,10 +3,11 @@ import type { LoggerService } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import pino from 'pino';
 import { DataSource, type DataSourceOptions } from 'typeorm';
-import { count, sum, type Coalescer, type CoalesceLogger } from '../src';
-import { Customer, Order, OrderLine } from '../examples/shop/entities';
-import { migrations } from '../examples/shop/migrations';
-import { databaseUrl, redisClient } from './helpers';
+import { count, sum, type Coalescer, type CoalesceLogger } from '../../src';
+import { Customer, Order, OrderLine } from '../../examples/shop/entities';
+import { migrations } from '../../examples/shop/migrations';
+import { databaseUrl } from './db';
+import { redisClient } from './redis';
 
 // What the NestJS tests share: the shop's registration, log capture, schemas, a TypeOrmModule.
 

@@ -9,8 +9,8 @@ import {
   PrimaryGeneratedColumn,
   type DataSource,
 } from 'typeorm';
-import { count, sum, type Coalescer, type Priority } from '../src';
-import type { Dialect } from './helpers';
+import { count, sum, type Coalescer, type Priority } from '../../src';
+import type { Dialect } from './db';
 
 // A three-level chain for the seams property: lines -> orders -> customers -> regions. Every
 // foreign key is an explicit column beside its many-to-one relation. Column types are explicit

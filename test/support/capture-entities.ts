@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import type { EntitySubscriberInterface } from 'typeorm';
-import type { AfterQuery } from '../src/typeorm-types';
+import type { AfterQuery } from '../../src/typeorm-types';
 import {
   Column,
   DeleteDateColumn,
@@ -13,8 +13,9 @@ import {
   PrimaryGeneratedColumn,
 } from 'typeorm';
 import pino, { type Logger } from 'pino';
-import { Coalescer } from '../src';
-import { createTestDb, dispose, redisUrl, suffix, type Dialect, type TestDb } from './helpers';
+import { Coalescer } from '../../src';
+import { createTestDb, redisUrl, suffix, type Dialect, type TestDb } from './db';
+import { dispose } from './coalescers';
 
 // Every way a child's key can be declared and every orphan action, on one parent. Column types
 // are explicit: the test transpiler emits no decorator metadata.

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import type { DeepPartial, EntityManager } from 'typeorm';
-import type { Coalescer } from '../src';
-import type { Dialect } from './helpers';
+import type { Coalescer } from '../../src';
+import type { Dialect } from './db';
 import { SeamCustomer, SeamLine, SeamOrder, sql } from './seams-entities';
 
 // One host write per step, over every capture path a line, an order or a customer can take.

@@ -1,0 +1,7 @@
+// Everything tests share: databases, coalescers, Redis helpers, the overlap tracker, entities and waits.
+export * from './db';
+export * from './coalescers';
+export * from './redis';
+export * from './tracker';
+export * from './entities';
+export { waitFor } from './wait';
