@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { databaseUrl, redisUrl, suffix, waitFor } from '../helpers';
+import { databaseUrl, redisUrl, suffix, waitFor } from '../support';
 
 // The README's first app as a newcomer types it: the blocks marked `<!-- first-app: <file> -->`
 // (src/app.ts, src/main.ts, tsconfig.json) and the commands block, plus the examples the docs
@@ -81,7 +81,7 @@ describe("the README's first app, as written", () => {
   beforeAll(async () => {
     for (const file of [
       'dist/src/index.js',
-      'dist/src/migrations/index.js',
+      'dist/migrations/index.js',
       'dist/src/testing/index.js',
       'dist/src/cli/main.js',
     ]) {
@@ -174,7 +174,7 @@ main().catch((error: unknown) => {
     expect(out.code, show(commands[0] as string, out)).toBe(0);
     expect(out.stdout).toMatch(/commentCount: 2/);
     expect(await blogState()).toEqual({ posts: 1, comments: 2, wrong: 0 });
-  });
+  }, 180_000);
 
   it('`coalesce status` reads the namespace', async () => {
     const out = await sh(commands[1] as string, dir, env);
@@ -203,7 +203,7 @@ main().catch((error: unknown) => {
 
     child.kill('SIGTERM');
     expect(await exited, output).toBe(0);
-  });
+  }, 180_000);
 
   it("the runner guide's worker recomputes a marked post and stops on SIGTERM", async () => {
     const child = spawn(process.execPath, ['dist/worker.js'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -223,18 +223,18 @@ main().catch((error: unknown) => {
 
     child.kill('SIGTERM');
     expect(await exited, output).toBe(0);
-  });
+  }, 180_000);
 
   it("getting started's hand-written recompute rebuilds every post", async () => {
     const out = await sh('node dist/check-by-hand.js', dir, env);
     expect(out.code, show('check-by-hand', out)).toBe(0);
     expect(JSON.parse(out.stdout.trim().split('\n').pop() ?? '')).toEqual({ posts: 1, recomputed: 1 });
     expect(await blogState()).toEqual({ posts: 1, comments: 4, wrong: 0 });
-  });
+  }, 180_000);
 
   it("the testing guide's test passes with Node's test runner", async () => {
     const out = await sh('node --test dist/blog.test.js', dir, env);
     expect(out.code, show('node --test', out)).toBe(0);
     expect(await blogState()).toEqual({ posts: 2, comments: 6, wrong: 0 });
-  });
+  }, 180_000);
 });
