@@ -65,7 +65,8 @@ async function main(): Promise<void> {
     fail(`cannot reach ${database} at ${redact(DATABASE_URL)}: ${(error as Error).message}; ${HOW_TO_START}`);
   }
   const coalescer = shopCoalescer(dataSource, {
-    namespace: 'shop-demo',
+    // The namespace of examples/shop/app.ts, which the CLI loads: `coalesce status` after the demo shows it.
+    namespace: 'shop',
     ...(opts.json ? {} : { logger: humanLogger('demo') }),
   });
   try {
