@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { Marker, type FenceWatch } from '../../src/delivery/marker';
+import { Marks } from '../../src/redis/marks';
+import { keysFor } from '../../src/redis/keys';
+import type { MarkEntry } from '../../src/redis/records';
+import { defineScripts, type Conn } from '../../src/redis/scripts';
+import { recordingLogger } from '../support/capture-entities';
+import { redisUrl, suffix } from '../support';
+
+// The marker against a real Redis and against a port nothing listens on, with its clock given.
+
+describe('Marker', () => {
+  let up: Redis;
+  let down: Redis;
+  beforeAll(() => {
+    up = new Redis(redisUrl());
+    // Fails fast, as the marker's own connection does.
+    down = new Redis({ host: '127.0.0.1', port: 1, maxRetriesPerRequest: 1, connectTimeout: 200, lazyConnect: true });
+    down.on('error', () => undefined);
+    for (const c of [up, down]) defineScripts(c);
+  });
+  afterAll(() => {
+    up.disconnect();
+    down.disconnect();
+  });
+
+  function marker(
+    conn: Conn,
+    kept: MarkEntry[][],
+    fence?: FenceWatch,
+  ): { marker: Marker; log: ReturnType<typeof recordingLogger> } {
+    const log = recordingLogger('info');
+    const marks = new Marks(conn);
+    return {
+      log,
+      marker: new Marker({
+        marks,
+        bulk: marks,
+        logger: log.logger,
+        clock: () => 7_000,
+        keep: async (entries) => void kept.push([...entries]),
+        timeoutMs: 300,
+        awaitMarks: true,
+        reachable: () => true,
+        clockReady: async () => undefined,
+        ...(fence ? { fence } : {}),
+      }),
+    };
+  }
+
+  it('sends marks with its clock, and tells the fence watch the generation Redis gave', async () => {
+    const conn = { client: up, keys: keysFor(`marker-${suffix()}`) };
+    const seen: [number, number, string][] = [];
+    const fence: FenceWatch = { floor: 3, observe: (value, floor, epoch) => void seen.push([value, floor, epoch]) };
+    const { marker: m } = marker(conn, [], fence);
+    const sent = await m.send([{ member: 'Doc:1', increment: 2, base: 1e12 }]);
+    expect(sent.delivered).toBe(true);
+    expect(Number(await up.zscore(conn.keys.since, 'Doc:1'))).toBe(7_000);
+    expect(Number(await up.zscore(conn.keys.pending, 'Doc:1'))).toBe(1e12 + 2);
+    expect(seen).toEqual([[sent.generation, 3, '']]);
+    expect(m.stats).toMatchObject({ marks: 1, roundTrips: 1, undelivered: 0 });
+  });
+
+  it('keeps what Redis does not take, and says so once per outage, then once when it is over', async () => {
+    const kept: MarkEntry[][] = [];
+    const gone = marker({ client: down, keys: keysFor(`marker-${suffix()}`) }, kept);
+    for (let i = 0; i < 5; i += 1) {
+      const sent = await gone.marker.send([{ member: `Doc:${i}`, increment: 1, base: 1e12 }]);
+      expect(sent.delivered).toBe(false);
+    }
+    await gone.marker.settled();
+    expect(kept.map((k) => k[0]?.member)).toEqual(['Doc:0', 'Doc:1', 'Doc:2', 'Doc:3', 'Doc:4']);
+    expect(gone.log.lines.filter((l) => l.msg.includes('Redis does not take marks'))).toHaveLength(1);
+    // The same log's outage ends with the first delivered send.
+    gone.marker.outage.delivered();
+    expect(gone.log.lines.find((l) => l.msg.includes('Redis takes marks again'))).toMatchObject({ sends: 5, kept: 5, lost: 0 });
+  });
+});
