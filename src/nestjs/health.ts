@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { ConfigError, type Coalescer, type CoalescerStats } from '../index';
+import { within } from '../util/within';
 import { getCoalescerToken } from './tokens';
 
 /** Options of {@link CoalesceHealthIndicator.isHealthy}. */
@@ -65,7 +66,7 @@ export class CoalesceHealthIndicator {
     const namespace = coalescer.namespace;
     let stats: CoalescerStats;
     try {
-      stats = await withTimeout(
+      stats = await within(
         coalescer.ping().then(() => coalescer.stats()),
         timeoutMs,
         () => `Redis or the database did not answer within ${timeoutMs} ms (timeoutMs)`,
@@ -107,20 +108,5 @@ function loadTerminus(): Terminus | undefined {
     return require('@nestjs/terminus') as Terminus;
   } catch {
     return undefined;
-  }
-}
-
-/** `pending`, or a rejection with `message()` after `ms`. */
-async function withTimeout<T>(pending: Promise<T>, ms: number, message: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      pending,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(message())), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }

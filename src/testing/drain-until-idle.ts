@@ -1,4 +1,5 @@
 import { CoalesceError, ConfigError, type Coalescer, type CoalescerStats, type DrainResult, type FailedEvent } from '../index';
+import { emptyResult } from '../drain/types';
 
 /** Options of {@link drainUntilIdle}. */
 export interface DrainUntilIdleOptions {
@@ -147,21 +148,8 @@ function describe(l: IdleLeft): string {
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 function emptyTotals(): IdleTotals {
-  return {
-    drains: 0,
-    claimed: 0,
-    recomputed: 0,
-    failed: 0,
-    deadLettered: 0,
-    lostRaces: 0,
-    rearmed: 0,
-    reaped: 0,
-    promoted: 0,
-    released: 0,
-    superseded: 0,
-    redirected: 0,
-    durationMs: 0,
-  };
+  const { pendingAtStart: _pendingAtStart, ...totals } = emptyResult();
+  return { drains: 0, ...totals };
 }
 
 function add(totals: IdleTotals, r: DrainResult): void {
