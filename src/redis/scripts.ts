@@ -33,6 +33,21 @@ interface ScriptDef {
   readonly buffers?: boolean;
 }
 
+/** The keys includes/markOne.lua reads and writes, in the order the scripts that lead with them take them. */
+const MARK_ONE_KEYS = [
+  'pending',
+  'since',
+  'claims',
+  'dirty',
+  'dirtyAt',
+  'dead',
+  'deadInfo',
+  'due',
+  'settling',
+  'settleHeat',
+  'policy',
+] as const;
+
 /**
  * Every script, one per file under scripts/. Each entry names its keys once; the script's header
  * and its first line (named locals from KEYS) list the same names in the same order, which
@@ -42,22 +57,7 @@ export const SCRIPTS = {
   mark: {
     name: 'coalesceMarkParents',
     file: 'markParents-14.lua',
-    keys: [
-      'pending',
-      'since',
-      'claims',
-      'dirty',
-      'dirtyAt',
-      'dead',
-      'deadInfo',
-      'due',
-      'settling',
-      'settleHeat',
-      'policy',
-      'epoch',
-      'generations',
-      'fence',
-    ],
+    keys: [...MARK_ONE_KEYS, 'epoch', 'generations', 'fence'],
   },
   readWindow: {
     name: 'coalesceReadWindow',
@@ -122,20 +122,7 @@ export const SCRIPTS = {
   revive: {
     name: 'coalesceReviveDead',
     file: 'reviveDead-12.lua',
-    keys: [
-      'pending',
-      'since',
-      'claims',
-      'dirty',
-      'dirtyAt',
-      'dead',
-      'deadInfo',
-      'due',
-      'settling',
-      'settleHeat',
-      'policy',
-      'attempts',
-    ],
+    keys: [...MARK_ONE_KEYS, 'attempts'],
   },
   purge: {
     name: 'coalescePurgeDead',
