@@ -79,12 +79,7 @@ describe("the README's first app, as written", () => {
   }
 
   beforeAll(async () => {
-    for (const file of [
-      'dist/src/index.js',
-      'dist/migrations/index.js',
-      'dist/src/testing/index.js',
-      'dist/src/cli/main.js',
-    ]) {
+    for (const file of ['dist/src/index.js', 'dist/migrations/index.js', 'dist/src/testing/index.js', 'dist/src/cli/main.js']) {
       if (!existsSync(join(root, file))) throw new Error(`${file} is missing: run \`npm run build\` before this test`);
     }
     dir = mkdtempSync(join(tmpdir(), 'typeorm-coalesce-readme-'));
