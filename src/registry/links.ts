@@ -1,7 +1,7 @@
 import type { EntityMetadata, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata, RelationMetadata } from '../typeorm-types';
 import { RegistrationError } from '../errors';
-import { junctionOf } from '../aggregates/junction';
+import { isManyToMany, junctionOf } from '../aggregates/junction';
 import type { ParentType } from './model';
 
 /** A child that holds its parent's id in a column, or in the join column of a many-to-one relation. */
@@ -49,7 +49,7 @@ export function foreignKeyLink(child: EntityMetadata, parent: ParentType, foreig
   }
   if (!column) {
     const known = child.columns.map((c) => c.propertyName).join(', ');
-    const hint = child.manyToManyRelations.some((r) => r.propertyName === foreignKey)
+    const hint = isManyToMany(foreignKey, child, parent.metadata)
       ? `; "${foreignKey}" is a many-to-many relation: register it with { via: '${foreignKey}' }`
       : '';
     throw new RegistrationError(

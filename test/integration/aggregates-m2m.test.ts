@@ -391,6 +391,38 @@ describe.each(DIALECTS)('aggregates through many-to-many relations (%s)', (diale
     }
   });
 
+  it('a far row changed or soft-deleted marks every parent linked to it; a link added or removed marks both ends', async () => {
+    const c = register(make());
+    await c.attach();
+    try {
+      const ds = db.dataSource;
+      const [a, b, other] = await ds.getRepository(Playlist).save([{}, {}, {}]);
+      const song = await ds.getRepository(Song).save({ title: 'x', durationSec: 10, playlists: [a!, b!] });
+      await c.drain();
+      const hot = async (): Promise<string[]> => {
+        await c.flushed();
+        return (await c.hottest(20)).map((h) => h.member).sort();
+      };
+      expect(await hot()).toEqual([]);
+      await ds.getRepository(Song).save({ id: song.id, durationSec: 11 });
+      expect(await hot()).toEqual([`Playlist:${a!.id}`, `Playlist:${b!.id}`]);
+      await c.drain();
+      await ds.getRepository(Song).softRemove(song);
+      expect(await hot()).toEqual([`Playlist:${a!.id}`, `Playlist:${b!.id}`]);
+      await c.drain();
+      expect(await ds.getRepository(Playlist).findOneByOrFail({ id: a!.id })).toMatchObject({ songCount: 0, totalSec: 0 });
+      await ds.getRepository(Song).recover(song);
+      await c.drain();
+      await ds.createQueryBuilder().relation(Playlist, 'songs').of(other!).add(song.id);
+      expect(await hot()).toEqual([`Playlist:${other!.id}`]);
+      await c.drain();
+      expect(await ds.getRepository(Playlist).findOneByOrFail({ id: other!.id })).toMatchObject({ songCount: 1, totalSec: 11 });
+    } finally {
+      c.detach();
+      await dispose(c);
+    }
+  });
+
   it('registers the link each aggregate reads through, once; a later child() of the same link is accepted', async () => {
     const c = register(make());
     try {
