@@ -70,8 +70,9 @@ interface Group {
 /**
  * Compiles a parent's declared aggregates. Every problem (an unknown field or property, an
  * expression outside the grammar, an unsupported filter operator, no or several relations to
- * the parent, a `via` that is no many-to-many relation between them, an unsupported driver, a function or a column that does not fit the expression's
- * type) is a RegistrationError naming the field and the entities.
+ * the parent, a `via` that is no many-to-many relation between them, an unsupported driver, a
+ * function or a column that does not fit the expression's type) is a RegistrationError naming
+ * the field and the entities.
  */
 export function compileAggregates(
   dataSource: DataSource,

@@ -54,7 +54,7 @@ export interface AggregateSpec {
   /** See {@link AggregateOptions.foreignKey}. */
   readonly foreignKey: string | undefined;
   /** See {@link AggregateOptions.via}. */
-  readonly via: string | undefined;
+  readonly via?: string | undefined;
 }
 
 function spec<Child extends ObjectLiteral>(
