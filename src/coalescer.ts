@@ -10,8 +10,9 @@ import { quit } from './redis/connect';
 import type { Keys } from './redis/keys';
 import type { Reads } from './redis/reads';
 import type { ServerClock } from './redis/clock';
-import type { ChildOptions, ParentId, ParentOptions } from './registry/model';
+import type { ChildOptions, EntityClass, ParentId, ParentOptions } from './registry/model';
 import type { Registry } from './registry/registry';
+import { registerDeclared } from './registry/declared';
 import { CaptureSubscriber } from './capture/subscriber';
 import type { Outbox } from './delivery/outbox';
 import { checkDrainOptions, type DrainOptions, type DrainResult } from './drain/types';
@@ -95,6 +96,13 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Registers a child whose changes make `options.parent` stale; once per parent of the child. */
   child(target: EntityTarget<ObjectLiteral>, options: ChildOptions): this {
     this.registry.addChild(target, options);
+    return this;
+  }
+
+  /** Registers the entities with `@Aggregate` columns (default: all of the DataSource's), their children and chains. */
+  entities(targets?: readonly EntityClass[]): this {
+    registerDeclared(this.registry, this.options.dataSource, targets);
+    this.parts.policies.invalidate();
     return this;
   }
 

@@ -9,6 +9,7 @@ export { DEFAULTS } from './config';
 export type {
   CaptureMode,
   ChildOptions,
+  EntityClass,
   ExpectedValues,
   ParentId,
   ParentOptions,
@@ -18,7 +19,9 @@ export type {
 export type { MigrationClass, MigrationFormat, TriggerMigrationOptions, TriggerMigrationSource } from './triggers/migrations';
 export type { TriggerStatements } from './triggers/trigger-sql';
 export { avg, count, max, min, sum } from './aggregates/spec';
-export type { AggregateKind, AggregateOptions, AggregateSpec } from './aggregates/spec';
+export type { AggregateKind, AggregateOptions, AggregateSpec, ChildTarget } from './aggregates/spec';
+export { Aggregate, Coalesced } from './registry/decorators';
+export type { CoalescedOptions } from './registry/decorators';
 export type { DriftExample, VerifyOptions, VerifyProgress, VerifyResult } from './verify/verifier';
 export type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from './drain/drainer';
 export type { RetryOptions } from './drain/backoff';

@@ -7,6 +7,8 @@ import { rendererOf, type IdsRef, type Params, type Sql, type Statement } from '
 import { aggregateType } from './check';
 import { ExpressionError, expressionSql, parseExpression, type Expr } from './expression';
 import { compileWhere } from './filter';
+import { sourceKey, sourceOf, sourceTable, type AggregateSource } from './sources';
+import { childMetadata } from './target';
 import type { AggregateKind, AggregateSpec } from './spec';
 import { columnType, type ValueType } from './types';
 
@@ -21,6 +23,8 @@ export interface AggregateField {
   readonly kind: AggregateKind;
   /** The type of the aggregate's value before it is written (verify compares at the column's precision). */
   readonly value: ValueType;
+  /** Where its children are found: by a foreign key, or through a many-to-many relation's join table. */
+  readonly source: AggregateSource;
 }
 
 /** Stored and expected values of one parent, in the order of {@link CompiledAggregates.fields}. */
@@ -59,16 +63,16 @@ interface Item {
 
 interface Group {
   readonly alias: string;
-  readonly child: EntityMetadata;
-  readonly foreignKey: ColumnMetadata;
+  readonly source: AggregateSource;
   readonly items: Item[];
 }
 
 /**
  * Compiles a parent's declared aggregates. Every problem (an unknown field or property, an
  * expression outside the grammar, an unsupported filter operator, no or several relations to
- * the parent, an unsupported driver, a function or a column that does not fit the expression's
- * type) is a RegistrationError naming the field and the entities.
+ * the parent, a `via` that is no many-to-many relation between them, an unsupported driver, a
+ * function or a column that does not fit the expression's type) is a RegistrationError naming
+ * the field and the entities.
  */
 export function compileAggregates(
   dataSource: DataSource,
@@ -91,15 +95,12 @@ export function compileAggregates(
     if (typeof spec !== 'object' || spec === null || !KINDS.includes(spec.kind)) {
       throw new RegistrationError(`${what}: expected a spec made by count(), sum(), min(), max() or avg(), got ${String(spec)}`);
     }
-    if (spec.child === undefined || spec.child === null || !dataSource.hasMetadata(spec.child)) {
-      throw new RegistrationError(`${what}: the child ${describeTarget(spec.child)} is not an entity of this DataSource`);
-    }
-    const child = dataSource.getMetadata(spec.child);
-    const foreignKey = foreignKeyOf(child, parent, spec.foreignKey, what);
-    const key = `${child.name}\u0000${foreignKey.databaseName}`;
+    const child = childMetadata(dataSource, spec.child, what);
+    const source = sourceOf(parent, child, spec, what);
+    const key = sourceKey(source);
     let group = groups.get(key);
     if (!group) {
-      group = { alias: `a${groups.size}`, child, foreignKey, items: [] };
+      group = { alias: `a${groups.size}`, source, items: [] };
       groups.set(key, group);
     }
     const col = (c: ColumnMetadata): string => `c.${q(c.databaseName)}`;
@@ -120,7 +121,7 @@ export function compileAggregates(
       column,
       target: type,
     });
-    const f: AggregateField = Object.freeze({ field, column, type, kind: spec.kind, value });
+    const f: AggregateField = Object.freeze({ field, column, type, kind: spec.kind, value, source: group.source });
     fields.push(f);
     group.items.push({
       field: f,
@@ -145,14 +146,11 @@ export function compileAggregates(
   const items = all.flatMap((g) => g.items.map((item) => ({ group: g, item })));
   const value = (g: Group, item: Item): string =>
     item.zeroWhenEmpty ? `COALESCE(${g.alias}.${item.alias}, 0)` : `${g.alias}.${item.alias}`;
-  // One derived table per child entity (and foreign key): the aggregates of the batch's parents,
-  // conditional ones as CASE inside the aggregate, so one pass over the children serves all.
-  const derived = (p: Params, ids: IdsRef, g: Group): string => {
-    const fk = `c.${q(g.foreignKey.databaseName)}`;
-    const live = g.child.deleteDateColumn ? ` AND c.${q(g.child.deleteDateColumn.databaseName)} IS NULL` : '';
-    const aggs = g.items.map((item) => `${item.sql(p)} AS ${item.alias}`).join(', ');
-    return `(SELECT ${fk} AS fk, ${aggs} FROM ${dialect.table(g.child)} c WHERE ${ids.in(fk)}${live} GROUP BY ${fk})`;
-  };
+  // One derived table per source (a child entity by one foreign key, or through one join table):
+  // the aggregates of the batch's parents, conditional ones as CASE inside the aggregate, so one
+  // pass over the children serves all.
+  const derived = (p: Params, ids: IdsRef, g: Group): string =>
+    sourceTable(dialect, g.source, g.items.map((item) => `${item.sql(p)} AS ${item.alias}`).join(', '), ids);
   const joins = (p: Params, ids: IdsRef, on: string): string =>
     all.map((g) => ` LEFT JOIN ${derived(p, ids, g)} ${g.alias} ON ${g.alias}.fk = ${on}`).join('');
 
@@ -269,67 +267,4 @@ function parentColumn(parent: EntityMetadata, field: string, what: string): Colu
   }
   if (column.isPrimary) throw new RegistrationError(`${what}: "${field}" is the primary key of ${parent.name}`);
   return column;
-}
-
-/** The child's column holding the parent's key: the named one, or the single relation to the parent. */
-function foreignKeyOf(child: EntityMetadata, parent: EntityMetadata, name: string | undefined, what: string): ColumnMetadata {
-  const toParent = child.manyToOneRelations.filter((r) => r.inverseEntityMetadata === parent);
-  let column: ColumnMetadata | undefined;
-  let relation = toParent.find((r) => r.propertyPath === name);
-  if (name !== undefined) {
-    column = child.findColumnWithPropertyPathStrict(name);
-    const any = child.manyToOneRelations.find((r) => r.propertyPath === name);
-    if (any && any.inverseEntityMetadata !== parent) {
-      throw new RegistrationError(
-        `${what}: foreignKey "${name}" of ${child.name} is a relation to ${any.inverseEntityMetadata.name}, not to ${parent.name}`,
-      );
-    }
-    if (!column && relation) {
-      if (relation.joinColumns.length !== 1) {
-        throw new RegistrationError(`${what}: relation "${name}" of ${child.name} must have exactly one join column`);
-      }
-      column = relation.joinColumns[0];
-    }
-    if (!column) {
-      const known = child.columns.map((c) => c.propertyPath).join(', ');
-      throw new RegistrationError(
-        `${what}: foreignKey "${name}" is not a column or many-to-one relation of ${child.name} (columns: ${known})`,
-      );
-    }
-    const fk = column;
-    relation ??= toParent.find((r) => r.joinColumns.some((j) => j.databaseName === fk.databaseName));
-  } else {
-    if (toParent.length !== 1) {
-      const found =
-        toParent.length === 0
-          ? 'no many-to-one relation'
-          : `${toParent.length} many-to-one relations (${toParent.map((r) => r.propertyPath).join(', ')})`;
-      throw new RegistrationError(
-        `${what}: ${child.name} has ${found} to ${parent.name}; give foreignKey: the ${child.name} property holding the ${parent.name} id`,
-      );
-    }
-    relation = toParent[0];
-    if (relation?.joinColumns.length !== 1) {
-      throw new RegistrationError(
-        `${what}: relation "${relation?.propertyPath}" of ${child.name} must have exactly one join column`,
-      );
-    }
-    column = relation.joinColumns[0];
-  }
-  const referenced = relation?.joinColumns[0]?.referencedColumn;
-  const primary = parent.primaryColumns[0];
-  if (referenced && primary && referenced.databaseName !== primary.databaseName) {
-    throw new RegistrationError(
-      `${what}: relation "${relation?.propertyPath}" of ${child.name} references ${parent.name}.${referenced.propertyPath}, not its primary key`,
-    );
-  }
-  return column as ColumnMetadata;
-}
-
-function describeTarget(target: unknown): string {
-  if (typeof target === 'function') return (target as { name?: string }).name || 'anonymous class';
-  if (typeof target === 'string') return target;
-  const named = target as { options?: { name?: unknown } } | null | undefined;
-  if (typeof named?.options?.name === 'string') return named.options.name;
-  return String(target);
 }

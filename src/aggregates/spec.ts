@@ -3,6 +3,12 @@ import type { EntityTarget, FindOptionsWhere, ObjectLiteral } from 'typeorm';
 /** The aggregate functions a derived field may be declared with. */
 export type AggregateKind = 'count' | 'sum' | 'min' | 'max' | 'avg';
 
+/**
+ * The child entity of an aggregate: a class, an EntitySchema, an entity name, or a function
+ * returning one (`() => Comment`), for entities that refer to each other across files.
+ */
+export type ChildTarget<Child extends ObjectLiteral = ObjectLiteral> = EntityTarget<Child> | (() => EntityTarget<Child>);
+
 /** Options of one declared aggregate. */
 export interface AggregateOptions<Child extends ObjectLiteral = ObjectLiteral> {
   /**
@@ -18,7 +24,14 @@ export interface AggregateOptions<Child extends ObjectLiteral = ObjectLiteral> {
    * (`order`). Needed only when the child has several many-to-one relations to the parent.
    * @defaultValue the child's one many-to-one relation to the parent
    */
-  foreignKey?: string;
+  foreignKey?: Extract<keyof Child, string>;
+  /**
+   * Name of a many-to-many relation between the parent and the child, declared on either entity
+   * (`count(() => Tag, { via: 'tags' })` with `Post.tags: Tag[]`): the children aggregated are
+   * the ones linked to the parent through its join table. Not with `foreignKey`.
+   * @defaultValue none: the children point at the parent with a foreign key
+   */
+  via?: string;
 }
 
 /**
@@ -29,8 +42,8 @@ export interface AggregateOptions<Child extends ObjectLiteral = ObjectLiteral> {
 export interface AggregateSpec {
   /** The aggregate function. */
   readonly kind: AggregateKind;
-  /** The child entity aggregated (class, EntitySchema or name). */
-  readonly child: EntityTarget<ObjectLiteral>;
+  /** The child entity aggregated (class, EntitySchema or name, or a function returning one). */
+  readonly child: ChildTarget;
   /**
    * Arithmetic over the child's properties (`'qty * unitPrice'`): names, numbers, `+ - * /`,
    * parentheses, unary minus. Absent for `count` of rows.
@@ -40,36 +53,41 @@ export interface AggregateSpec {
   readonly where: FindOptionsWhere<ObjectLiteral> | FindOptionsWhere<ObjectLiteral>[] | undefined;
   /** See {@link AggregateOptions.foreignKey}. */
   readonly foreignKey: string | undefined;
+  /** See {@link AggregateOptions.via}. */
+  readonly via?: string | undefined;
 }
 
 function spec<Child extends ObjectLiteral>(
   kind: AggregateKind,
-  child: EntityTarget<Child>,
+  child: ChildTarget<Child>,
   expression: string | undefined,
   options: AggregateOptions<Child> = {},
 ): AggregateSpec {
   return Object.freeze({
     kind,
-    child: child as EntityTarget<ObjectLiteral>,
+    child: child as ChildTarget,
     expression,
     where: options.where as AggregateSpec['where'],
     foreignKey: options.foreignKey,
+    via: options.via,
   });
 }
 
 /**
  * Number of live children (`count(OrderLine)`), of those matching `where`, or of those whose
  * `expression` (of any type) is not NULL. 0 for a parent with none. Written to an integer,
- * decimal or float column.
+ * decimal or float column. Every builder takes the child lazily too (`count(() => Comment)`), and
+ * aggregates children linked through a many-to-many relation with `via`
+ * (`count(() => Tag, { via: 'tags' })`).
  */
-export function count<Child extends ObjectLiteral>(child: EntityTarget<Child>, options?: AggregateOptions<Child>): AggregateSpec;
+export function count<Child extends ObjectLiteral>(child: ChildTarget<Child>, options?: AggregateOptions<Child>): AggregateSpec;
 export function count<Child extends ObjectLiteral>(
-  child: EntityTarget<Child>,
+  child: ChildTarget<Child>,
   expression: string,
   options?: AggregateOptions<Child>,
 ): AggregateSpec;
 export function count<Child extends ObjectLiteral>(
-  child: EntityTarget<Child>,
+  child: ChildTarget<Child>,
   expressionOrOptions?: string | AggregateOptions<Child>,
   options?: AggregateOptions<Child>,
 ): AggregateSpec {
@@ -86,7 +104,7 @@ export function count<Child extends ObjectLiteral>(
  * `/`) a float column, or a decimal one that rounds it at its scale.
  */
 export function sum<Child extends ObjectLiteral>(
-  child: EntityTarget<Child>,
+  child: ChildTarget<Child>,
   expression: string,
   options?: AggregateOptions<Child>,
 ): AggregateSpec {
@@ -100,7 +118,7 @@ export function sum<Child extends ObjectLiteral>(
  * PostgreSQL, the same time zone handling).
  */
 export function min<Child extends ObjectLiteral>(
-  child: EntityTarget<Child>,
+  child: ChildTarget<Child>,
   expression: string,
   options?: AggregateOptions<Child>,
 ): AggregateSpec {
@@ -112,7 +130,7 @@ export function min<Child extends ObjectLiteral>(
  * a parent with none. Takes and writes what {@link min} does.
  */
 export function max<Child extends ObjectLiteral>(
-  child: EntityTarget<Child>,
+  child: ChildTarget<Child>,
   expression: string,
   options?: AggregateOptions<Child>,
 ): AggregateSpec {
@@ -125,7 +143,7 @@ export function max<Child extends ObjectLiteral>(
  * an integer one.
  */
 export function avg<Child extends ObjectLiteral>(
-  child: EntityTarget<Child>,
+  child: ChildTarget<Child>,
   expression: string,
   options?: AggregateOptions<Child>,
 ): AggregateSpec {

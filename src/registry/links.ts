@@ -1,6 +1,7 @@
 import type { EntityMetadata, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata, RelationMetadata } from '../typeorm-types';
 import { RegistrationError } from '../errors';
+import { isManyToMany, junctionOf } from '../aggregates/junction';
 import type { ParentType } from './model';
 
 /** A child that holds its parent's id in a column, or in the join column of a many-to-one relation. */
@@ -48,7 +49,7 @@ export function foreignKeyLink(child: EntityMetadata, parent: ParentType, foreig
   }
   if (!column) {
     const known = child.columns.map((c) => c.propertyName).join(', ');
-    const hint = child.manyToManyRelations.some((r) => r.propertyName === foreignKey)
+    const hint = isManyToMany(foreignKey, child, parent.metadata)
       ? `; "${foreignKey}" is a many-to-many relation: register it with { via: '${foreignKey}' }`
       : '';
     throw new RegistrationError(
@@ -65,37 +66,8 @@ export function foreignKeyLink(child: EntityMetadata, parent: ParentType, foreig
  * (`User.favorites` for `child(Post, { parent: User, via: 'favorites' })`) or on the child.
  */
 export function junctionLink(child: EntityMetadata, parent: ParentType, via: string): JunctionLink {
-  const between = (owner: EntityMetadata, other: EntityMetadata): RelationMetadata | undefined =>
-    owner.manyToManyRelations.find((r) => r.propertyName === via && sameEntity(r.inverseEntityMetadata, other));
-  const onParent = between(parent.metadata, child);
-  const relation = onParent ?? between(child, parent.metadata);
-  const junction = relation?.junctionEntityMetadata;
-  if (!relation || !junction) {
-    const known = [parent.metadata, child]
-      .flatMap((m) => m.manyToManyRelations.map((r) => `${m.name}.${r.propertyName}`))
-      .join(', ');
-    throw new RegistrationError(
-      `child ${child.name}: via "${via}" is not a many-to-many relation between ${parent.metadata.name} and ${child.name} ` +
-        `(many-to-many relations: ${known || 'none'})`,
-    );
-  }
-  // Owner columns reference the entity holding @JoinTable; inverse columns the other one.
-  const ownSide = relation.isOwning ? junction.ownerColumns : junction.inverseColumns;
-  const otherSide = relation.isOwning ? junction.inverseColumns : junction.ownerColumns;
-  const [parentColumns, childColumns] = onParent ? [ownSide, otherSide] : [otherSide, ownSide];
-  const parentColumn = parentColumns[0];
-  const childColumn = childColumns[0];
-  if (!parentColumn || !childColumn || parentColumns.length !== 1 || childColumns.length !== 1) {
-    throw new RegistrationError(
-      `child ${child.name}: via "${via}": the join table ${junction.tableName} must have one column per side ` +
-        `(has ${parentColumns.length} for ${parent.metadata.name}, ${childColumns.length} for ${child.name})`,
-    );
-  }
+  const { relation, junction, parentColumn, childColumn } = junctionOf(parent.metadata, child, via, `child ${child.name}`);
   return Object.freeze({ kind: 'junction', parent, child, relation, junction, parentColumn, childColumn });
-}
-
-function sameEntity(a: EntityMetadata, b: EntityMetadata): boolean {
-  return a === b || a.target === b.target;
 }
 
 /**

@@ -135,6 +135,9 @@ export interface ChildOptions {
   capture?: CaptureMode;
 }
 
+/** An entity class (abstract ones included), as decorators and `entities()` take it. */
+export type EntityClass = abstract new (...args: never[]) => object;
+
 /** How a child's changes are captured: by the TypeORM subscriber, or by database triggers. */
 export type CaptureMode = 'subscriber' | 'triggers';
 

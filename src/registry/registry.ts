@@ -19,6 +19,8 @@ export class Registry {
   private readonly triggered = new Map<EntityMetadata['target'], ForeignKeyLink[]>();
   /** Many-to-many links by join table (every join table's metadata has the same empty target). */
   private readonly junctions = new Map<string, JunctionLink[]>();
+  /** Links registered for aggregates rather than by the host's `child()`. */
+  private readonly forAggregates = new WeakSet<ChildLink>();
 
   constructor(
     private readonly dataSource: DataSource,
@@ -88,9 +90,51 @@ export class Registry {
       expected: options.expected,
       derived: Object.freeze([...new Set([...declared, ...aggregated])]),
     });
+    const links = this.aggregateLinks(parent);
     this.parents.set(parent.name, parent);
     this.checkChains(() => this.parents.delete(parent.name));
+    for (const link of links) this.addJunction(link, 'aggregate');
     return parent;
+  }
+
+  /**
+   * The many-to-many links a parent's aggregates read through (`count(() => Tag, { via: 'tags' })`):
+   * registered with the parent, so that a link added or removed, or a linked child changed, marks
+   * it. Checked before anything is registered.
+   */
+  private aggregateLinks(parent: ParentType): JunctionLink[] {
+    const links = new Map<string, JunctionLink>();
+    for (const field of parent.aggregates?.fields ?? []) {
+      const source = field.source;
+      if (source.kind !== 'junction') continue;
+      if (this.triggered.has(source.child.target)) {
+        throw new RegistrationError(
+          `aggregate "${field.field}" of ${parent.name}: via "${source.via}" needs ${source.child.name} captured by the subscriber ` +
+            `(many-to-many links are captured by the subscriber only), but it is captured by triggers`,
+        );
+      }
+      const link = junctionLink(source.child, parent, source.via);
+      links.set(`${source.child.name}\u0000${link.parentColumn.databaseName}`, link);
+    }
+    return [...links.values()];
+  }
+
+  /**
+   * Runs `register` (several registrations) whole or not at all: when it throws, every parent
+   * and child it registered is taken back.
+   */
+  atomically<T>(register: () => T): T {
+    const state: Map<unknown, unknown>[] = [this.parents, this.links, this.triggered, this.junctions];
+    const saved = state.map((map) => [...map]);
+    try {
+      return register();
+    } catch (error) {
+      state.forEach((map, i) => {
+        map.clear();
+        for (const [key, value] of saved[i] ?? []) map.set(key, value);
+      });
+      throw error;
+    }
   }
 
   /**
@@ -119,7 +163,12 @@ export class Registry {
     );
   }
 
-  addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions): ChildLink {
+  /**
+   * Registers a child link. `by` is who asks: the host's `child()` call, or the registration of
+   * an aggregate (or of a declared entity) that reads the child through it. A link registered for
+   * an aggregate is the same link a later `child()` call gives: that call returns it.
+   */
+  addChild(target: EntityTarget<ObjectLiteral>, options: ChildOptions, by: 'child' | 'aggregate' = 'child'): ChildLink {
     this.requireInitialized('child()');
     const metadata = this.metadataOf(target, 'child');
     const parent = this.parentOf(options.parent, `child ${metadata.name}`);
@@ -145,27 +194,40 @@ export class Registry {
       );
       return link;
     }
+    if (via !== undefined) return this.addJunction(junctionLink(metadata, parent, via), by);
     const existing = this.links.get(metadata.target) ?? [];
-    if (via !== undefined) {
-      const link = junctionLink(metadata, parent, via);
-      if (existing.some((l) => l.kind === 'junction' && l.parent === parent && l.parentColumn === link.parentColumn)) {
-        throw new RegistrationError(`child ${metadata.name} is already registered for parent ${parent.name} via "${via}"`);
-      }
-      this.links.set(metadata.target, [...existing, link]);
-      const key = link.junction.tablePath;
-      this.junctions.set(key, [...(this.junctions.get(key) ?? []), link]);
-      return link;
-    }
     const link = foreignKeyLink(metadata, parent, foreignKey as string);
-    if (existing.some((l) => l.kind === 'foreignKey' && l.parent === parent && l.column === link.column)) {
+    const same = existing.find((l) => l.kind === 'foreignKey' && l.parent === parent && l.column === link.column);
+    if (same && (by === 'aggregate' || this.forAggregates.has(same))) return same;
+    if (same) {
       throw new RegistrationError(
         `child ${metadata.name} is already registered for parent ${parent.name} by "${String(foreignKey)}"`,
       );
     }
+    if (by === 'aggregate') this.forAggregates.add(link);
     this.links.set(metadata.target, [...existing, link]);
     this.checkChains(() =>
       existing.length > 0 ? this.links.set(metadata.target, existing) : this.links.delete(metadata.target),
     );
+    return link;
+  }
+
+  private addJunction(link: JunctionLink, by: 'child' | 'aggregate'): JunctionLink {
+    const { child, parent } = link;
+    const existing = this.links.get(child.target) ?? [];
+    const same = existing.find(
+      (l): l is JunctionLink => l.kind === 'junction' && l.parent === parent && l.parentColumn === link.parentColumn,
+    );
+    if (same && (by === 'aggregate' || this.forAggregates.has(same))) return same;
+    if (same) {
+      throw new RegistrationError(
+        `child ${child.name} is already registered for parent ${parent.name} via "${link.relation.propertyName}"`,
+      );
+    }
+    if (by === 'aggregate') this.forAggregates.add(link);
+    this.links.set(child.target, [...existing, link]);
+    const key = link.junction.tablePath;
+    this.junctions.set(key, [...(this.junctions.get(key) ?? []), link]);
     return link;
   }
 
