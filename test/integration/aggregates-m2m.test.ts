@@ -12,7 +12,7 @@ import {
   type DataSource,
 } from 'typeorm';
 import { avg, Coalescer, count, max, min, RegistrationError, sum } from '../../src';
-import { createTestDb, DIALECTS, dispose, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, DIALECTS, dispose, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 // Aggregates through many-to-many relations: posts and tags (the join table owned by the post;
 // each side a parent of the other), playlists and songs (the join table owned by the song, the

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Column, Entity, JoinColumn, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryGeneratedColumn } from 'typeorm';
 import { Aggregate, Coalesced, Coalescer, count, max, RegistrationError, sum } from '../../src';
-import { createTestDb, DIALECTS, dispose, redisUrl, suffix, testLogger, type TestDb } from '../helpers';
+import { createTestDb, DIALECTS, dispose, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
 // A blog declared on its entities: a post counts its comments (and the approved ones), keeps its
 // last comment's time and counts its tags (many-to-many); an author counts its posts and, through
