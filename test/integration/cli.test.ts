@@ -300,7 +300,15 @@ describe('the coalesce command line', () => {
     expect(r.code).toBe(130);
     expect(r.stderr).not.toContain('stopped after');
     // Exiting at once is a crash: what was in flight comes back when its lease expires.
-    await waitFor(async () => (await coalescer.stats()).expired > 0, 'the leases to expire', 10_000);
+    // Every lease the dead process held (claimed in one window or two) has expired.
+    await waitFor(
+      async () => {
+        const s = await coalescer.stats();
+        return s.inflight > 0 && s.expired === s.inflight;
+      },
+      'the leases to expire',
+      10_000,
+    );
     await coalescer.drain({ concurrency: 4 });
     expect(await countMismatches(db.dataSource.manager)).toBe(0);
     expect(await coalescer.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
