@@ -34,10 +34,11 @@ export class CoalesceLifecycle implements OnApplicationBootstrap, BeforeApplicat
         );
       }
     }
-    const { configure, runner, ...coalescerOptions } = options;
+    // Without `configure`, the entities declare themselves (@Aggregate columns).
+    const { configure = (c: Coalescer) => void c.entities(), runner, ...coalescerOptions } = options;
     if (typeof configure !== 'function') {
       throw new ConfigError(
-        `CoalesceModule "${name}": option "configure" = ${String(configure)}: expected a function that declares the parents and children (coalescer.parent(...), coalescer.child(...))`,
+        `CoalesceModule "${name}": option "configure" = ${String(configure)}: expected a function that declares the parents and children (coalescer.parent(...), coalescer.child(...), coalescer.entities([...])), or none to register every entity with @Aggregate columns`,
       );
     }
     const coalescer = new Coalescer({ ...coalescerOptions, dataSource });

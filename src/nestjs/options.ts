@@ -6,9 +6,12 @@ import type { Coalescer, CoalescerOptions, RunnerOptions } from '../index';
 export interface CoalesceModuleSettings {
   /**
    * Declares the parents and children on the new Coalescer (`coalescer.parent(...)`,
-   * `coalescer.child(...)`); the module calls `attach()` once it has resolved.
+   * `coalescer.child(...)`, `coalescer.entities([...])`); the module calls `attach()` once it
+   * has resolved.
+   * @defaultValue `(coalescer) => coalescer.entities()`: every entity of the DataSource with
+   * `@Aggregate` columns, its children and chains
    */
-  configure: (coalescer: Coalescer) => void | Promise<void>;
+  configure?: (coalescer: Coalescer) => void | Promise<void>;
   /**
    * A runner owned by the module: started on application bootstrap, stopped before the
    * application shuts down (recomputes in flight finish, up to `stopTimeoutMs`). `true` runs one

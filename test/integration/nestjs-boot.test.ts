@@ -164,7 +164,11 @@ describe('NestJS: a named DataSource, a Redis that is down, and bad options', ()
       { dataSource: 'x' },
       'CoalesceModule "default": option "dataSource" cannot come from useFactory; pass it to forRootAsync({ dataSource }) beside useFactory',
     ],
-    ['no configure', { configure: undefined }, 'CoalesceModule "default": option "configure" = undefined: expected a function'],
+    [
+      'no configure, and no entity declaring aggregates',
+      { configure: undefined },
+      'entities(): no entity of the DataSource declares an @Aggregate property',
+    ],
     [
       'a bad runner schedule',
       { runner: { schedule: 'often' } },
