@@ -228,6 +228,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     logger,
     onRedisLoss: o.onRedisLoss,
     where,
+    settingsWarned: keys.settingsWarned,
   });
   // Measured at once, so the first marks already carry the namespace's time.
   clock.sync().catch((error: unknown) => logger.debug({ err: errorMessage(error) }, 'clock not set yet'));
@@ -273,7 +274,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
             'attach(): Redis did not answer; parent policies will be published later',
           );
         }),
-        admin.checkRedisSettings(),
+        admin.checkRedisSettings('namespace'),
       ]);
     },
   };

@@ -235,7 +235,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */
   runner(options: RunnerOptions = {}): Runner {
-    return new Runner(this, options);
+    const runner = new Runner(this, options);
+    // The process that runs a runner is the one whose log is read: it says Redis' risky settings once.
+    void this.parts.admin.checkRedisSettings('process');
+    return runner;
   }
 
   /** Stops the recomputes this process runs now; gives back to pending the parents of those that stop within `waitMs`. */
