@@ -32,16 +32,22 @@ runner tick.
 
 The --app module (or COALESCE_APP): a JavaScript module, CommonJS or ESM (compile TypeScript
 first), whose default export is a Coalescer, or a function (possibly async) returning one, with
-its DataSource initialized and its parents and children registered. The CLI closes both the
-Coalescer and its DataSource on exit. The demo's, in short (examples/shop/app.ts, built to
-dist/examples/shop/app.js):
+its DataSource initialized, its parents and children registered, and attach() called (so that
+what the runner's recomputes save through TypeORM is captured, as in the app itself). The CLI
+closes both the Coalescer and its DataSource on exit. As examples/shop/app.ts does it:
+  // app.ts, compiled to app.js
+  import { Coalescer, count, sum } from 'typeorm-coalesce';
+  import { dataSource } from './data-source';
+  import { Order, OrderLine } from './entities';
+
   export default async function createApp() {
-    await dataSource.initialize();
-    const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL });
+    if (!dataSource.isInitialized) await dataSource.initialize();
+    const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
     coalescer.parent(Order, {
       aggregates: { total: sum(OrderLine, 'qty * unitPrice'), lineCount: count(OrderLine) },
     });
     coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
+    await coalescer.attach();
     return coalescer;
   }
 (a hand-written recompute: { recompute: async (id, { manager, signal }) => ... } instead)`;
