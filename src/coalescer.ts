@@ -194,7 +194,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     try {
       result = await drainer.drain(options);
     } catch (error) {
-      throw error instanceof CoalesceError ? error : redisUnreachable('drain()', this.redisAddress, error);
+      throw error instanceof CoalesceError ? error : redisUnreachable('drain()', this.parts.clients, error);
     }
     // The outbox rows of parents this drain recomputed are done with.
     await housekeeper.prune();
@@ -251,7 +251,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const { clock, drainer } = this.parts;
     const r = await onRedis(
       'requeue()',
-      this.redisAddress,
+      this.parts.clients,
       clock.sync().then(() => drainer.requeue()),
     );
     return { reaped: r.reaped + r.deadLettered, promoted: r.promoted };

@@ -3,7 +3,7 @@ import type { CoalesceLogger as Logger } from '../log';
 import type { RedisClient } from '../redis/scripts';
 import type { Epochs } from '../redis/epochs';
 import type { Outbox } from '../delivery/outbox';
-import { ConnectionError, redisUnreachable } from '../errors';
+import { ConnectionError, redisUnreachable, type RedisSite } from '../errors';
 import type { EpochGuard } from './epoch-guard';
 
 /** What the namespace's administration needs. */
@@ -15,8 +15,8 @@ export interface NamespaceAdminOptions {
   readonly outbox: Pick<Outbox, 'clear'>;
   readonly logger: Logger;
   readonly onRedisLoss: 'rebuild' | 'warn';
-  /** Where Redis is, for messages. */
-  readonly where: string;
+  /** Where Redis is, and why it last could not be reached, for messages. */
+  readonly redis: RedisSite;
   /** The key that remembers, for a day, that a process of the namespace said Redis' settings may lose marks. */
   readonly settingsWarned: string;
 }
@@ -48,9 +48,9 @@ export class NamespaceAdmin {
 
   /** Redis and the database answer; throws a ConnectionError naming the one that does not, and where it is. */
   async ping(): Promise<void> {
-    const { client, dataSource, where } = this.options;
+    const { client, dataSource, redis } = this.options;
     await client.ping().catch((error: unknown) => {
-      throw redisUnreachable('ping()', where, error);
+      throw redisUnreachable('ping()', redis, error);
     });
     const what = `${String(dataSource.options.type)} database${describeDatabase(dataSource.options)}`;
     if (!dataSource.isInitialized) throw new ConnectionError(`cannot reach the ${what}: the DataSource is not initialized`);
