@@ -58,13 +58,17 @@ export function buildProgram(): Command {
     .description(
       'Run and inspect a typeorm-coalesce namespace: the runner, one drain, status, marks, rebuilds, verify, dead letters.',
     )
-    .requiredOption('--app <module>', 'JavaScript module exporting the Coalescer (see below)', process.env.COALESCE_APP)
+    .requiredOption(
+      '--app <module>',
+      'JavaScript module exporting the Coalescer (see below; default: $COALESCE_APP)',
+      process.env.COALESCE_APP || undefined,
+    )
     .option('--verbose', 'print stack traces with errors')
     // Usage errors come back as exceptions, so they get exit code 2 like every other usage error.
     .exitOverride()
     // Commander's errors are one line too, in the same voice as ours.
     .configureOutput({
-      outputError: (text, write) => write(`coalesce: ${text.replace(/^error: /, '').trimEnd()} (see --help)\n`),
+      outputError: (text, write) => write(`coalesce: ${explain(text.replace(/^error: /, '').trimEnd())} (see --help)\n`),
     })
     .addHelpText('after', EXIT_HELP);
 
@@ -87,6 +91,14 @@ export function buildProgram(): Command {
   addDeadCommand(program);
   addTriggersCommand(program, print);
   return program;
+}
+
+/** Commander's message, with what to do where it does not say it. */
+function explain(message: string): string {
+  if (/option '--app <module>' not specified/.test(message)) {
+    return `${message}: give --app <module.js>, your compiled module exporting the Coalescer, or set COALESCE_APP`;
+  }
+  return message;
 }
 
 /** Exit code and one-line message for an error. */

@@ -247,6 +247,15 @@ describe('the coalesce command line', () => {
   });
 
   it('errors are one line with an exit code: bad module, unknown parent, unreachable services, bad arguments', async () => {
+    const noApp = await run(['status'], { COALESCE_APP: undefined });
+    expect(noApp.code).toBe(2);
+    expect(noApp.stderr).toBe(
+      "coalesce: required option '--app <module>' not specified: give --app <module.js>, your compiled module exporting the Coalescer, or set COALESCE_APP (see --help)\n",
+    );
+    // COALESCE_APP gives the module, as --app would.
+    const fromEnv = await run(['status', '--json'], { COALESCE_APP: app });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    expect(JSON.parse(fromEnv.stdout)).toMatchObject({ namespace: coalescer.namespace });
     const missing = await run(['--app', 'no/such/module.js', 'status']);
     expect(missing.code).toBe(2);
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
