@@ -100,13 +100,24 @@ export interface RedisSite {
 /** What to check when Redis cannot be reached. */
 const REDIS_HINT = '(is redis-server running? check the redis option or REDIS_URL)';
 
+/** Redis' replies that refuse the connection's user: no password given, or a wrong one. */
+const REFUSED = /^(NOAUTH|WRONGPASS)\b/;
+
 /**
  * The one way an unreachable Redis is said: a ConnectionError `<what>: cannot reach Redis at
- * <where>: <why> (is redis-server running? ...)`. Our own errors, and errors Redis itself
- * replied with, pass as they are.
+ * <where>: <why> (is redis-server running? ...)`, or `<what>: Redis at <where> refuses us: ...`
+ * for a missing or wrong password. Our own errors, and other errors Redis itself replied with,
+ * pass as they are.
  */
 export function redisUnreachable(what: string, redis: RedisSite, error: unknown): Error {
-  if (error instanceof CoalesceError || (error instanceof Error && error.name === 'ReplyError')) return error;
+  if (error instanceof CoalesceError) return error;
+  if (error instanceof Error && error.name === 'ReplyError') {
+    if (!REFUSED.test(error.message)) return error;
+    return new ConnectionError(
+      `${what}: Redis at ${redis.where} refuses us: ${error.message} (check the password: redis://[user]:password@host:port, or the redis option)`,
+      { cause: error },
+    );
+  }
   return new ConnectionError(`${what}: cannot reach Redis at ${redis.where}: ${redisTrouble(error, redis)} ${REDIS_HINT}`, {
     cause: error,
   });

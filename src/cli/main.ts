@@ -115,7 +115,7 @@ export function describeError(error: unknown): { code: number; message: string }
   const text = `${message} ${String((error as { code?: unknown })?.code ?? '')}`;
   if (isUnreachable(error) || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|max retries per request/i.test(text)) {
     // A message that says what to check already (Redis' do) gets no second hint.
-    const hinted = /\(is [^()]*\?[^()]*\)$/.test(message);
+    const hinted = /\((?:is|check) [^()]*\)$/.test(message);
     return { code: EXIT.unreachable, message: hinted ? message : `${message} (is the service running? see README)` };
   }
   return { code: EXIT.failed, message };

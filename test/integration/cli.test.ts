@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
 import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Coalescer } from '../../src';
@@ -285,6 +286,25 @@ describe('the coalesce command line', () => {
     expect(badArg.stderr).toContain('--concurrency must be a whole number');
     const verbose = await run(['--verbose', ...withApp('mark', 'Invoice', '1')]);
     expect(verbose.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('a Redis that refuses us (a password is needed) exits 3 with one line naming it and what to check', async () => {
+    const redis = new OwnRedis({ persist: false });
+    await redis.start();
+    try {
+      const raw = new Redis(redis.url);
+      await raw.config('SET', 'requirepass', 'sekret');
+      raw.disconnect();
+      const refused = await run(withApp('status'), { REDIS_URL: redis.url });
+      expect(refused.code).toBe(3);
+      expect(refused.stderr).toBe(
+        `coalesce: ping(): Redis at 127.0.0.1:${redis.port} refuses us: NOAUTH Authentication required. (check the password: redis://[user]:password@host:port, or the redis option)\n`,
+      );
+      const allowed = await run(withApp('status'), { REDIS_URL: `redis://:sekret@127.0.0.1:${redis.port}` });
+      expect(allowed.code, allowed.stderr).toBe(0);
+    } finally {
+      await redis.destroy();
+    }
   });
 
   it('more usage errors, each one line with exit code 2', async () => {

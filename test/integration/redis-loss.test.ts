@@ -2,6 +2,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { In } from 'typeorm';
 import { Coalescer, ConnectionError, FreshTimeoutError, LeaseLostError, type Housework } from '../../src';
 import {
@@ -147,6 +148,38 @@ describe('Redis failing, and Redis losing its data', () => {
         `^Error: Redis at 127\\.0\\.0\\.1:${port} (is down \\(reconnecting|did not answer within 200 ms \\(markTimeoutMs): connection refused\\)$`,
       ),
     );
+  });
+
+  it('a Redis that wants a password (none given, a wrong one): calls name host:port and the refusal, and what to check', async () => {
+    const redis = await ownRedis(false);
+    const admin = new Redis(redis.url);
+    await admin.config('SET', 'requirepass', 'sekret');
+    admin.disconnect();
+    const where = `127.0.0.1:${redis.port}`;
+    for (const [url, reply] of [
+      [redis.url, 'NOAUTH'],
+      [`redis://:wrong@${where}`, 'WRONGPASS'],
+    ] as const) {
+      const c = shopCoalescer(db.dataSource, { redis: url, markTimeoutMs: 200 });
+      closing.push(() => c.close());
+      for (const [what, call] of [
+        ['stats()', () => c.stats()],
+        ['ping()', () => c.ping()],
+        ['drain', () => c.drain()],
+      ] as const) {
+        const error = await (call as () => Promise<unknown>)().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error, `${reply} ${what}`).toBeInstanceOf(ConnectionError);
+        expect((error as Error).message).toMatch(
+          new RegExp(`^${what.replace(/[()]/g, '\\$&')}: Redis at ${where} refuses us: ${reply} .* \\(check the password: `),
+        );
+      }
+    }
+    const right = shopCoalescer(db.dataSource, { redis: `redis://:sekret@${where}` });
+    closing.push(() => right.close());
+    await right.ping();
   });
 
   /** One order, fresh; then a line of it saved while Redis is down (its mark kept in the outbox); Redis back. */
