@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { CoalesceLogger as Logger } from './log';
 import type { ResolvedOptions } from './config';
 import { defaultLogger } from './log';
-import { errorMessage, onRedis } from './errors';
+import { errorMessage, onRedis, redisTrouble, type RedisSite } from './errors';
 import { guardPostgresPool } from './db/pool-guard';
 import { eventChannel, keysFor, type Keys } from './redis/keys';
 import { openClients, type Clients } from './redis/connect';
@@ -93,7 +93,8 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
   // A pg client that errors between the pool and TypeORM must not end the process.
   guardPostgresPool(o.dataSource, logger);
   const clients = openClients(o.redis, o.markTimeoutMs, logger);
-  const where = clients.where;
+  // Where Redis is and why it last could not be reached: what every Redis error names.
+  const redis: RedisSite = { where: clients.where, lastError: clients.lastError };
   const keys = keysFor(o.namespace);
   const channel = eventChannel(o.namespace);
   defineScripts(clients.main);
@@ -106,7 +107,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
   const registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
   const clock = new ServerClock(o.clock, () => reads.time());
   const now = (): number => clock.now();
-  const guard = new EpochGuard({ epochs, dataSource: o.dataSource, namespace: o.namespace, logger, where });
+  const guard = new EpochGuard({ epochs, dataSource: o.dataSource, namespace: o.namespace, logger, redis });
   const outbox = new Outbox({
     dataSource: o.dataSource,
     namespace: o.namespace,
@@ -134,7 +135,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
       });
     },
   });
-  const policies = new Policies({ epochs, registry, reachable: clients.reachable, where, markTimeoutMs: o.markTimeoutMs });
+  const policies = new Policies({ epochs, registry, reachable: clients.reachable, redis, markTimeoutMs: o.markTimeoutMs });
   const delivery = new Delivery({ mode: o.delivery, marker, outbox, policies, registry, logger });
   const events = new EventHub({ client: clients.main, keys, channel, worker, logger });
   const drainer = new Drainer({
@@ -181,7 +182,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     mark: (type, ids) => delivery.markIds(registry.parentOf(type), ids),
     rebuildOnLoss: o.onRedisLoss === 'rebuild',
     logger,
-    where,
+    redis,
   });
   const freshness = new Freshness({
     registry,
@@ -196,7 +197,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     logger,
     settled: () => delivery.settled(),
     drained: (result) => reports.drained(result),
-    onRedis: (what, pending) => onRedis(what, where, pending),
+    onRedis: (what, pending) => onRedis(what, redis, pending),
   });
   let listener: OutboxListener | undefined;
   const relay = async (): Promise<unknown> => {
@@ -227,7 +228,8 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     outbox,
     logger,
     onRedisLoss: o.onRedisLoss,
-    where,
+    redis,
+    settingsWarned: keys.settingsWarned,
   });
   // Measured at once, so the first marks already carry the namespace's time.
   clock.sync().catch((error: unknown) => logger.debug({ err: errorMessage(error) }, 'clock not set yet'));
@@ -251,8 +253,8 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     housekeeper,
     events,
     freshness,
-    stats: new Stats({ reads, clock, outbox, marker, where }),
-    dead: deadLetters(new DeadSet(main), clock, where),
+    stats: new Stats({ reads, clock, outbox, marker, redis }),
+    dead: deadLetters(new DeadSet(main), clock, redis),
     admin,
     triggers: new TriggerMigrations(o.dataSource, registry, o.namespace, o.outboxTable),
     verifyDeps: {
@@ -269,11 +271,11 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
       await Promise.all([
         policies.publish().catch((error: unknown) => {
           logger.warn(
-            { err: errorMessage(error), redis: where },
+            { err: redisTrouble(error, redis), redis: redis.where },
             'attach(): Redis did not answer; parent policies will be published later',
           );
         }),
-        admin.checkRedisSettings(),
+        admin.checkRedisSettings('namespace'),
       ]);
     },
   };

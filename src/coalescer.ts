@@ -202,7 +202,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     try {
       result = await drainer.drain(options);
     } catch (error) {
-      throw error instanceof CoalesceError ? error : redisUnreachable('drain()', this.redisAddress, error);
+      throw error instanceof CoalesceError ? error : redisUnreachable('drain()', this.parts.clients, error);
     }
     // The outbox rows of parents this drain recomputed are done with.
     await housekeeper.prune();
@@ -243,7 +243,10 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */
   runner(options: RunnerOptions = {}): Runner {
-    return new Runner(this, options);
+    const runner = new Runner(this, options);
+    // The process that runs a runner is the one whose log is read: it says Redis' risky settings once.
+    void this.parts.admin.checkRedisSettings('process');
+    return runner;
   }
 
   /** Stops the recomputes this process runs now; gives back to pending the parents of those that stop within `waitMs`. */
@@ -256,7 +259,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const { clock, drainer } = this.parts;
     const r = await onRedis(
       'requeue()',
-      this.redisAddress,
+      this.parts.clients,
       clock.sync().then(() => drainer.requeue()),
     );
     return { reaped: r.reaped + r.deadLettered, promoted: r.promoted };

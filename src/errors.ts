@@ -89,22 +89,86 @@ export class ParentDeadError extends CoalesceError {
 /** Redis or the database could not be reached. */
 export class ConnectionError extends CoalesceError {}
 
+/** Where Redis is, and why a connection to it last failed: what an unreachable Redis is said with. */
+export interface RedisSite {
+  /** `host:port`, or the cluster's nodes. */
+  readonly where: string;
+  /** The last error of a connection to it (refused, timed out, no such host); undefined once connected. */
+  lastError(): Error | undefined;
+}
+
+/** What to check when Redis cannot be reached. */
+const REDIS_HINT = '(is redis-server running? check the redis option or REDIS_URL)';
+
+/** Redis' replies that refuse the connection's user: no password given, or a wrong one. */
+const REFUSED = /^(NOAUTH|WRONGPASS)\b/;
+
 /**
  * The one way an unreachable Redis is said: a ConnectionError `<what>: cannot reach Redis at
- * <where>: <cause>`. Our own errors, and errors Redis itself replied with, pass as they are.
+ * <where>: <why> (is redis-server running? ...)`, or `<what>: Redis at <where> refuses us: ...`
+ * for a missing or wrong password. Our own errors, and other errors Redis itself replied with,
+ * pass as they are.
  */
-export function redisUnreachable(what: string, where: string, error: unknown): Error {
-  if (error instanceof CoalesceError || (error instanceof Error && error.name === 'ReplyError')) return error;
-  return new ConnectionError(`${what}: cannot reach Redis at ${where}: ${errorMessage(error)}`, { cause: error });
+export function redisUnreachable(what: string, redis: RedisSite, error: unknown): Error {
+  if (error instanceof CoalesceError) return error;
+  if (error instanceof Error && error.name === 'ReplyError') {
+    if (!REFUSED.test(error.message)) return error;
+    return new ConnectionError(
+      `${what}: Redis at ${redis.where} refuses us: ${error.message} (check the password: redis://[user]:password@host:port, or the redis option)`,
+      { cause: error },
+    );
+  }
+  return new ConnectionError(`${what}: cannot reach Redis at ${redis.where}: ${redisTrouble(error, redis)} ${REDIS_HINT}`, {
+    cause: error,
+  });
 }
 
 /** `pending`, or {@link redisUnreachable} when it fails. */
-export async function onRedis<T>(what: string, where: string, pending: Promise<T>): Promise<T> {
+export async function onRedis<T>(what: string, redis: RedisSite, pending: Promise<T>): Promise<T> {
   try {
     return await pending;
   } catch (error) {
-    throw redisUnreachable(what, where, error);
+    throw redisUnreachable(what, redis, error);
   }
+}
+
+/**
+ * Why Redis cannot be reached, in a few words. ioredis rejects the commands of a connection that
+ * is down with "max retries per request" or "Connection is closed", which say only that it gave
+ * up: the reason is the connection's own last error (connection refused, timed out, no such host).
+ */
+export function redisTrouble(error: unknown, redis: RedisSite): string {
+  const name = error instanceof Error ? error.name : '';
+  const message = error instanceof Error ? error.message : '';
+  const gaveUp = name === 'MaxRetriesPerRequestError' || message === 'Connection is closed.';
+  const cause = gaveUp ? (redis.lastError() ?? error) : error;
+  const said = networkTrouble(cause);
+  if (said) return said;
+  if (name === 'MaxRetriesPerRequestError' && cause === error)
+    return 'no connection (ioredis gave the command up after its retries)';
+  return errorMessage(cause);
+}
+
+/** Network error codes, as messages say them. */
+const NETWORK_TROUBLE: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'the host name could not be resolved now (EAI_AGAIN)',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection broken',
+};
+
+/** The network trouble `error` (or what it wraps: a cluster's last node error, a cause) says, in words. */
+function networkTrouble(error: unknown): string | undefined {
+  let e = error as { code?: unknown; cause?: unknown; lastNodeError?: unknown; errors?: unknown } | undefined;
+  for (let depth = 0; e && typeof e === 'object' && depth < 5; depth += 1) {
+    if (typeof e.code === 'string' && NETWORK_TROUBLE[e.code]) return NETWORK_TROUBLE[e.code];
+    e = (e.lastNodeError ?? e.cause ?? (Array.isArray(e.errors) ? e.errors[0] : undefined)) as typeof e;
+  }
+  return undefined;
 }
 
 /** Formats any thrown value as one line, for logs and the dead-letter set. */

@@ -10,7 +10,7 @@ export class UsageError extends CoalesceError {}
 /** What `--app` must export, as the CLI's help says it. */
 export const APP_SHAPE =
   'a JavaScript module whose default export is a Coalescer, or a function (possibly async) returning one, ' +
-  'with its DataSource initialized and its parents and children registered';
+  'with its DataSource initialized, its parents and children registered, and attach() called';
 
 function isCoalescer(value: unknown): value is Coalescer {
   if (value instanceof Coalescer) return true;

@@ -32,16 +32,22 @@ runner tick.
 
 The --app module (or COALESCE_APP): a JavaScript module, CommonJS or ESM (compile TypeScript
 first), whose default export is a Coalescer, or a function (possibly async) returning one, with
-its DataSource initialized and its parents and children registered. The CLI closes both the
-Coalescer and its DataSource on exit. The demo's, in short (examples/shop/app.ts, built to
-dist/examples/shop/app.js):
+its DataSource initialized, its parents and children registered, and attach() called (so that
+what the runner's recomputes save through TypeORM is captured, as in the app itself). The CLI
+closes both the Coalescer and its DataSource on exit. As examples/shop/app.ts does it:
+  // app.ts, compiled to app.js
+  import { Coalescer, count, sum } from 'typeorm-coalesce';
+  import { dataSource } from './data-source';
+  import { Order, OrderLine } from './entities';
+
   export default async function createApp() {
-    await dataSource.initialize();
-    const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL });
+    if (!dataSource.isInitialized) await dataSource.initialize();
+    const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
     coalescer.parent(Order, {
       aggregates: { total: sum(OrderLine, 'qty * unitPrice'), lineCount: count(OrderLine) },
     });
     coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
+    await coalescer.attach();
     return coalescer;
   }
 (a hand-written recompute: { recompute: async (id, { manager, signal }) => ... } instead)`;
@@ -52,13 +58,17 @@ export function buildProgram(): Command {
     .description(
       'Run and inspect a typeorm-coalesce namespace: the runner, one drain, status, marks, rebuilds, verify, dead letters.',
     )
-    .requiredOption('--app <module>', 'JavaScript module exporting the Coalescer (see below)', process.env.COALESCE_APP)
+    .requiredOption(
+      '--app <module>',
+      'JavaScript module exporting the Coalescer (see below; default: $COALESCE_APP)',
+      process.env.COALESCE_APP || undefined,
+    )
     .option('--verbose', 'print stack traces with errors')
     // Usage errors come back as exceptions, so they get exit code 2 like every other usage error.
     .exitOverride()
     // Commander's errors are one line too, in the same voice as ours.
     .configureOutput({
-      outputError: (text, write) => write(`coalesce: ${text.replace(/^error: /, '').trimEnd()} (see --help)\n`),
+      outputError: (text, write) => write(`coalesce: ${explain(text.replace(/^error: /, '').trimEnd())} (see --help)\n`),
     })
     .addHelpText('after', EXIT_HELP);
 
@@ -83,6 +93,14 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Commander's message, with what to do where it does not say it. */
+function explain(message: string): string {
+  if (/option '--app <module>' not specified/.test(message)) {
+    return `${message}: give --app <module.js>, your compiled module exporting the Coalescer, or set COALESCE_APP`;
+  }
+  return message;
+}
+
 /** Exit code and one-line message for an error. */
 export function describeError(error: unknown): { code: number; message: string } {
   if (error instanceof CommanderError) {
@@ -96,7 +114,9 @@ export function describeError(error: unknown): { code: number; message: string }
   }
   const text = `${message} ${String((error as { code?: unknown })?.code ?? '')}`;
   if (isUnreachable(error) || /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|max retries per request/i.test(text)) {
-    return { code: EXIT.unreachable, message: `${message} (is the service running? see README)` };
+    // A message that says what to check already (Redis' do) gets no second hint.
+    const hinted = /\((?:is|check) [^()]*\)$/.test(message);
+    return { code: EXIT.unreachable, message: hinted ? message : `${message} (is the service running? see README)` };
   }
   return { code: EXIT.failed, message };
 }

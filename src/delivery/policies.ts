@@ -1,6 +1,6 @@
 import type { Epochs } from '../redis/epochs';
 import type { Registry } from '../registry/registry';
-import { errorMessage } from '../errors';
+import { redisTrouble, type RedisSite } from '../errors';
 import { within } from '../util/within';
 
 /** What the policies need. */
@@ -9,8 +9,8 @@ export interface PoliciesOptions {
   readonly registry: Registry;
   /** False while the connection marks go through is known to be down. */
   readonly reachable: () => boolean;
-  /** Where Redis is, for messages. */
-  readonly where: string;
+  /** Where Redis is, and why it last could not be reached, for messages. */
+  readonly redis: RedisSite;
   readonly markTimeoutMs: number;
 }
 
@@ -57,17 +57,26 @@ export class Policies {
    * markTimeoutMs, not two).
    */
   async away(): Promise<Error | undefined> {
-    const { markTimeoutMs, where } = this.options;
-    if (!this.options.reachable()) return new Error(`Redis at ${where} is down (reconnecting)`);
+    const { markTimeoutMs, redis } = this.options;
+    const { where } = redis;
+    // The connection's last error says why, when it is down.
+    const why = (): string => {
+      const last = redis.lastError();
+      return last ? `: ${redisTrouble(last, redis)}` : '';
+    };
+    if (!this.options.reachable()) return new Error(`Redis at ${where} is down (reconnecting${why()})`);
     const publishing = this.publish();
     if (publishing === this.done) return undefined;
+    const described = publishing.catch((error: unknown) => {
+      throw new Error(`Redis at ${where} did not take the policies: ${redisTrouble(error, redis)}`);
+    });
     return within(
-      publishing,
+      described,
       markTimeoutMs,
-      () => `Redis at ${where} did not answer within ${markTimeoutMs} ms (markTimeoutMs)`,
+      () => `Redis at ${where} did not answer within ${markTimeoutMs} ms (markTimeoutMs${why()})`,
     ).then(
       () => undefined,
-      (error: unknown) => (error instanceof Error ? error : new Error(errorMessage(error))),
+      (error: unknown) => error as Error,
     );
   }
 }

@@ -76,7 +76,7 @@ export class Freshness {
     const deadline = performance.now() + timeoutMs;
     // Every mark must be in Redis before the generations are read: this process's own.
     await o.settled();
-    await o.clock.sync();
+    await o.onRedis('fresh()', o.clock.sync());
     // The parents below it in its chains first, deepest level first: each one's recompute marks
     // the level above before its ack, so once they are fresh this parent's generation covers them.
     const levels = options.chain === false ? [] : await chainBelow(o.registry, o.dataSource, parent, id);

@@ -1,7 +1,7 @@
 import type { DeadEntry } from '../redis/records';
 import type { DeadSet } from '../redis/dead';
 import type { ServerClock } from '../redis/clock';
-import { onRedis } from '../errors';
+import { onRedis, type RedisSite } from '../errors';
 
 /** Dead-letter operations. */
 export interface DeadLetters {
@@ -17,19 +17,19 @@ export interface DeadLetters {
 const DEAD_BATCH = 500;
 
 /** The dead letters as the facade offers them: any number of members, or all; Redis errors named. */
-export function deadLetters(dead: DeadSet, clock: Pick<ServerClock, 'now'>, where: string): DeadLetters {
+export function deadLetters(dead: DeadSet, clock: Pick<ServerClock, 'now'>, redis: RedisSite): DeadLetters {
   return {
-    list: ({ offset = 0, limit = 100 } = {}) => onRedis('dead.list()', where, dead.list(offset, limit)),
+    list: ({ offset = 0, limit = 100 } = {}) => onRedis('dead.list()', redis, dead.list(offset, limit)),
     retry: (members) =>
       onRedis(
         'dead.retry()',
-        where,
+        redis,
         eachBatch(members, (batch) => dead.revive(batch, clock.now(), DEAD_BATCH)),
       ),
     purge: (members) =>
       onRedis(
         'dead.purge()',
-        where,
+        redis,
         eachBatch(members, (batch) => dead.purge(batch, DEAD_BATCH)),
       ),
   };

@@ -3,7 +3,7 @@ import type { DataSource } from 'typeorm';
 import type { CoalesceLogger as Logger } from '../log';
 import type { EpochCheck } from '../redis/records';
 import type { Epochs } from '../redis/epochs';
-import { ConnectionError, errorMessage, redisUnreachable } from '../errors';
+import { ConnectionError, errorMessage, redisUnreachable, type RedisSite } from '../errors';
 import { isMissingColumn, isMissingTable, sqlFor, type Sql } from '../db/dialect';
 
 /** The table that keeps each namespace's epoch outside Redis (made by the library migrations). */
@@ -24,8 +24,8 @@ export interface EpochGuardOptions {
   readonly dataSource: DataSource;
   readonly namespace: string;
   readonly logger: Logger;
-  /** Where Redis is, for messages. */
-  readonly where: string;
+  /** Where Redis is, and why it last could not be reached, for messages. */
+  readonly redis: RedisSite;
 }
 
 /**
@@ -56,7 +56,7 @@ export class EpochGuard {
   private readonly dataSource: DataSource;
   private readonly namespace: string;
   private readonly logger: Logger;
-  private readonly where: string;
+  private readonly redis: RedisSite;
 
   constructor(options: EpochGuardOptions) {
     ({
@@ -64,7 +64,7 @@ export class EpochGuard {
       dataSource: this.dataSource,
       namespace: this.namespace,
       logger: this.logger,
-      where: this.where,
+      redis: this.redis,
     } = options);
     this.sql = sqlFor(this.dataSource);
     this.table = this.sql.table(EPOCH_TABLE);
@@ -98,7 +98,7 @@ export class EpochGuard {
     }
     if (value < floorAtSend) {
       this.logger.error(
-        { fence: value, before: floorAtSend, redis: this.where },
+        { fence: value, before: floorAtSend, redis: this.redis.where },
         'Redis gave a fence value below one it gave before: it lost writes (a failover to a replica that missed them?); the next drain heals it as a data loss',
       );
       void this.raiseDurable(epoch, floorAtSend);
@@ -122,7 +122,7 @@ export class EpochGuard {
     const found = await this.epochs
       .check(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes)
       .catch((error: unknown) => {
-        throw redisUnreachable("checking the namespace's epoch", this.where, error);
+        throw redisUnreachable("checking the namespace's epoch", this.redis, error);
       });
     this.report(found, known, atLeast, rebuildTypes);
     await this.adopt(found);
@@ -136,12 +136,12 @@ export class EpochGuard {
         : 'the outbox is sent again';
     if (found.status === 'lost') {
       this.logger.error(
-        { epoch: known, newEpoch: found.epoch, rebuild, redis: this.where },
+        { epoch: known, newEpoch: found.epoch, rebuild, redis: this.redis.where },
         `Redis lost this namespace's data (its epoch is gone): ${healing}`,
       );
     } else if (found.status === 'behind') {
       this.logger.error(
-        { epoch: known, newEpoch: found.epoch, fenceFloor: floor, rebuild, redis: this.where },
+        { epoch: known, newEpoch: found.epoch, fenceFloor: floor, rebuild, redis: this.redis.where },
         `Redis went back in time: its fence counter is below one it gave before (a failover to a replica that missed the last writes, or a restore): ${healing}`,
       );
     } else if (found.status === 'changed') {

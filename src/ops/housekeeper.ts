@@ -6,7 +6,7 @@ import type { Outbox } from '../delivery/outbox';
 import type { Policies } from '../delivery/policies';
 import type { ParentId } from '../registry/model';
 import type { Registry } from '../registry/registry';
-import { errorMessage, onRedis } from '../errors';
+import { errorMessage, onRedis, type RedisSite } from '../errors';
 import type { EpochGuard } from './epoch-guard';
 import { pageIds } from './rebuild';
 
@@ -39,8 +39,8 @@ export interface HousekeeperOptions {
   /** After a Redis data loss, mark every registered parent again (onRedisLoss 'rebuild'). */
   readonly rebuildOnLoss: boolean;
   readonly logger: Logger;
-  /** Where Redis is, for messages. */
-  readonly where: string;
+  /** Where Redis is, and why it last could not be reached, for messages. */
+  readonly redis: RedisSite;
 }
 
 /**
@@ -54,7 +54,7 @@ export class Housekeeper {
   /** Runs before a drain; throws a ConnectionError when Redis cannot be reached (nothing is drained then). */
   async run(): Promise<Housework> {
     const work: Housework = { relayed: 0, pruned: 0, rebuilt: 0, redisLost: false };
-    const redis = <T>(what: Promise<T>): Promise<T> => onRedis('drain', this.options.where, what);
+    const redis = <T>(what: Promise<T>): Promise<T> => onRedis('drain', this.options.redis, what);
     await redis(this.options.clock.sync());
     const types = this.options.rebuildOnLoss ? this.options.registry.parentNames() : [];
     let check = await this.options.guard.check(types);

@@ -3,7 +3,7 @@ import type { ServerClock } from '../redis/clock';
 import { heatOf } from '../redis/score';
 import type { Outbox } from '../delivery/outbox';
 import type { MarkerStats } from '../delivery/marker';
-import { onRedis } from '../errors';
+import { onRedis, type RedisSite } from '../errors';
 
 /** Sizes and ages of one namespace. */
 export interface CoalescerStats {
@@ -43,8 +43,8 @@ export interface StatsOptions {
   readonly clock: ServerClock;
   readonly outbox: Pick<Outbox, 'size'>;
   readonly marker: { readonly stats: Readonly<MarkerStats> };
-  /** Where Redis is, for messages. */
-  readonly where: string;
+  /** Where Redis is, and why it last could not be reached, for messages. */
+  readonly redis: RedisSite;
 }
 
 /** Sizes, ages and lag of a namespace, and its hottest parents. */
@@ -53,11 +53,11 @@ export class Stats {
 
   /** Sizes of the namespace's sets and the age of the oldest pending mark. */
   async stats(): Promise<CoalescerStats> {
-    const { reads, clock, outbox, marker, where } = this.options;
+    const { reads, clock, outbox, marker, redis } = this.options;
     await clock.sync().catch(() => undefined);
     const now = clock.now();
     const [[c, waits], kept] = await Promise.all([
-      onRedis('stats()', where, Promise.all([reads.counts(now), reads.recentWaits()])),
+      onRedis('stats()', redis, Promise.all([reads.counts(now), reads.recentWaits()])),
       outbox.size().catch(() => null),
     ]);
     return {
@@ -77,7 +77,7 @@ export class Stats {
 
   /** The `n` hottest pending parents. */
   async hottest(n = 10): Promise<HotParent[]> {
-    const top = await onRedis('hottest()', this.options.where, this.options.reads.top(n));
+    const top = await onRedis('hottest()', this.options.redis, this.options.reads.top(n));
     return top.map(({ member, score }) => ({ member, heat: heatOf(score) }));
   }
 }

@@ -14,6 +14,12 @@ export interface Clients {
   readonly where: string;
   /** False while the marker's connection is known to be down. */
   reachable(): boolean;
+  /**
+   * The last error of a connection to Redis (refused, timed out, no such host), undefined once
+   * connected: what a command ioredis gave up on failed of. Seen on the connections opened here
+   * (a host's own client keeps its 'error' events: its marker, a duplicate, shares its address).
+   */
+  lastError(): Error | undefined;
 }
 
 const DOWN = new Set(['reconnecting', 'close', 'end']);
@@ -50,11 +56,17 @@ export function openClients(redis: string | Redis | Cluster, markTimeoutMs: numb
     marker = redis.duplicate(failFast);
     where = `${redis.options.host ?? '127.0.0.1'}:${redis.options.port ?? 6379}`;
   }
+  let last: Error | undefined;
   for (const client of owned ? [main, marker] : [marker]) {
-    // Connection errors surface on the commands that fail; keep them out of 'error' crashes.
-    client.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
+    // Connection errors surface on the commands that fail (named by `last`); keep them out of
+    // 'error' crashes.
+    client.on('error', (err: Error) => {
+      last = err;
+      logger.debug({ err: err.message }, 'redis connection error');
+    });
+    client.on('ready', () => (last = undefined));
   }
-  return { main, marker, owned, where, reachable: () => !DOWN.has(marker.status) };
+  return { main, marker, owned, where, reachable: () => !DOWN.has(marker.status), lastError: () => last };
 }
 
 function describeNodes(cluster: Cluster): string {

@@ -45,6 +45,11 @@ export interface Keys {
   readonly listening: string;
   /** HASH parent type -> last id marked by the rebuild that follows a Redis data loss. */
   readonly rebuild: string;
+  /**
+   * STRING with a day's expiry: present once a process of the namespace said that Redis' settings
+   * may lose marks, so short-lived processes (each CLI command) do not say it again.
+   */
+  readonly settingsWarned: string;
 }
 
 /** Every key of a namespace, for `clear()`. */
@@ -89,5 +94,6 @@ export function keysFor(namespace: string): Keys {
     ackedGens: k('ackedGens'),
     listening: k('listening'),
     rebuild: k('rebuild'),
+    settingsWarned: k('settingsWarned'),
   });
 }

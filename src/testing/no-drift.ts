@@ -1,5 +1,6 @@
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import { CoalesceError, type Coalescer, type VerifyOptions, type VerifyResult } from '../index';
+import { showValue as show } from '../verify/show';
 
 /** Some parents' stored derived fields differ from what their children say. */
 export class DriftError extends CoalesceError {
@@ -43,5 +44,3 @@ export async function assertNoDrift(
   }
   return results;
 }
-
-const show = (value: unknown): string => (typeof value === 'string' ? JSON.stringify(value) : String(value));

@@ -150,7 +150,8 @@ function sameDay(stored: unknown, expected: unknown): boolean {
   return a !== undefined && a === dayOf(expected);
 }
 
-function dayOf(value: unknown): string | undefined {
+/** The calendar day of a date value (`YYYY-MM-DD`), or undefined when it is not one. */
+export function dayOf(value: unknown): string | undefined {
   if (typeof value === 'string') return /^\d{4}-\d{2}-\d{2}/.exec(value.trim())?.[0];
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) return undefined;
   const pad = (n: number): string => String(n).padStart(2, '0');

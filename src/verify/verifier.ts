@@ -4,8 +4,9 @@ import { ConfigError, RegistrationError } from '../errors';
 import type { Reads } from '../redis/reads';
 import type { ParentId, ParentType } from '../registry/model';
 import type { Registry } from '../registry/registry';
-import { columnType } from '../aggregates/types';
+import { columnType, type ValueType } from '../aggregates/types';
 import { sameValue } from './compare';
+import { asColumnValues } from './show';
 
 /** Options of `coalescer.verify()`. Give `ids` or `sample`, or neither to check every row. */
 export interface VerifyOptions {
@@ -51,9 +52,13 @@ export interface DriftExample {
   id: ParentId;
   /** The parent property that differs. */
   field: string;
-  /** Its value in the parent's row, as the driver returned it. */
+  /**
+   * Its value in the parent's row. Both values are given as the column's type holds them:
+   * integers and floating-point numbers as numbers, decimals as exact text (`"12.50"`),
+   * date-times as Dates, dates as `YYYY-MM-DD`, times and text as strings, booleans, or null.
+   */
   stored: unknown;
-  /** What its children say it should be. */
+  /** What its children say it should be, the same way as `stored`. */
   expected: unknown;
 }
 
@@ -260,21 +265,24 @@ async function compare(deps: VerifyDeps, parent: ParentType, ids: ParentId[]): P
   const manager = deps.dataSource.manager;
   const differ = new Map<string, Candidate>();
   const found = new Set<string>();
-  const add = (rawId: unknown, field: string, stored: unknown, expected: unknown): void => {
+  const add = (rawId: unknown, field: string, type: ValueType, stored: unknown, expected: unknown): void => {
     const member = deps.registry.encode(parent, rawId);
     let c = differ.get(member);
     if (!c) {
       c = { member, id: deps.registry.idOf(parent, rawId), diffs: [] };
       differ.set(member, c);
     }
-    c.diffs.push({ id: c.id, field, stored, expected });
+    // Both values as the column holds them: never a number beside the same number as text.
+    const [s, e] = asColumnValues(stored, expected, type);
+    c.diffs.push({ id: c.id, field, stored: s, expected: e });
   };
   if (parent.aggregates) {
     const fields = parent.aggregates.fields;
     for (const row of await parent.aggregates.compare(manager, ids)) {
       found.add(deps.registry.encode(parent, row.id));
       fields.forEach((f, i) => {
-        if (!sameValue(row.stored[i], row.expected[i], f.type, f.value)) add(row.id, f.field, row.stored[i], row.expected[i]);
+        if (!sameValue(row.stored[i], row.expected[i], f.type, f.value))
+          add(row.id, f.field, f.type, row.stored[i], row.expected[i]);
       });
     }
   }
@@ -301,7 +309,8 @@ async function compare(deps: VerifyDeps, parent: ParentType, ids: ParentId[]): P
           );
         }
         const stored: unknown = column.getEntityValue(row);
-        if (!sameValue(stored, value, columnType(deps.dataSource, column))) add(id, field, stored, value);
+        const type = columnType(deps.dataSource, column);
+        if (!sameValue(stored, value, type)) add(id, field, type, stored, value);
       }
     }
   }

@@ -109,8 +109,8 @@ const describeOutput = (out: Output): string => `exit ${out.code}\n${out.stdout}
 
 const buildDir = (build: Build): string => `dist-${build.typescript}-${build.module}`;
 
-/** Installs the tarball (and, the first time, the app's dependencies) into the app's folder. */
-async function install(app: ScratchApp, dir: string, tarball: string): Promise<void> {
+/** Installs the tarball (and, the first time, the app's dependencies) into the app's folder; returns npm's output. */
+async function install(app: ScratchApp, dir: string, tarball: string): Promise<Output> {
   const stamp = join(dir, 'dependencies.json');
   const wanted = JSON.stringify(app.dependencies);
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') !== wanted) rmSync(dir, { recursive: true, force: true });
@@ -127,7 +127,14 @@ async function install(app: ScratchApp, dir: string, tarball: string): Promise<v
   writeFileSync(stamp, wanted);
   rmSync(join(dir, 'src'), { recursive: true, force: true });
   cpSync(fixtures, join(dir, 'src'), { recursive: true });
+  return out;
 }
+
+/** npm's lines about install scripts (npm 11: "not yet covered by allowScripts") that name our package. */
+const scriptNotices = (out: Output): string[] =>
+  `${out.stdout}\n${out.stderr}`
+    .split('\n')
+    .filter((line) => /allowScripts|install-scripts|install scripts/i.test(line) && line.includes('typeorm-coalesce'));
 
 /** Compiles the app as its owner would: strict, skipLibCheck false, decorators, no casts. */
 async function compile(dir: string, build: Build): Promise<Output> {
@@ -187,7 +194,8 @@ describe('adoption: the packed tarball in scratch apps', () => {
   const schemas: string[] = [];
   const namespaces: string[] = [];
   let packDir = '';
-  const prepared = new Map<string, { dir: string; compiled: Map<Build, Output> }>();
+  let packed: { files: { path: string }[] } = { files: [] };
+  const prepared = new Map<string, { dir: string; installed: Output; compiled: Map<Build, Output> }>();
 
   beforeAll(async () => {
     for (const file of ['dist/src/index.js', 'dist/migrations/index.js', 'dist/ormconfig.js']) {
@@ -199,16 +207,17 @@ describe('adoption: the packed tarball in scratch apps', () => {
       timeoutMs: 60_000,
     });
     if (pack.code !== 0) throw new Error(`npm pack failed: ${describeOutput(pack)}`);
-    const [{ filename }] = JSON.parse(pack.stdout) as [{ filename: string }];
-    const tarball = join(packDir, filename);
+    const [result] = JSON.parse(pack.stdout) as [{ filename: string; files: { path: string }[] }];
+    packed = result;
+    const tarball = join(packDir, result.filename);
     await Promise.all(
       APPS.map(async (app) => {
         const dir = join(home, app.name);
-        await install(app, dir, tarball);
+        const installed = await install(app, dir, tarball);
         const compiled = new Map<Build, Output>();
         // One compile at a time per app: two apps at once already fill two cores.
         for (const build of app.builds) compiled.set(build, await compile(dir, build));
-        prepared.set(app.name, { dir, compiled });
+        prepared.set(app.name, { dir, installed, compiled });
       }),
     );
   }, 420_000);
@@ -232,12 +241,33 @@ describe('adoption: the packed tarball in scratch apps', () => {
     await redis.quit();
   });
 
+  it('the tarball holds the compiled package and no install-time script; `npm pack` builds it', () => {
+    const paths = packed.files.map((f) => f.path);
+    for (const file of ['dist/src/index.js', 'dist/src/cli/main.js', 'dist/src/redis/scripts', 'dist/migrations/index.js']) {
+      expect(
+        paths.some((p) => p === file || p.startsWith(`${file}/`)),
+        file,
+      ).toBe(true);
+    }
+    expect(paths.filter((p) => p.startsWith('src/') || p.startsWith('test/') || p.endsWith('.map'))).toEqual([]);
+    const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    // npm runs these when it installs a package (prepare: from git or a tarball), and npm 11 asks
+    // the installer to approve them; the build runs when the tarball is made instead.
+    for (const script of ['preinstall', 'install', 'postinstall', 'prepare'])
+      expect(manifest.scripts[script], script).toBeUndefined();
+    expect(manifest.scripts.prepack).toBe(manifest.scripts.build);
+  });
+
   describe.each(APPS)('$name', (app) => {
     const state = () => {
       const found = prepared.get(app.name);
       if (!found) throw new Error(`${app.name} was not prepared`);
       return found;
     };
+
+    it('installs without a notice about install scripts (npm 11 allowScripts)', () => {
+      expect(scriptNotices(state().installed)).toEqual([]);
+    });
 
     it('installs one copy of typeorm and ioredis: ours are peers, never nested', () => {
       const { dir } = state();

@@ -1,7 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Coalescer } from '../../src';
 import { Progress } from '../../src/cli/progress';
@@ -17,6 +21,7 @@ import {
   waitFor,
   type TestDb,
 } from '../support';
+import { OwnRedis } from '../support/servers';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'src', 'cli', 'main.js');
@@ -86,6 +91,74 @@ describe('the coalesce command line', () => {
     expect(none.stderr).toContain('Usage: coalesce');
   });
 
+  it("--help's example of an --app module is complete: it type-checks against the package, attaches, and runs", async () => {
+    const help = (await run(['--help'])).stdout.split('\n');
+    const from = help.indexOf('  // app.ts, compiled to app.js');
+    const to = help.indexOf('  }', from);
+    expect(from, 'the example in --help').toBeGreaterThan(0);
+    const example = help
+      .slice(from, to + 1)
+      .map((line) => line.slice(2))
+      .join('\n');
+    expect(example).toContain('await coalescer.attach();');
+    // A scratch app outside the repository: the package and its peers come through node_modules.
+    const dir = mkdtempSync(join(tmpdir(), 'coalesce-help-app-'));
+    try {
+      mkdirSync(join(dir, 'node_modules', '@types'), { recursive: true });
+      symlinkSync(root, join(dir, 'node_modules', 'typeorm-coalesce'));
+      for (const name of ['typeorm', 'reflect-metadata', 'pg', 'ioredis', '@types/node']) {
+        symlinkSync(join(root, 'node_modules', name), join(dir, 'node_modules', name));
+      }
+      const files: Record<string, string> = {
+        // The test's own namespace, so that nothing of another test is touched.
+        'app.ts': example.replace('{ dataSource, redis:', '{ dataSource, namespace: process.env.TEST_NAMESPACE, redis:'),
+        'entities.ts': `export { Order, OrderLine } from ${JSON.stringify(join(root, 'dist', 'examples', 'shop', 'entities'))};`,
+        'data-source.ts': [
+          "import 'reflect-metadata';",
+          "import { DataSource } from 'typeorm';",
+          "import { Order, OrderLine } from './entities';",
+          "const schema = process.env.TEST_SCHEMA ?? 'public';",
+          'export const dataSource = new DataSource({',
+          "  type: 'postgres', url: process.env.DATABASE_URL, schema, entities: [Order, OrderLine],",
+          '  extra: { options: `-c search_path=${schema}` },',
+          '});',
+        ].join('\n'),
+      };
+      expect(files['app.ts']).toContain('namespace: process.env.TEST_NAMESPACE');
+      for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+      const options: ts.CompilerOptions = {
+        target: ts.ScriptTarget.ES2021,
+        module: ts.ModuleKind.CommonJS,
+        moduleResolution: ts.ModuleResolutionKind.Node10,
+        strict: true,
+        esModuleInterop: true,
+        experimentalDecorators: true,
+        skipLibCheck: true,
+        types: ['node'],
+        noEmit: true,
+      };
+      const program = ts.createProgram(
+        Object.keys(files).map((name) => join(dir, name)),
+        options,
+      );
+      const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+      expect(diagnostics).toEqual([]);
+      for (const [name, text] of Object.entries(files)) {
+        const js = ts.transpileModule(text, { compilerOptions: { ...options, noEmit: false } }).outputText;
+        writeFileSync(join(dir, name.replace(/\.ts$/, '.js')), js);
+      }
+      const ids = await seedOrders(db.dataSource, 2, 3);
+      const helpApp = (...args: string[]): Promise<Run> => run(['--app', join(dir, 'app.js'), ...args]);
+      expect((await helpApp('mark', 'Order', ...ids.map(String))).code).toBe(0);
+      const drained = await helpApp('drain', '--once', '--json');
+      expect(drained.code, drained.stderr).toBe(0);
+      expect(JSON.parse(drained.stdout)).toMatchObject({ recomputed: 2, failed: 0 });
+      expect(await countMismatches(db.dataSource.manager)).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('mark, status --json, drain --once: the orders end up fresh', async () => {
     const ids = await seedOrders(db.dataSource, 5, 3);
     const marked = await run(withApp('mark', 'Order', ...ids.map(String)));
@@ -112,6 +185,34 @@ describe('the coalesce command line', () => {
     expect(drained.code).toBe(0);
     expect(JSON.parse(drained.stdout)).toMatchObject({ recomputed: 5, failed: 0 });
     expect(await countMismatches(db.dataSource.manager)).toBe(0);
+  });
+
+  it('says that Redis has no persistence once a day, not on every command; a runner says it once', async () => {
+    // A Redis of the test's own, without persistence, and a namespace nobody warned about yet.
+    const redis = new OwnRedis({ persist: false });
+    await redis.start();
+    try {
+      const extra = { REDIS_URL: redis.url, TEST_LOG_LEVEL: 'warn', TEST_NAMESPACE: `warned-${coalescer.namespace}` };
+      const said = (r: Run): string[] => r.stderr.split('\n').filter((line) => line.includes('Redis has no persistence'));
+      const first = await run(withApp('status'), extra);
+      expect(first.code, first.stderr).toBe(0);
+      expect(said(first)).toHaveLength(1);
+      for (const args of [['status'], ['mark', 'Order', '1'], ['dead', 'list']]) {
+        const next = await run(withApp(...args), extra);
+        expect(next.code, next.stderr).toBe(0);
+        expect(said(next), args.join(' ')).toEqual([]);
+      }
+      // The long-running process says it, once, though a command said it today.
+      const proc = start(withApp('run', '--schedule', '* * * * * *'), extra);
+      await waitFor(() => said(proc.output()).length > 0, 'the runner to warn');
+      await waitFor(() => proc.output().stderr.includes('coalesce: running namespace'), 'the runner to start');
+      proc.child.kill('SIGTERM');
+      const r = await proc.done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(said(r)).toHaveLength(1);
+    } finally {
+      await redis.destroy();
+    }
   });
 
   it('rebuild marks every row of a parent type in batches', async () => {
@@ -147,6 +248,15 @@ describe('the coalesce command line', () => {
   });
 
   it('errors are one line with an exit code: bad module, unknown parent, unreachable services, bad arguments', async () => {
+    const noApp = await run(['status'], { COALESCE_APP: undefined });
+    expect(noApp.code).toBe(2);
+    expect(noApp.stderr).toBe(
+      "coalesce: required option '--app <module>' not specified: give --app <module.js>, your compiled module exporting the Coalescer, or set COALESCE_APP (see --help)\n",
+    );
+    // COALESCE_APP gives the module, as --app would.
+    const fromEnv = await run(['status', '--json'], { COALESCE_APP: app });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    expect(JSON.parse(fromEnv.stdout)).toMatchObject({ namespace: coalescer.namespace });
     const missing = await run(['--app', 'no/such/module.js', 'status']);
     expect(missing.code).toBe(2);
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
@@ -158,8 +268,9 @@ describe('the coalesce command line', () => {
     expect(unknown.stderr).toContain('Invoice is not a registered parent (known: Order)');
     const redisDown = await run(withApp('status'), { REDIS_URL: 'redis://127.0.0.1:1' });
     expect(redisDown.code).toBe(3);
-    expect(redisDown.stderr).toContain('cannot reach Redis');
-    expect(redisDown.stderr).not.toMatch(/\n\s+at /);
+    expect(redisDown.stderr).toBe(
+      'coalesce: ping(): cannot reach Redis at 127.0.0.1:1: connection refused (is redis-server running? check the redis option or REDIS_URL)\n',
+    );
     const pgDown = await run(withApp('status'), { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/postgres' });
     expect(pgDown.code).toBe(3);
     expect(pgDown.stderr).toContain('ECONNREFUSED');
@@ -175,6 +286,25 @@ describe('the coalesce command line', () => {
     expect(badArg.stderr).toContain('--concurrency must be a whole number');
     const verbose = await run(['--verbose', ...withApp('mark', 'Invoice', '1')]);
     expect(verbose.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('a Redis that refuses us (a password is needed) exits 3 with one line naming it and what to check', async () => {
+    const redis = new OwnRedis({ persist: false });
+    await redis.start();
+    try {
+      const raw = new Redis(redis.url);
+      await raw.config('SET', 'requirepass', 'sekret');
+      raw.disconnect();
+      const refused = await run(withApp('status'), { REDIS_URL: redis.url });
+      expect(refused.code).toBe(3);
+      expect(refused.stderr).toBe(
+        `coalesce: ping(): Redis at 127.0.0.1:${redis.port} refuses us: NOAUTH Authentication required. (check the password: redis://[user]:password@host:port, or the redis option)\n`,
+      );
+      const allowed = await run(withApp('status'), { REDIS_URL: `redis://:sekret@127.0.0.1:${redis.port}` });
+      expect(allowed.code, allowed.stderr).toBe(0);
+    } finally {
+      await redis.destroy();
+    }
   });
 
   it('more usage errors, each one line with exit code 2', async () => {

@@ -272,6 +272,56 @@ describe('faults: Redis down, workers killed, PostgreSQL errors', () => {
     expect(lines.some((l) => l.includes('no persistence'))).toBe(!persistent);
     c.detach();
   });
+
+  it("says Redis' risky settings once a day per namespace, and once in each process that runs a runner", async () => {
+    const redis = new OwnRedis({ persist: false });
+    await redis.start();
+    closing.push(() => redis.destroy());
+    const namespace = `warn-${suffix()}`;
+    const said: string[][] = [];
+    const make = (): Coalescer => {
+      const lines: string[] = [];
+      said.push(lines);
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          if (chunk.toString().includes('Redis has no persistence')) lines.push(chunk.toString());
+          done();
+        },
+      });
+      const c = new Coalescer({ dataSource: db.dataSource, redis: redis.url, namespace, logger: pino({ level: 'warn' }, sink) });
+      closing.push(() => c.close());
+      c.parent<number>(Order, { recompute: (id, { manager }) => recomputeOrders(manager, [id]) });
+      return c;
+    };
+    // Three processes attach in a row (three CLI commands, say): the first one says it.
+    for (let i = 0; i < 3; i += 1) {
+      const c = make();
+      await c.attach();
+      c.detach();
+    }
+    expect(said.map((lines) => lines.length)).toEqual([1, 0, 0]);
+    const worker = make();
+    await worker.attach();
+    const runner = worker.runner();
+    await waitFor(() => (said[3]?.length ?? 0) > 0, "the runner's process to say it");
+    worker.runner();
+    await worker.attach();
+    await worker.drain();
+    expect(said.map((lines) => lines.length)).toEqual([1, 0, 0, 1]);
+    await runner.stop();
+    worker.detach();
+    // A day later (the key expired), an attach says it again.
+    const raw = new Redis(redis.url);
+    const ttl = await raw.ttl(worker.keys.settingsWarned);
+    expect(ttl).toBeGreaterThan(86_400 - 600);
+    expect(ttl).toBeLessThanOrEqual(86_400);
+    await raw.del(worker.keys.settingsWarned);
+    raw.disconnect();
+    const later = make();
+    await later.attach();
+    later.detach();
+    expect(said[4]).toHaveLength(1);
+  });
 });
 
 function sleep(ms: number): Promise<void> {

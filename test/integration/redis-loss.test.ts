@@ -1,4 +1,8 @@
+import { createServer, type AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { In } from 'typeorm';
 import { Coalescer, ConnectionError, FreshTimeoutError, LeaseLostError, type Housework } from '../../src';
 import {
@@ -91,6 +95,91 @@ describe('Redis failing, and Redis losing its data', () => {
     expect(await c.mark(Order, id as number)).toBe(1);
     await c.flushed();
     expect(await c.outbox.size()).toBe(1);
+  });
+
+  it('Redis on a closed port: every call that needs Redis names host:port and the refusal, never "max retries per request"', async () => {
+    // A port that was just free: nothing listens on it.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port: taken } = server.address() as AddressInfo;
+        server.close(() => resolve(taken));
+      });
+    });
+    const warnings: { err?: string; msg: string }[] = [];
+    const logger = pino(
+      { level: 'warn' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          warnings.push(JSON.parse(chunk.toString()) as { err?: string; msg: string });
+          done();
+        },
+      }),
+    );
+    const c = shopCoalescer(db.dataSource, { redis: `redis://127.0.0.1:${port}`, markTimeoutMs: 200, logger });
+    closing.push(() => c.close());
+    const [id] = (await seedOrders(db.dataSource, 1, 1)) as [number];
+    // ioredis waits longer before each reconnection: a few calls are enough.
+    for (const [what, call] of [
+      ['stats()', () => c.stats()],
+      ['drain', () => c.drain()],
+      ['ping()', () => c.ping()],
+      ['fresh()', () => c.fresh(Order, id, { timeoutMs: 5_000 })],
+      ['dead.list()', () => c.dead.list()],
+    ] as const) {
+      const error = await (call as () => Promise<unknown>)().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error, what).toBeInstanceOf(ConnectionError);
+      const message = (error as Error).message;
+      expect(message, what).toContain(
+        `${what}: cannot reach Redis at 127.0.0.1:${port}: connection refused (is redis-server running?`,
+      );
+      expect(message, what).not.toMatch(/max retries/i);
+      expect(message.split('\n'), what).toHaveLength(1);
+    }
+    // A mark goes to the outbox, and the warning says why Redis did not take it.
+    expect(await c.mark(Order, id)).toBe(1);
+    await c.flushed();
+    const outage = warnings.find((w) => w.msg.startsWith('Redis does not take marks'));
+    // Down between two attempts, or trying again now.
+    expect(outage?.err).toMatch(
+      new RegExp(
+        `^Error: Redis at 127\\.0\\.0\\.1:${port} (is down \\(reconnecting|did not answer within 200 ms \\(markTimeoutMs): connection refused\\)$`,
+      ),
+    );
+  });
+
+  it('a Redis that wants a password (none given, a wrong one): calls name host:port and the refusal, and what to check', async () => {
+    const redis = await ownRedis(false);
+    const admin = new Redis(redis.url);
+    await admin.config('SET', 'requirepass', 'sekret');
+    admin.disconnect();
+    const where = `127.0.0.1:${redis.port}`;
+    for (const [url, reply] of [
+      [redis.url, 'NOAUTH'],
+      [`redis://:wrong@${where}`, 'WRONGPASS'],
+    ] as const) {
+      const c = shopCoalescer(db.dataSource, { redis: url, markTimeoutMs: 200 });
+      closing.push(() => c.close());
+      for (const [what, call] of [
+        ['stats()', () => c.stats()],
+        ['ping()', () => c.ping()],
+        ['drain', () => c.drain()],
+      ] as const) {
+        const error = await (call as () => Promise<unknown>)().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error, `${reply} ${what}`).toBeInstanceOf(ConnectionError);
+        expect((error as Error).message).toMatch(
+          new RegExp(`^${what.replace(/[()]/g, '\\$&')}: Redis at ${where} refuses us: ${reply} .* \\(check the password: `),
+        );
+      }
+    }
+    const right = shopCoalescer(db.dataSource, { redis: `redis://:sekret@${where}` });
+    closing.push(() => right.close());
+    await right.ping();
   });
 
   /** One order, fresh; then a line of it saved while Redis is down (its mark kept in the outbox); Redis back. */

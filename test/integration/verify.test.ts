@@ -112,9 +112,11 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     expect(found).toMatchObject({ checked: 30, drifted: 3, skipped: 0, repaired: 0 });
     expect(found.examples).toEqual(
       expect.arrayContaining([
-        { id: a, field: 'total', stored: '999.99', expected: expect.anything() },
-        { id: b, field: 'lineCount', stored: 42, expected: expect.anything() },
-        { id: d, field: 'lineCount', stored: 0, expected: expect.anything() },
+        { id: a, field: 'total', stored: '999.99', expected: expect.any(String) },
+        // Both as the column holds them: numbers, never a number beside text.
+        { id: b, field: 'lineCount', stored: 42, expected: 3 },
+        { id: d, field: 'lineCount', stored: 0, expected: 3 },
+        { id: d, field: 'total', stored: '0.00', expected: expect.stringMatching(/^\d+\.\d+$/) },
       ]),
     );
     expect(found.examples).toHaveLength(4);
@@ -326,11 +328,13 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
     expect(ok.stdout).toContain('checked 12 Order parents');
     expect(ok.stdout).toContain('drifted 0, skipped 0');
 
-    await corrupt(own.dataSource, [ids[4]!], { total: '123.45' });
+    await corrupt(own.dataSource, [ids[4]!], { total: '123.45', lineCount: 999 });
     const bad = await run('verify', 'Order', '--batch', '5');
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain('drifted 1, skipped 0');
-    expect(bad.stdout).toMatch(new RegExp(`Order:${ids[4]}  total  stored "123.45"  expected`));
+    // Both values the same way: decimals as exact text, counts as numbers.
+    expect(bad.stdout).toMatch(new RegExp(`Order:${ids[4]}  total  stored "123\\.45"  expected "\\d+\\.\\d+"\n`));
+    expect(bad.stdout).toContain(`Order:${ids[4]}  lineCount  stored 999  expected 2\n`);
     expect(bad.stdout).toContain('run again with --repair');
 
     const json = await run('verify', 'Order', '--json', '--sample', '3');
@@ -338,7 +342,14 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
 
     const fixed = await run('verify', 'Order', '--repair', '--json');
     expect(fixed.code).toBe(0);
-    expect(JSON.parse(fixed.stdout)).toMatchObject({ drifted: 1, repaired: 1, examples: [{ id: ids[4], field: 'total' }] });
+    expect(JSON.parse(fixed.stdout)).toMatchObject({
+      drifted: 1,
+      repaired: 1,
+      examples: [
+        { id: ids[4], field: 'total', stored: '123.45' },
+        { id: ids[4], field: 'lineCount', stored: 999, expected: 2 },
+      ],
+    });
     expect(await c.hottest(5)).toEqual([{ member: `Order:${ids[4]}`, heat: 1 }]);
     await c.drain();
     expect((await run('verify', 'Order')).code).toBe(0);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ValueType } from '../../src/aggregates/types';
 import { sameValue } from '../../src/verify/compare';
+import { asColumnValues, showValue } from '../../src/verify/show';
 
 // A parent column's type as registration resolves it from the metadata (src/aggregates/types.ts,
 // tested on both drivers in aggregate-types.test.ts).
@@ -105,5 +106,43 @@ describe('verify: stored and expected values compare as the database stores them
     expect(sameValue('ab', 'ab ', char)).toBe(true);
     expect(sameValue('ab    ', 'ab', varchar)).toBe(false);
     expect(sameValue(' ab', 'ab', char)).toBe(false);
+  });
+});
+
+describe("verify: a drift example gives both values as the column's type holds them", () => {
+  const day: ValueType = { family: 'date', sql: 'date' };
+  const bool: ValueType = { family: 'boolean', sql: 'boolean' };
+  const text: ValueType = { family: 'string', sql: 'varchar(20)', length: 20, padded: false };
+  it('integers as numbers, or both as exact text when one is not a whole safe integer', () => {
+    // An int column read as a number, a count() read as text.
+    expect(asColumnValues(999, '54', col('int'))).toEqual([999, 54]);
+    expect(asColumnValues('7', 4n, col('int'))).toEqual([7, 4]);
+    expect(asColumnValues(3, null, col('int'))).toEqual([3, null]);
+    // An average stored in an integer column, a bigint past 2^53.
+    expect(asColumnValues(2, '2.5000000000000000', col('int'))).toEqual(['2', '2.5000000000000000']);
+    expect(asColumnValues('9007199254740993', 1, col('int'))).toEqual(['9007199254740993', '1']);
+  });
+  it('decimals as exact text, floats as numbers', () => {
+    expect(asColumnValues('12.50', 13, col('numeric', 2))).toEqual(['12.50', '13']);
+    expect(asColumnValues(' 12.50', '12.555', col('numeric', 2))).toEqual(['12.50', '12.555']);
+    expect(asColumnValues(1e21, '1', col('numeric', 0))).toEqual(['1000000000000000000000', '1']);
+    expect(asColumnValues('1.5', 2.25, col('double precision'))).toEqual([1.5, 2.25]);
+  });
+  it('date-times as Dates, dates as days, booleans, text', () => {
+    const at = new Date('2024-06-01T10:00:00.123Z');
+    expect(asColumnValues(at, '2024-06-01T10:00:00.000Z', datetime(3))).toEqual([at, new Date('2024-06-01T10:00:00.000Z')]);
+    expect(asColumnValues(new Date(2024, 5, 1), '2024-06-02', day)).toEqual(['2024-06-01', '2024-06-02']);
+    expect(asColumnValues(1, false, bool)).toEqual([true, false]);
+    expect(asColumnValues('abc', 12, text)).toEqual(['abc', '12']);
+    expect(asColumnValues('12:00:00', '12:00:01.5', time(1))).toEqual(['12:00:00', '12:00:01.5']);
+  });
+  it('in one line: numbers bare, text quoted, dates ISO', () => {
+    expect([999, '12.50', new Date('2024-06-01T10:00:00.123Z'), null, true].map(showValue)).toEqual([
+      '999',
+      '"12.50"',
+      '2024-06-01T10:00:00.123Z',
+      'null',
+      'true',
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { Coalescer } from '../../coalescer';
+import { showValue } from '../../verify/show';
 import { Progress } from '../progress';
 
 /** What the verify command needs from the program that hosts it. */
@@ -14,13 +15,6 @@ export interface VerifyCommandDeps {
   ms(value: number | null): string;
   /** The exit code of drift found and not repaired. */
   failedCode: number;
-}
-
-/** A stored or expected value in one line. */
-function show(value: unknown): string {
-  if (value instanceof Date) return value.toISOString();
-  if (typeof value === 'string') return JSON.stringify(value);
-  return String(value);
 }
 
 /** `coalesce verify <Parent> [--sample n] [--batch n] [--repair] [--json]`. */
@@ -53,7 +47,7 @@ export function addVerifyCommand(program: Command, deps: VerifyCommandDeps): voi
           print(`checked ${r.checked} ${name} parent${r.checked === 1 ? '' : 's'} in ${ms(r.durationMs)}`);
           print(`drifted ${r.drifted}, skipped ${r.skipped} (a recompute was pending or running)`);
           for (const e of r.examples) {
-            print(`  ${name}:${e.id}  ${e.field}  stored ${show(e.stored)}  expected ${show(e.expected)}`);
+            print(`  ${name}:${e.id}  ${e.field}  stored ${showValue(e.stored)}  expected ${showValue(e.expected)}`);
           }
           if (r.drifted > r.examples.length) print(`  ... (the first ${r.examples.length} shown)`);
           if (r.repaired > 0) print(`marked ${r.repaired} for a recompute; the runner (or coalesce drain) recomputes them`);
