@@ -243,10 +243,9 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
 
   /** A runner that drains this coalescer on a node-cron schedule; call `start()` on it. */
   runner(options: RunnerOptions = {}): Runner {
-    const runner = new Runner(this, options);
     // The process that runs a runner is the one whose log is read: it says Redis' risky settings once.
     void this.parts.admin.checkRedisSettings('process');
-    return runner;
+    return new Runner(this, options);
   }
 
   /** Stops the recomputes this process runs now; gives back to pending the parents of those that stop within `waitMs`. */
@@ -257,11 +256,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   /** Gives back expired leases and promotes due retries without draining. */
   async requeue(): Promise<{ reaped: number; promoted: number }> {
     const { clock, drainer } = this.parts;
-    const r = await onRedis(
-      'requeue()',
-      this.parts.clients,
-      clock.sync().then(() => drainer.requeue()),
-    );
+    const r = await onRedis('requeue()', this.parts.clients, clock.sync().then(drainer.requeue.bind(drainer)));
     return { reaped: r.reaped + r.deadLettered, promoted: r.promoted };
   }
 
