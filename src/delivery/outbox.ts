@@ -8,7 +8,10 @@ import { chunks } from '../util/chunks';
 import { errorMessage } from '../errors';
 import { isMissingColumn, isMissingTable, sqlFor, type Sql } from '../db/dialect';
 
-/** The PostgreSQL channel trigger capture notifies (with the namespace) when it wrote outbox rows. */
+/**
+ * The PostgreSQL channel the triggers of earlier versions notify (with the namespace) when they
+ * wrote outbox rows; the relay still listens on it. Triggers made now do not notify.
+ */
 export const OUTBOX_CHANNEL = 'coalesce_outbox';
 
 /** Rows written per INSERT: 6 parameters each, far under every driver's limit (65,535). */
@@ -175,6 +178,19 @@ export class Outbox {
       // A Redis with no epoch yet: the rows stay unsent until the next drain installs one.
       if (moved < RELAY_BATCH || landed === '') return relayed;
     }
+  }
+
+  /**
+   * The id of the oldest row never sent to Redis, or undefined when every row was: one probe of
+   * the (namespace, sent_epoch, id) index, cheap enough to poll.
+   */
+  async oldestUnsent(): Promise<string | undefined> {
+    const q = this.sql;
+    const [row] = (await this.dataSource.query(
+      `SELECT id FROM ${this.table} WHERE namespace = ${q.param(1)} AND sent_epoch IS NULL ORDER BY id LIMIT 1`,
+      [this.namespace],
+    )) as Pick<Row, 'id'>[];
+    return row === undefined ? undefined : String(row.id);
   }
 
   private async setEpoch(manager: EntityManager, rows: readonly Row[], epoch: string, generation: number): Promise<void> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { quoteIdent, triggerNames, triggerStatements } from '../../src/triggers/trigger-sql';
+import { mysqlTriggerStatements, quoteMysqlIdent, quoteMysqlLiteral } from '../../src/triggers/mysql-sql';
 
 const bytes = (s: string): number => Buffer.byteLength(s);
 
@@ -36,6 +37,7 @@ describe('trigger names and statements', () => {
           schema: 's',
           table: 'li"ne',
           primary: ['id'],
+          columns: ['id', 'order_id'],
           marks: [{ type: "O'Order", idKind: 'string', base: 0, column: 'order_id' }],
         },
       ],
@@ -49,5 +51,93 @@ describe('trigger names and statements', () => {
       'DROP TRIGGER IF EXISTS "coalesce_li""ne_del" ON "s"."li""ne"',
       'DROP FUNCTION IF EXISTS "s"."coalesce_li""ne_mark"()',
     ]);
+  });
+});
+
+describe('the PostgreSQL trigger function', () => {
+  it('writes the outbox and notifies nobody: a NOTIFY would make writing transactions commit one at a time', () => {
+    const { up } = triggerStatements({
+      namespace: 'shop',
+      outbox: '"coalesce_outbox"',
+      tables: [
+        {
+          entity: 'Line',
+          schema: undefined,
+          table: 'line',
+          primary: ['id'],
+          columns: ['id', 'order_id'],
+          marks: [{ type: 'Order', idKind: 'int', base: 0, column: 'order_id' }],
+        },
+      ],
+    });
+    expect(up[0]).toContain('INSERT INTO "coalesce_outbox" (namespace, member, increment, base)');
+    expect(up.join('\n')).not.toMatch(/notify/i);
+  });
+});
+
+describe('MySQL / MariaDB trigger statements', () => {
+  const table = {
+    entity: 'Line',
+    schema: undefined,
+    table: 'li`ne',
+    primary: ['id'],
+    columns: ['id', 'order_id', 'sku'],
+    marks: [
+      { type: 'Order', idKind: 'int' as const, base: 0, column: 'order_id' },
+      { type: "K'ey\\", idKind: 'string' as const, base: 2e12, column: 'key' },
+      { type: 'U', idKind: 'uuid' as const, base: 0, column: 'u' },
+    ],
+  };
+  const spec = { namespace: 'shop', outbox: '`coalesce_outbox`', tables: [table] };
+
+  it('makes three row triggers, replaced in one statement on MariaDB, dropped then made on MySQL', () => {
+    const maria = mysqlTriggerStatements(spec, 'mariadb');
+    expect(maria.up.map((s) => s.split('\n')[0])).toEqual([
+      'CREATE OR REPLACE TRIGGER `coalesce_li``ne_ins` AFTER INSERT ON `li``ne` FOR EACH ROW',
+      'CREATE OR REPLACE TRIGGER `coalesce_li``ne_upd` AFTER UPDATE ON `li``ne` FOR EACH ROW',
+      'CREATE OR REPLACE TRIGGER `coalesce_li``ne_del` AFTER DELETE ON `li``ne` FOR EACH ROW',
+    ]);
+    const mysql = mysqlTriggerStatements(spec, 'mysql');
+    expect(mysql.up.map((s) => s.split('\n')[0])).toEqual([
+      'DROP TRIGGER IF EXISTS `coalesce_li``ne_ins`',
+      'CREATE TRIGGER `coalesce_li``ne_ins` AFTER INSERT ON `li``ne` FOR EACH ROW',
+      'DROP TRIGGER IF EXISTS `coalesce_li``ne_upd`',
+      'CREATE TRIGGER `coalesce_li``ne_upd` AFTER UPDATE ON `li``ne` FOR EACH ROW',
+      'DROP TRIGGER IF EXISTS `coalesce_li``ne_del`',
+      'CREATE TRIGGER `coalesce_li``ne_del` AFTER DELETE ON `li``ne` FOR EACH ROW',
+    ]);
+    for (const s of [maria, mysql]) {
+      expect(s.down).toEqual([
+        'DROP TRIGGER IF EXISTS `coalesce_li``ne_ins`',
+        'DROP TRIGGER IF EXISTS `coalesce_li``ne_upd`',
+        'DROP TRIGGER IF EXISTS `coalesce_li``ne_del`',
+      ]);
+    }
+  });
+
+  it('spells members as the library does, from the old and new row of an update, and skips unchanged rows', () => {
+    const [insert, update, remove] = mysqlTriggerStatements(spec, 'mariadb').up as [string, string, string];
+    expect(insert).toContain("CONCAT(_utf8mb4'Order:', NEW.`order_id`) AS member, 0 AS base");
+    // A backslash is written in hex, whatever the session's sql_mode makes of one.
+    const key = `_utf8mb4 X'${Buffer.from("K'ey\\:").toString('hex')}'`;
+    expect(insert).toContain(`UNION SELECT CONCAT(${key}, NULLIF(CONVERT(NEW.\`key\` USING utf8mb4), '')), 2000000000000`);
+    expect(insert).toContain("UNION SELECT CONCAT(_utf8mb4'U:', LOWER(CONVERT(NEW.`u` USING utf8mb4))), 0");
+    expect(insert).not.toContain('OLD.');
+    expect(remove).not.toContain('NEW.');
+    expect(update).toContain("CONCAT(_utf8mb4'Order:', OLD.`order_id`)");
+    expect(update).toContain("UNION SELECT CONCAT(_utf8mb4'Order:', NEW.`order_id`), 0");
+    expect(update).toContain(
+      'AND NOT (CAST(OLD.`id` AS BINARY) <=> CAST(NEW.`id` AS BINARY)\n' +
+        '            AND CAST(OLD.`order_id` AS BINARY) <=> CAST(NEW.`order_id` AS BINARY)\n' +
+        '            AND CAST(OLD.`sku` AS BINARY) <=> CAST(NEW.`sku` AS BINARY))',
+    );
+    expect(quoteMysqlLiteral("it's")).toBe("_utf8mb4'it''s'");
+    expect(quoteMysqlIdent('a`b')).toBe('`a``b`');
+  });
+
+  it('qualifies the triggers by the table database', () => {
+    const { up, down } = mysqlTriggerStatements({ ...spec, tables: [{ ...table, schema: 'other', table: 'line' }] }, 'mysql');
+    expect(up[1]).toMatch(/^CREATE TRIGGER `other`.`coalesce_line_ins` AFTER INSERT ON `other`.`line` FOR EACH ROW/);
+    expect(down[0]).toBe('DROP TRIGGER IF EXISTS `other`.`coalesce_line_ins`');
   });
 });
