@@ -40,23 +40,34 @@ function memberSql(mark: TriggerMark, row: 'OLD' | 'NEW'): string {
 /**
  * The body of one row trigger: one outbox row per distinct parent of the row's old and/or new
  * values. An UPDATE that left every mapped column as it was (byte for byte) writes nothing.
+ * Each row is a single-row INSERT ... VALUES: an INSERT ... SELECT is a bulk insert to InnoDB,
+ * which (innodb_autoinc_lock_mode 1, MariaDB's default) holds the outbox's table-level AUTO-INC
+ * lock until the writing statement ends, so a long statement would hold up every other writer.
  */
 function bodySql(spec: TriggerSpec, t: TriggerTable, rows: readonly ('OLD' | 'NEW')[]): string {
-  // UNION, not UNION ALL: a row whose update kept its parent marks that parent once.
-  const values = rows
-    .flatMap((row) => t.marks.map((m) => [memberSql(m, row), String(m.base)] as const))
-    .map(([member, base], i) => (i === 0 ? `SELECT ${member} AS member, ${base} AS base` : `UNION SELECT ${member}, ${base}`))
-    .join('\n         ');
-  const changed =
-    rows.length === 2
-      ? `\n   AND NOT (${t.columns
-          .map((c) => `CAST(OLD.${quoteMysqlIdent(c)} AS BINARY) <=> CAST(NEW.${quoteMysqlIdent(c)} AS BINARY)`)
-          .join('\n            AND ')})`
-      : '';
-  return `INSERT INTO ${spec.outbox} (namespace, member, increment, base)
-SELECT ${quoteMysqlLiteral(spec.namespace)}, v.member, 1, v.base
-  FROM (${values}) AS v
- WHERE v.member IS NOT NULL${changed}`;
+  const candidates = rows.flatMap((row) =>
+    t.marks.map((m) => ({ member: memberSql(m, row), base: String(m.base), type: m.type })),
+  );
+  // Local variables named so no column can be mistaken for them.
+  const name = (i: number): string => `coalesce_m${i + 1}`;
+  const lines = candidates.map(
+    (c, i) => `${i === 0 ? 'SET' : '   '} ${name(i)} = ${c.member}${i === candidates.length - 1 ? ';' : ','}`,
+  );
+  candidates.forEach((c, i) => {
+    // A parent the row pointed at and still points at (or points at twice) is marked once.
+    const earlier = candidates.flatMap((e, j) => (j < i && e.type === c.type ? [`NOT (${name(i)} <=> ${name(j)})`] : []));
+    lines.push(
+      `IF ${[`${name(i)} IS NOT NULL`, ...earlier].join(' AND ')} THEN`,
+      `  INSERT INTO ${spec.outbox} (namespace, member, increment, base) VALUES (${quoteMysqlLiteral(spec.namespace)}, ${name(i)}, 1, ${c.base});`,
+      'END IF;',
+    );
+  });
+  const declare = `DECLARE ${candidates.map((_, i) => name(i)).join(', ')} TEXT CHARACTER SET utf8mb4;`;
+  if (rows.length === 1) return ['BEGIN', `  ${declare}`, ...lines.map((l) => `  ${l}`), 'END'].join('\n');
+  const same = t.columns
+    .map((c) => `CAST(OLD.${quoteMysqlIdent(c)} AS BINARY) <=> CAST(NEW.${quoteMysqlIdent(c)} AS BINARY)`)
+    .join('\n      AND ');
+  return ['BEGIN', `  ${declare}`, `  IF NOT (${same}) THEN`, ...lines.map((l) => `    ${l}`), '  END IF;', 'END'].join('\n');
 }
 
 /**
