@@ -116,11 +116,27 @@ export class Outbox {
     if (epoch === '') return;
     const q = this.sql;
     const fence = await this.fenceColumn();
-    await this.dataSource.query(
+    await this.statement(
       `UPDATE ${this.table} SET sent_epoch = ${q.param(1)}${fence ? `, sent_fence = ${q.param(4)}` : ''}
         WHERE batch = ${q.param(2)} AND namespace = ${q.param(3)}`,
       fence ? [epoch, batch, this.namespace, generation] : [epoch, batch, this.namespace],
     );
+  }
+
+  /**
+   * Runs `work` in a transaction of its own; on MySQL/MariaDB at READ COMMITTED. At InnoDB's
+   * default REPEATABLE READ, the locking reads of the relay and the pruning take gap locks
+   * that hold up the rows the triggers insert in the host's writing transactions, until a
+   * deadlock fails one of them.
+   */
+  private transaction<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return this.sql.dialect === 'mysql' ? this.dataSource.transaction('READ COMMITTED', work) : this.dataSource.transaction(work);
+  }
+
+  /** One statement that locks outbox rows, run as {@link transaction} says. */
+  private async statement(sql: string, params: unknown[]): Promise<void> {
+    if (this.sql.dialect === 'mysql') await this.transaction((manager) => manager.query(sql, params));
+    else await this.dataSource.query(sql, params);
   }
 
   /** Whether the table has `sent_fence` (the CoalesceFence migration ran); probed once. */
@@ -152,7 +168,7 @@ export class Outbox {
     const q = this.sql;
     let relayed = 0;
     for (;;) {
-      const { moved, landed } = await this.dataSource.transaction(async (manager) => {
+      const { moved, landed } = await this.transaction(async (manager) => {
         const params: string[] = [this.namespace];
         const param = (value: string): string => {
           params.push(value);
@@ -237,7 +253,7 @@ export class Outbox {
       const doomed = rows.filter((r) => !waiting.has(r.member) || newest.get(r.member) !== r.id).map((r) => r.id);
       for (const ids of chunks(doomed, PRUNE_PAGE)) {
         // Only rows still of this epoch: one a relay sent again meanwhile is kept.
-        await this.dataSource.query(
+        await this.statement(
           `DELETE FROM ${this.table} WHERE sent_epoch = ${q.param(1)} AND id IN (${q.params(ids.length, 2)})`,
           [epoch, ...ids],
         );
