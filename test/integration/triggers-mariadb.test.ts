@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConnection, type Connection } from 'mysql2/promise';
+import { Redis } from 'ioredis';
 import { Column, DataSource, Entity, PrimaryColumn, type MigrationInterface } from 'typeorm';
 import { Coalescer, count, sum } from '../../src';
 import { coalesceMigrations } from '../../migrations';
@@ -21,6 +22,7 @@ import {
   createTestDb,
   type TestDb,
 } from '../helpers';
+import { OwnRedis } from '../servers';
 
 // Trigger capture on MariaDB: the generated migration's row triggers write one outbox row per
 // changed line and parent, whoever writes (TypeORM, raw SQL from a connection that is not
@@ -205,6 +207,36 @@ describe('trigger capture of the shop lines (MariaDB)', () => {
     ]);
   });
 
+  it('sixteen writers at once while the relay runs: every write commits, and every order converges', async () => {
+    await coalescer.drain();
+    const ids = await orders(ds(), 10);
+    const writers = await Promise.all(Array.from({ length: 16 }, () => rawConnection(db.schema)));
+    const failures: string[] = [];
+    try {
+      await Promise.all(
+        writers.map(async (w, k) => {
+          for (let i = 0; i < 60; i += 1) {
+            const order = ids[(k + i) % ids.length] as number;
+            try {
+              // Inserts, and updates by primary key: writers never lock one another's rows or gaps.
+              if (i % 3 === 2) await w.query('UPDATE shop_order_line SET qty = qty + 1 WHERE id = LAST_INSERT_ID()');
+              else await w.query(`INSERT INTO shop_order_line (order_id, sku, qty, unit_price) VALUES (?, 'c', 1, 1)`, [order]);
+            } catch (error) {
+              failures.push((error as Error).message);
+            }
+          }
+        }),
+      );
+    } finally {
+      await Promise.all(writers.map((w) => w.end()));
+    }
+    expect(failures).toEqual([]);
+    await waitFor(async () => (await internals(coalescer).outbox.oldestUnsent()) === undefined, 'the outbox relayed');
+    await coalescer.drain();
+    const verified = await coalescer.verify(Order);
+    expect({ drifted: verified.drifted, skipped: verified.skipped }).toEqual({ drifted: 0, skipped: 0 });
+  });
+
   it('a writer with no right on the outbox is captured: the triggers write as their definer', async () => {
     const user = { name: `cw_${suffix()}`, password: `pw-${suffix()}` };
     await ds().query(`CREATE USER '${user.name}'@'%' IDENTIFIED BY '${user.password}'`);
@@ -235,6 +267,112 @@ describe('trigger capture of the shop lines (MariaDB)', () => {
     expect(await since(from)).toEqual({});
     await runMigration(ds(), coalescer.triggerMigration(), 'up');
     expect(await triggersOn(ds(), db.schema, 'shop_order_line')).toHaveLength(3);
+  });
+});
+
+describe('the relay beside writing transactions (MariaDB)', () => {
+  let db: TestDb;
+  let redis: OwnRedis;
+  let coalescer: Coalescer;
+  const namespace = `test-trig-maria-locks-${suffix()}`;
+  const ds = (): DataSource => db.dataSource;
+
+  beforeAll(async () => {
+    db = await createTestDb('triggers_maria_locks', { dialect: 'mariadb', migrations: coalesceMigrations });
+    // A Redis of its own, which the test pauses.
+    redis = new OwnRedis();
+    await redis.start();
+    // The poll stays out of the way: the test runs the relay itself.
+    coalescer = new Coalescer({
+      dataSource: ds(),
+      redis: redis.url,
+      namespace,
+      logger: testLogger(),
+      relayPoll: { minMs: 60_000, maxMs: 60_000 },
+    });
+    coalescer.parent<number>(Order, {
+      aggregates: { total: sum(OrderLine, 'qty * unitPrice'), lineCount: count(OrderLine) },
+    });
+    coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId', capture: 'triggers' });
+    await runMigration(ds(), coalescer.triggerMigration(), 'up');
+    await coalescer.attach();
+  });
+  afterAll(async () => {
+    await coalescer?.close();
+    await redis?.destroy();
+    await db?.destroy();
+  });
+
+  it('a relay waiting on Redis, its rows locked, holds up no writer: the triggers insert meanwhile', async () => {
+    const [a, b] = await orders(ds(), 2);
+    await coalescer.drain();
+    await ds().query(`INSERT INTO shop_order_line (order_id, sku, qty, unit_price) VALUES (?, 'x', 1, 1)`, [a]);
+    const pauser = new Redis(redis.url);
+    const writer = await rawConnection(db.schema);
+    try {
+      // Writes (the relay's marking script among them) wait; CLIENT UNPAUSE does not.
+      await pauser.client('PAUSE', 10_000, 'WRITE');
+      const relay = internals(coalescer).outbox.relay(internals(coalescer).guard.epoch);
+      // The relay's transaction has locked the row and waits for Redis.
+      await waitFor(
+        () =>
+          ds()
+            .query('SELECT id FROM coalesce_outbox FOR UPDATE NOWAIT')
+            .then(
+              () => false,
+              () => true,
+            ),
+        'the relay to lock its row',
+      );
+      await writer.query('SET SESSION innodb_lock_wait_timeout = 2');
+      await writer.query(`INSERT INTO shop_order_line (order_id, sku, qty, unit_price) VALUES (?, 'y', 2, 2)`, [b]);
+      await pauser.client('UNPAUSE');
+      expect(await relay).toBe(1);
+    } finally {
+      await pauser.client('UNPAUSE').catch(() => undefined);
+      pauser.disconnect();
+      await writer.end();
+    }
+    await coalescer.drain();
+    expect((await coalescer.verify(Order)).drifted).toBe(0);
+  });
+  it('a statement on the lines that waits holds up no other writer: the triggers take no table lock of the outbox', async () => {
+    const [a, b, held] = await orders(ds(), 3);
+    const holder = await rawConnection(db.schema);
+    const slow = await rawConnection(db.schema);
+    const other = await rawConnection(db.schema);
+    try {
+      // The slow statement's first line fires its trigger, then its second waits for the order the holder locked.
+      await holder.beginTransaction();
+      await holder.query('SELECT id FROM shop_order WHERE id = ? FOR UPDATE', [held]);
+      const waiting = slow.query(
+        `INSERT INTO shop_order_line (order_id, sku, qty, unit_price) VALUES (?, 'first', 1, 1), (?, 'second', 1, 1)`,
+        [a, held],
+      );
+      await waitFor(async () => {
+        const [row] = (await ds().query(
+          `SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE id = ? AND info LIKE 'INSERT INTO shop_order_line%' AND time_ms > 50`,
+          [slow.threadId],
+        )) as { n: number | string }[];
+        return Number(row?.n) > 0;
+      }, 'the slow statement to wait');
+      // An INSERT ... SELECT in a trigger would hold the outbox's AUTO-INC lock until the slow statement ends.
+      await other.query('SET SESSION innodb_lock_wait_timeout = 2');
+      await other.query(`INSERT INTO shop_order_line (order_id, sku, qty, unit_price) VALUES (?, 'other', 1, 1)`, [b]);
+      await holder.commit();
+      await waiting;
+    } finally {
+      await Promise.all([holder.end(), slow.end(), other.end()]);
+    }
+    const rows = (await ds().query(
+      'SELECT member, count(*) AS n FROM coalesce_outbox WHERE member IN (?, ?, ?) GROUP BY member',
+      [`Order:${a}`, `Order:${b}`, `Order:${held}`],
+    )) as { member: string; n: string | number }[];
+    expect(Object.fromEntries(rows.map((r) => [r.member, Number(r.n)]))).toEqual({
+      [`Order:${a}`]: 1,
+      [`Order:${b}`]: 1,
+      [`Order:${held}`]: 1,
+    });
   });
 });
 
