@@ -205,7 +205,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     // Before the first drain the epoch is unknown: the full housework then sets it, so the
     // relayed rows are recorded as sent and not sent again.
     if (guard.epoch === '') return housekeeper.run();
-    return outbox.relay(guard.epoch);
+    return outbox.relayUnsent(guard.epoch);
   };
   const explained = <T>(what: Promise<T>): Promise<T> =>
     what.catch((error: unknown) => {

@@ -20,6 +20,12 @@ const WRITE_BATCH = 1000;
 const RELAY_BATCH = 500;
 /** Members per lookup of unsent rows. */
 const LOOKUP_CHUNK = 1_000;
+/**
+ * The order of unsent rows: by id, sent_epoch being NULL throughout. Naming it lets PostgreSQL
+ * read them in the (namespace, sent_epoch, id) index's order rather than walk the primary key
+ * past every sent row.
+ */
+const UNSENT_ORDER = 'sent_epoch, id';
 /** Rows read per pruning page, and most pages pruned per call. */
 const PRUNE_PAGE = 1000;
 const PRUNE_PAGES = 20;
@@ -164,7 +170,28 @@ export class Outbox {
    * rows never sent), or only those of `member`, a batch per database transaction. Returns how many marks were relayed; a
    * Redis failure rolls the batch back, keeps the rows and is thrown.
    */
-  async relay(epoch: string, member?: string): Promise<number> {
+  relay(epoch: string, member?: string): Promise<number> {
+    return this.send(
+      epoch,
+      (param) =>
+        (epoch === '' ? 'sent_epoch IS NULL' : `(sent_epoch IS NULL OR sent_epoch <> ${param(epoch)})`) +
+        (member === undefined ? '' : ` AND member = ${param(member)}`),
+      'id',
+    );
+  }
+
+  /**
+   * Sends the rows never sent to Redis (what the triggers wrote since the last relay), as
+   * {@link relay} does, reading them through the (namespace, sent_epoch, id) index: however many
+   * sent rows the outbox keeps, a batch reads only unsent ones. Rows of an epoch Redis lost are
+   * left to {@link relay} (each drain's).
+   */
+  relayUnsent(epoch: string): Promise<number> {
+    return this.send(epoch, () => 'sent_epoch IS NULL', UNSENT_ORDER);
+  }
+
+  /** Sends the rows `where` selects, in `order`, a batch per transaction (see {@link relay}). */
+  private async send(epoch: string, where: (param: (value: string) => string) => string, order: string): Promise<number> {
     const q = this.sql;
     let relayed = 0;
     for (;;) {
@@ -174,12 +201,10 @@ export class Outbox {
           params.push(value);
           return q.param(params.length);
         };
-        const unsent = epoch === '' ? 'sent_epoch IS NULL' : `(sent_epoch IS NULL OR sent_epoch <> ${param(epoch)})`;
-        const one = member === undefined ? '' : ` AND member = ${param(member)}`;
         const rows = (await manager.query(
           `SELECT id, member, increment, base FROM ${this.table}
-            WHERE namespace = ${q.param(1)} AND ${unsent}${one}
-            ORDER BY id LIMIT ${RELAY_BATCH} ${q.skipLocked}`,
+            WHERE namespace = ${q.param(1)} AND ${where(param)}
+            ORDER BY ${order} LIMIT ${RELAY_BATCH} ${q.skipLocked}`,
           params,
         )) as Row[];
         if (rows.length === 0) return { moved: 0, landed: epoch };
@@ -203,7 +228,7 @@ export class Outbox {
   async oldestUnsent(): Promise<string | undefined> {
     const q = this.sql;
     const [row] = (await this.dataSource.query(
-      `SELECT id FROM ${this.table} WHERE namespace = ${q.param(1)} AND sent_epoch IS NULL ORDER BY id LIMIT 1`,
+      `SELECT id FROM ${this.table} WHERE namespace = ${q.param(1)} AND sent_epoch IS NULL ORDER BY ${UNSENT_ORDER} LIMIT 1`,
       [this.namespace],
     )) as Pick<Row, 'id'>[];
     return row === undefined ? undefined : String(row.id);
