@@ -1,9 +1,11 @@
 import type { DataSource } from 'typeorm';
+import { Redis } from 'ioredis';
 import { Coalescer } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { recomputeOrders } from '../examples/shop/recompute';
 import { benchDataSource, progress } from './util';
 import { median, quantile, round } from './figure';
+import { relayFigures, relayLatency, type RelayFigures } from './relay';
 
 export interface CaptureBenchOptions {
   databaseUrl: string;
@@ -14,6 +16,8 @@ export interface CaptureBenchOptions {
   children?: number;
   /** Saves followed by `fresh()` per read-your-writes mode. @defaultValue 30 */
   freshSamples?: number;
+  /** Raw-SQL commits timed to their mark in Redis through the triggers' relay. @defaultValue 60 */
+  relaySamples?: number;
 }
 
 /** Ms from a save's commit to its `fresh()` resolving. */
@@ -40,6 +44,12 @@ export interface CaptureBenchResult {
   subscriber: CaptureFigures;
   triggers: CaptureFigures;
   /**
+   * Trigger capture's relay: ms from a raw-SQL commit (one line of a new order, at random
+   * moments 0-1 s apart, so the poll is found in every state of its backoff) to the order's mark
+   * in Redis, with the default `relayPoll`.
+   */
+  relay: RelayFigures;
+  /**
    * Read your writes, subscriber capture: `fresh()` waiting for a runner ticking every second
    * (its wait includes up to a tick), and `fresh({ now: true })` recomputing in the caller.
    */
@@ -52,8 +62,8 @@ const VARIANTS: readonly Variant[] = ['bare', 'subscriber', 'triggers'];
 /**
  * The save path with each capture mode: one transaction saving `children` lines of a new order
  * (an admin form) with bare TypeORM, with the capture subscriber, and with trigger capture (the
- * triggers write the outbox inside the transaction; the coalescer listens and relays in the
- * background, as in production). Rounds interleave the variants, in a rotating order, so they
+ * triggers write the outbox inside the transaction; the coalescer polls it and relays in the
+ * background, as in production), then the trigger relay's latency. Rounds interleave the variants, in a rotating order, so they
  * share the machine's weather; medians, minima and maxima in ms.
  */
 export async function benchCapture(o: CaptureBenchOptions): Promise<CaptureBenchResult> {
@@ -107,6 +117,7 @@ export async function benchCapture(o: CaptureBenchOptions): Promise<CaptureBench
         times[v].push(await form());
       }
     }
+    const relayTimes = await relayed(ds, o.redisUrl, triggered.namespace, set, o.relaySamples ?? 60);
     const freshTimes = await readYourWrites(ds, subscribed, set, o.freshSamples ?? 30);
     const bare = median(times.bare);
     const figures = (v: Variant): CaptureFigures => ({
@@ -121,6 +132,7 @@ export async function benchCapture(o: CaptureBenchOptions): Promise<CaptureBench
       bare: figures('bare'),
       subscriber: figures('subscriber'),
       triggers: figures('triggers'),
+      relay: relayFigures(relayTimes),
       fresh: { runnerSchedule: RUNNER_SCHEDULE, runner: freshFigures(freshTimes.runner), now: freshFigures(freshTimes.now) },
     };
   } finally {
@@ -141,6 +153,35 @@ const freshFigures = (ms: readonly number[]): FreshFigures => ({
   p99Ms: round(quantile(ms, 0.99), 1),
   maxMs: round(Math.max(...ms), 1),
 });
+
+/** Times `samples` raw-SQL commits, at random moments, to their mark relayed to Redis. */
+async function relayed(
+  ds: DataSource,
+  redisUrl: string,
+  namespace: string,
+  set: (variant: Variant) => Promise<void>,
+  samples: number,
+): Promise<number[]> {
+  await set('triggers');
+  const redis = new Redis(redisUrl);
+  const lines = ds.getMetadata(OrderLine).tablePath;
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < samples; i += 1) {
+      progress(`capture: trigger relay, ${i + 1}/${samples}`);
+      const order = await ds.getRepository(Order).save({ customer: 'relay' });
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 1_000));
+      out.push(
+        await relayLatency(redis, namespace, `Order:${order.id}`, () =>
+          ds.query(`INSERT INTO ${lines} (order_id, sku, qty, unit_price) VALUES ($1, 'r', 1, 1.00)`, [order.id]),
+        ),
+      );
+    }
+  } finally {
+    redis.disconnect();
+  }
+  return out;
+}
 
 /**
  * Saves a line of an order, then times from the commit to `fresh()` of the order resolving:

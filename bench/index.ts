@@ -7,6 +7,7 @@ import { benchPeers } from './peers';
 import { benchContention } from './contention';
 import { benchAggregates } from './aggregates';
 import { benchCapture } from './capture';
+import { benchTriggerLoad } from './trigger-load';
 import { cell } from './figure';
 import { machineInfo } from './machine';
 import { Report } from './report';
@@ -14,6 +15,7 @@ import { progress, table } from './util';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 /** Seed of every generated workload: the same marks on every run and on both sides of a comparison. */
 const SEED = 20_241_122;
 
@@ -21,6 +23,8 @@ const SEED = 20_241_122;
 interface PartContext {
   databaseUrl: string;
   redisUrl: string;
+  /** MySQL/MariaDB, for the parts that compare both databases. */
+  mysqlUrl: string;
   quick: boolean;
   report: Report;
   /** The part's figures go here, under its name, in the JSON line. */
@@ -224,7 +228,13 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
   },
 
   async capture({ quick, report, out, ...urls }) {
-    const c = await benchCapture({ ...urls, rounds: quick ? 30 : 300, freshSamples: quick ? 5 : 30 });
+    const c = await benchCapture({
+      databaseUrl: urls.databaseUrl,
+      redisUrl: urls.redisUrl,
+      rounds: quick ? 30 : 300,
+      freshSamples: quick ? 5 : 30,
+      relaySamples: quick ? 10 : 60,
+    });
     out.capture = c;
     table(`capture: one transaction of ${c.children} children, ${c.rounds} interleaved rounds (ms)`, [
       { path: 'bare TypeORM', medianMs: c.bare.medianMs, minMs: c.bare.minMs, maxMs: c.bare.maxMs, ratio: c.bare.ratio },
@@ -243,11 +253,37 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
         ratio: c.triggers.ratio,
       },
     ]);
+    table(`capture: trigger relay, raw-SQL commit to its mark in Redis, ${c.relay.samples} commits 0-1 s apart (ms)`, [
+      { relay: 'poll (default relayPoll)', ...c.relay },
+    ]);
     table(`capture: fresh() from commit to resolve, ${c.fresh.runner.samples} saves each (ms)`, [
       { mode: `runner (schedule ${c.fresh.runnerSchedule})`, ...c.fresh.runner },
       { mode: 'fresh({ now: true })', ...c.fresh.now },
     ]);
     report.atMost('capture', 'subscriber / bare', c.subscriber.ratio, 1.1);
+  },
+
+  async triggerLoad({ quick, report, out, ...urls }) {
+    const t = await benchTriggerLoad({ ...urls, durationMs: quick ? 1_000 : 5_000, rounds: quick ? 1 : 3 });
+    out.triggerLoad = t;
+    for (const [name, rows] of [
+      ['PostgreSQL', t.postgres],
+      ['MariaDB', t.mariadb],
+    ] as const) {
+      table(
+        `triggerLoad, ${name}: writers inserting lines by raw SQL for ${t.durationMs} ms, inserts/s and relay ms (commit to Redis, under that load); median (min-max) of ${t.rounds} rounds`,
+        rows.map((r) => ({
+          writers: r.writers,
+          variant: r.variant === 'notify' ? 'triggers + NOTIFY (earlier versions)' : r.variant,
+          perSec: cell(r.txPerSec),
+          ratio: cell(r.ratio),
+          relayP50: r.relay?.p50Ms ?? '',
+          relayP99: r.relay?.p99Ms ?? '',
+        })),
+      );
+    }
+    const at32 = (v: string) => t.postgres.find((r) => r.writers === 32 && r.variant === v)?.ratio.median ?? 0;
+    report.atLeast('triggerLoad', 'PostgreSQL, 32 writers: triggers / bare', at32('triggers'), 0.5);
   },
 };
 
@@ -258,14 +294,17 @@ async function main(): Promise<void> {
       'Benchmarks of typeorm-coalesce against local PostgreSQL and Redis: the drain (in-process, 1 and 2 processes, 5 ms recomputes, ' +
         'against a ZPOPMAX 100 loop), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
         'to end, freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
-        'on hot parents: bare, the synchronous update, ours), declarative aggregates against hand-written SQL, the save path with trigger capture, and fresh() latency. Every comparison is measured in the same run; every figure is a median ' +
+        'on hot parents: bare, the synchronous update, ours), declarative aggregates against hand-written SQL, the save path with trigger capture, the trigger relay latency, fresh() latency, and trigger capture under 8 and 32 raw-SQL writers (PostgreSQL with and without the NOTIFY of earlier versions, MariaDB). Every comparison is measured in the same run; every figure is a median ' +
         'of at least 3 interleaved runs, with min and max. Nothing here is a test: no figure is asserted, but a wrong result ' +
         '(mismatched totals, recomputes not equal to the parents touched) exits 1.',
     )
     .option('--quick', 'small sizes (CI runs this so the bench never rots)')
     .option('--json', 'print one JSON object with every figure on the last line')
     .option('--only <parts>', `comma-separated parts to run: ${names.join(',')}`)
-    .addHelpText('after', `\nEnvironment: DATABASE_URL (default ${DATABASE_URL}), REDIS_URL (default ${REDIS_URL}).`)
+    .addHelpText(
+      'after',
+      `\nEnvironment: DATABASE_URL (default ${DATABASE_URL}), REDIS_URL (default ${REDIS_URL}), MYSQL_URL (default ${MYSQL_URL}, triggerLoad only).`,
+    )
     .parse();
   const o = program.opts<{ quick?: boolean; json?: boolean; only?: string }>();
   const quick = Boolean(o.quick);
@@ -274,7 +313,7 @@ async function main(): Promise<void> {
   if (unknown.length > 0) {
     program.error(`bench: unknown part(s) in --only: ${unknown.join(', ')}; the parts are ${names.join(', ')}`, { exitCode: 2 });
   }
-  const urls = { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL };
+  const urls = { databaseUrl: DATABASE_URL, redisUrl: REDIS_URL, mysqlUrl: MYSQL_URL };
   const started = performance.now();
   const report = new Report();
   const out: Record<string, unknown> = { machine: await machineInfo(DATABASE_URL, REDIS_URL, quick) };

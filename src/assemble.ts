@@ -31,8 +31,8 @@ import { EventHub } from './fresh/events';
 import { Freshness } from './fresh/fresh';
 import { TriggerMigrations } from './triggers/migrations';
 import { OutboxListener } from './delivery/listener';
+import { OutboxPoller } from './delivery/poller';
 import type { VerifyDeps } from './verify/verifier';
-import { ConfigError } from './errors';
 
 let workerSeq = 0;
 
@@ -73,8 +73,9 @@ export interface Parts {
   /** What verify() reads and marks through. */
   readonly verifyDeps: VerifyDeps;
   /**
-   * Starts relaying the outbox on the triggers' notifications (PostgreSQL), once; `stop` ends it.
-   * Rejects only with a ConfigError off PostgreSQL.
+   * Starts relaying the outbox shortly after the triggers write to it, once: polls it, and on
+   * PostgreSQL also listens for the notifications of triggers made by earlier versions. `stop`
+   * ends it. Never rejects.
    */
   readonly listener: { start(): Promise<void>; stop(): Promise<void> };
   /**
@@ -200,24 +201,30 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     onRedis: (what, pending) => onRedis(what, redis, pending),
   });
   let listener: OutboxListener | undefined;
+  let poller: OutboxPoller | undefined;
   const relay = async (): Promise<unknown> => {
     // Before the first drain the epoch is unknown: the full housework then sets it, so the
     // relayed rows are recorded as sent and not sent again.
     if (guard.epoch === '') return housekeeper.run();
-    return outbox.relay(guard.epoch).catch((error: unknown) => {
-      if (!outbox.explainMissingTable(error)) throw error;
-    });
+    return outbox.relayUnsent(guard.epoch);
   };
+  const explained = <T>(what: Promise<T>): Promise<T> =>
+    what.catch((error: unknown) => {
+      outbox.explainMissingTable(error);
+      throw error;
+    });
   const startListener = (): Promise<void> => {
-    const ds = o.dataSource;
-    if (ds.options.type !== 'postgres') {
-      return Promise.reject(
-        new ConfigError(
-          `listen(): the outbox notifications come from PostgreSQL triggers; the DataSource is ${String(ds.options.type)}`,
-        ),
-      );
-    }
-    listener ??= new OutboxListener(ds, o.namespace, relay, logger);
+    poller ??= new OutboxPoller({
+      oldest: () => explained(outbox.oldestUnsent()),
+      relay: () => explained(relay()),
+      logger,
+      poll: o.relayPoll,
+    });
+    poller.start();
+    // Triggers made by earlier versions NOTIFY after writing: a notification polls at once.
+    if (o.dataSource.options.type !== 'postgres') return Promise.resolve();
+    const wake = poller;
+    listener ??= new OutboxListener(o.dataSource, o.namespace, async () => wake.wake(), logger);
     return listener.start();
   };
   const admin = new NamespaceAdmin({
@@ -266,7 +273,13 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
       clock: now,
       kept: (members) => outbox.unsent(members),
     },
-    listener: { start: startListener, stop: async () => listener?.close() },
+    listener: {
+      start: startListener,
+      stop: async () => {
+        await listener?.close();
+        await poller?.close();
+      },
+    },
     prepare: async () => {
       await Promise.all([
         policies.publish().catch((error: unknown) => {

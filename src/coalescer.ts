@@ -21,7 +21,7 @@ import type { DeadLetters } from './ops/dead-letters';
 import type { LiveEvent, Subscription } from './fresh/events';
 import type { FreshOptions } from './fresh/fresh';
 import type { ParentState } from './fresh/state';
-import type { TriggerStatements } from './triggers/trigger-sql';
+import type { TriggerStatements } from './triggers/spec';
 import type { MigrationClass, MigrationFormat, TriggerMigrationOptions, TriggerMigrationSource } from './triggers/migrations';
 import { verifyParent, type VerifyOptions, type VerifyResult } from './verify/verifier';
 import { Runner, type RunnerOptions } from './runner/runner';
@@ -107,8 +107,8 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   }
 
   /**
-   * A TypeORM migration class installing trigger capture (PostgreSQL) for `children` (default:
-   * every child registered with capture 'triggers'); `down()` drops the triggers.
+   * A TypeORM migration class installing trigger capture (PostgreSQL, MySQL or MariaDB) for
+   * `children` (default: every child registered with capture 'triggers'); `down()` drops the triggers.
    */
   triggerMigration(children?: Children, options?: TriggerMigrationOptions): MigrationClass {
     return this.parts.triggers.migration(children, options);
@@ -128,9 +128,9 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
   }
 
   /**
-   * Relays the outbox within milliseconds of each commit the triggers marked (a LISTEN
-   * connection, reopened with backoff). `attach()` calls it when a child is captured by
-   * triggers; `close()` ends it. Rejects only with a ConfigError off PostgreSQL.
+   * Relays the outbox shortly after each commit the triggers marked: polls it (option
+   * `relayPoll`), and on PostgreSQL also listens for the notifications of triggers made by
+   * earlier versions. `attach()` calls it when a child is captured by triggers; `close()` ends it.
    */
   listen(): Promise<void> {
     if (this.closed) return Promise.reject(new ConfigError('listen(): this coalescer is closed'));

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ConfigError } from './errors';
 import { isValidNamespace } from './redis/keys';
 import type { RetryOptions } from './drain/backoff';
+import { RELAY_POLL, type RelayPollOptions } from './delivery/poller';
 
 /** Options of a {@link Coalescer}. */
 export interface CoalescerOptions {
@@ -79,6 +80,13 @@ export interface CoalescerOptions {
    */
   outboxTable?: string;
   /**
+   * How often the relay polls the outbox for rows written by trigger capture (children
+   * registered with capture 'triggers'; see {@link RelayPollOptions}): every `minMs` while rows
+   * keep coming, backing off to `maxMs` when none come. A poll is one index probe.
+   * @defaultValue { minMs: 10, maxMs: 200 }
+   */
+  relayPoll?: Partial<RelayPollOptions>;
+  /**
    * Local source of time in ms. The coalescer adds the offset it measures against Redis' clock
    * (at start, then once a minute), so every process reads leases and deadlines alike.
    * @defaultValue Date.now
@@ -101,6 +109,7 @@ export interface ResolvedOptions {
   readonly onRedisLoss: 'rebuild' | 'warn';
   readonly awaitMarks: boolean;
   readonly outboxTable: string;
+  readonly relayPoll: Readonly<RelayPollOptions>;
   readonly clock: () => number;
 }
 
@@ -111,6 +120,7 @@ export const DEFAULTS = Object.freeze({
   recomputeTimeoutMs: 60_000,
   markTimeoutMs: 1_000,
   retry: Object.freeze({ attempts: 5, baseMs: 1_000, maxMs: 60_000 }),
+  relayPoll: RELAY_POLL,
 });
 
 const OPTION_NAMES = [
@@ -127,6 +137,7 @@ const OPTION_NAMES = [
   'delivery',
   'onRedisLoss',
   'outboxTable',
+  'relayPoll',
   'clock',
 ] as const satisfies readonly (keyof CoalescerOptions)[];
 
@@ -146,6 +157,10 @@ const schema = z.object({
     attempts: z.number().int().min(1).max(1000),
     baseMs: ms(0, 86_400_000),
     maxMs: ms(0, 86_400_000),
+  }),
+  relayPoll: z.object({
+    minMs: ms(1, 60_000),
+    maxMs: ms(1, 600_000),
   }),
 });
 
@@ -246,6 +261,12 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     }
     rejectUnknownKeys(options.retry, ['attempts', 'baseMs', 'maxMs'], 'option', 'retry.');
   }
+  if (options.relayPoll !== undefined) {
+    if (options.relayPoll === null || typeof options.relayPoll !== 'object') {
+      throw new ConfigError(`invalid option "relayPoll" = ${JSON.stringify(options.relayPoll)}: expected { minMs, maxMs }`);
+    }
+    rejectUnknownKeys(options.relayPoll, ['minMs', 'maxMs'], 'option', 'relayPoll.');
+  }
   const delivery = options.delivery ?? 'redis';
   const input = {
     namespace: options.namespace ?? DEFAULTS.namespace,
@@ -258,12 +279,18 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     awaitMarks: options.awaitMarks ?? false,
     outboxTable: options.outboxTable ?? 'coalesce_outbox',
     retry: { ...DEFAULTS.retry, ...options.retry },
+    relayPoll: { ...DEFAULTS.relayPoll, ...options.relayPoll },
   };
   const parsed = schema.safeParse(input);
   if (!parsed.success) throw configError(parsed.error, input);
   const v = parsed.data;
   if (v.retry.maxMs < v.retry.baseMs) {
     throw new ConfigError(`invalid option "retry.maxMs" = ${v.retry.maxMs}: must be at least retry.baseMs (${v.retry.baseMs})`);
+  }
+  if (v.relayPoll.maxMs < v.relayPoll.minMs) {
+    throw new ConfigError(
+      `invalid option "relayPoll.maxMs" = ${v.relayPoll.maxMs}: must be at least relayPoll.minMs (${v.relayPoll.minMs})`,
+    );
   }
   if (options.clock !== undefined && typeof options.clock !== 'function') {
     throw new ConfigError(`invalid option "clock": expected a function returning ms, got ${typeof options.clock}`);
@@ -282,6 +309,7 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     onRedisLoss: v.onRedisLoss,
     awaitMarks: v.awaitMarks,
     outboxTable: v.outboxTable,
+    relayPoll: Object.freeze(v.relayPoll),
     clock: options.clock ?? Date.now,
   });
 }

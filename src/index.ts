@@ -17,7 +17,7 @@ export type {
   RecomputeContext,
 } from './registry/model';
 export type { MigrationClass, MigrationFormat, TriggerMigrationOptions, TriggerMigrationSource } from './triggers/migrations';
-export type { TriggerStatements } from './triggers/trigger-sql';
+export type { TriggerStatements } from './triggers/spec';
 export { avg, count, max, min, sum } from './aggregates/spec';
 export type { AggregateKind, AggregateOptions, AggregateSpec, ChildTarget } from './aggregates/spec';
 export { Aggregate, Coalesced } from './registry/decorators';

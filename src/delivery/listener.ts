@@ -28,12 +28,13 @@ interface PostgresCredentials {
 }
 
 /**
- * Relays the outbox as soon as the triggers say it has rows: one dedicated PostgreSQL
- * connection `LISTEN`s on the triggers' channel, and a notification naming this namespace starts
- * a relay (one in flight, at most one queued behind it, however many notifications arrive). A
+ * Relays the outbox as soon as the triggers of earlier versions say it has rows (the triggers
+ * made now do not notify; the poll of the outbox finds their rows): one dedicated PostgreSQL
+ * connection `LISTEN`s on their channel, and a notification naming this namespace starts a
+ * relay (one in flight, at most one queued behind it, however many notifications arrive). A
  * connection that drops is opened again with backoff, and the outbox is relayed once it is
  * back, for the rows written meanwhile. Never throws nor rejects: failures are logged, and the
- * relay before each drain is the fallback.
+ * poll and the relay before each drain are the fallback.
  */
 export class OutboxListener {
   private client: Client | undefined;

@@ -8,7 +8,10 @@ import { chunks } from '../util/chunks';
 import { errorMessage } from '../errors';
 import { isMissingColumn, isMissingTable, sqlFor, type Sql } from '../db/dialect';
 
-/** The PostgreSQL channel trigger capture notifies (with the namespace) when it wrote outbox rows. */
+/**
+ * The PostgreSQL channel the triggers of earlier versions notify (with the namespace) when they
+ * wrote outbox rows; the relay still listens on it. Triggers made now do not notify.
+ */
 export const OUTBOX_CHANNEL = 'coalesce_outbox';
 
 /** Rows written per INSERT: 6 parameters each, far under every driver's limit (65,535). */
@@ -17,6 +20,12 @@ const WRITE_BATCH = 1000;
 const RELAY_BATCH = 500;
 /** Members per lookup of unsent rows. */
 const LOOKUP_CHUNK = 1_000;
+/**
+ * The order of unsent rows: by id, sent_epoch being NULL throughout. Naming it lets PostgreSQL
+ * read them in the (namespace, sent_epoch, id) index's order rather than walk the primary key
+ * past every sent row.
+ */
+const UNSENT_ORDER = 'sent_epoch, id';
 /** Rows read per pruning page, and most pages pruned per call. */
 const PRUNE_PAGE = 1000;
 const PRUNE_PAGES = 20;
@@ -113,11 +122,27 @@ export class Outbox {
     if (epoch === '') return;
     const q = this.sql;
     const fence = await this.fenceColumn();
-    await this.dataSource.query(
+    await this.statement(
       `UPDATE ${this.table} SET sent_epoch = ${q.param(1)}${fence ? `, sent_fence = ${q.param(4)}` : ''}
         WHERE batch = ${q.param(2)} AND namespace = ${q.param(3)}`,
       fence ? [epoch, batch, this.namespace, generation] : [epoch, batch, this.namespace],
     );
+  }
+
+  /**
+   * Runs `work` in a transaction of its own; on MySQL/MariaDB at READ COMMITTED. At InnoDB's
+   * default REPEATABLE READ, the locking reads of the relay and the pruning take gap locks
+   * that hold up the rows the triggers insert in the host's writing transactions, until a
+   * deadlock fails one of them.
+   */
+  private transaction<T>(work: (manager: EntityManager) => Promise<T>): Promise<T> {
+    return this.sql.dialect === 'mysql' ? this.dataSource.transaction('READ COMMITTED', work) : this.dataSource.transaction(work);
+  }
+
+  /** One statement that locks outbox rows, run as {@link transaction} says. */
+  private async statement(sql: string, params: unknown[]): Promise<void> {
+    if (this.sql.dialect === 'mysql') await this.transaction((manager) => manager.query(sql, params));
+    else await this.dataSource.query(sql, params);
   }
 
   /** Whether the table has `sent_fence` (the CoalesceFence migration ran); probed once. */
@@ -145,22 +170,41 @@ export class Outbox {
    * rows never sent), or only those of `member`, a batch per database transaction. Returns how many marks were relayed; a
    * Redis failure rolls the batch back, keeps the rows and is thrown.
    */
-  async relay(epoch: string, member?: string): Promise<number> {
+  relay(epoch: string, member?: string): Promise<number> {
+    return this.send(
+      epoch,
+      (param) =>
+        (epoch === '' ? 'sent_epoch IS NULL' : `(sent_epoch IS NULL OR sent_epoch <> ${param(epoch)})`) +
+        (member === undefined ? '' : ` AND member = ${param(member)}`),
+      'id',
+    );
+  }
+
+  /**
+   * Sends the rows never sent to Redis (what the triggers wrote since the last relay), as
+   * {@link relay} does, reading them through the (namespace, sent_epoch, id) index: however many
+   * sent rows the outbox keeps, a batch reads only unsent ones. Rows of an epoch Redis lost are
+   * left to {@link relay} (each drain's).
+   */
+  relayUnsent(epoch: string): Promise<number> {
+    return this.send(epoch, () => 'sent_epoch IS NULL', UNSENT_ORDER);
+  }
+
+  /** Sends the rows `where` selects, in `order`, a batch per transaction (see {@link relay}). */
+  private async send(epoch: string, where: (param: (value: string) => string) => string, order: string): Promise<number> {
     const q = this.sql;
     let relayed = 0;
     for (;;) {
-      const { moved, landed } = await this.dataSource.transaction(async (manager) => {
+      const { moved, landed } = await this.transaction(async (manager) => {
         const params: string[] = [this.namespace];
         const param = (value: string): string => {
           params.push(value);
           return q.param(params.length);
         };
-        const unsent = epoch === '' ? 'sent_epoch IS NULL' : `(sent_epoch IS NULL OR sent_epoch <> ${param(epoch)})`;
-        const one = member === undefined ? '' : ` AND member = ${param(member)}`;
         const rows = (await manager.query(
           `SELECT id, member, increment, base FROM ${this.table}
-            WHERE namespace = ${q.param(1)} AND ${unsent}${one}
-            ORDER BY id LIMIT ${RELAY_BATCH} ${q.skipLocked}`,
+            WHERE namespace = ${q.param(1)} AND ${where(param)}
+            ORDER BY ${order} LIMIT ${RELAY_BATCH} ${q.skipLocked}`,
           params,
         )) as Row[];
         if (rows.length === 0) return { moved: 0, landed: epoch };
@@ -175,6 +219,19 @@ export class Outbox {
       // A Redis with no epoch yet: the rows stay unsent until the next drain installs one.
       if (moved < RELAY_BATCH || landed === '') return relayed;
     }
+  }
+
+  /**
+   * The id of the oldest row never sent to Redis, or undefined when every row was: one probe of
+   * the (namespace, sent_epoch, id) index, cheap enough to poll.
+   */
+  async oldestUnsent(): Promise<string | undefined> {
+    const q = this.sql;
+    const [row] = (await this.dataSource.query(
+      `SELECT id FROM ${this.table} WHERE namespace = ${q.param(1)} AND sent_epoch IS NULL ORDER BY ${UNSENT_ORDER} LIMIT 1`,
+      [this.namespace],
+    )) as Pick<Row, 'id'>[];
+    return row === undefined ? undefined : String(row.id);
   }
 
   private async setEpoch(manager: EntityManager, rows: readonly Row[], epoch: string, generation: number): Promise<void> {
@@ -221,7 +278,7 @@ export class Outbox {
       const doomed = rows.filter((r) => !waiting.has(r.member) || newest.get(r.member) !== r.id).map((r) => r.id);
       for (const ids of chunks(doomed, PRUNE_PAGE)) {
         // Only rows still of this epoch: one a relay sent again meanwhile is kept.
-        await this.dataSource.query(
+        await this.statement(
           `DELETE FROM ${this.table} WHERE sent_epoch = ${q.param(1)} AND id IN (${q.params(ids.length, 2)})`,
           [epoch, ...ids],
         );

@@ -126,9 +126,10 @@ export interface ChildOptions {
   via?: string;
   /**
    * How the child's changes are captured. `'subscriber'`: the TypeORM subscriber sees the
-   * writes made through TypeORM. `'triggers'` (PostgreSQL only): statement-level triggers,
-   * made by the migration `coalescer.triggerMigration()` returns, see every write, raw SQL and
-   * other programs included; the subscriber then stands aside for this child. Every `child()`
+   * writes made through TypeORM. `'triggers'`: database triggers (statement-level on
+   * PostgreSQL, row triggers on MySQL/MariaDB), made by the migration
+   * `coalescer.triggerMigration()` returns, see every write, raw SQL and other programs
+   * included; the subscriber then stands aside for this child. Every `child()`
    * call of one child gives the same mode; `via` links are captured by the subscriber only.
    * @defaultValue 'subscriber'
    */

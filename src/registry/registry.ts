@@ -255,12 +255,8 @@ export class Registry {
         `${what}: via "${via}" cannot use capture 'triggers' (many-to-many links are captured by the subscriber only): use capture 'subscriber'`,
       );
     }
-    const dialect = dialectOf(this.dataSource);
-    if (dialect !== 'postgres') {
-      throw new RegistrationError(
-        `${what}: capture 'triggers' needs PostgreSQL; on ${String(this.dataSource.options.type)} only capture 'subscriber' applies`,
-      );
-    }
+    // PostgreSQL, MySQL and MariaDB all have triggers; another driver is refused here, by name.
+    dialectOf(this.dataSource);
     return 'triggers';
   }
 

@@ -1,8 +1,10 @@
 import type { DataSource, EntityMetadata, EntityTarget, MigrationInterface, ObjectLiteral, QueryRunner } from 'typeorm';
 import { ConfigError, RegistrationError } from '../errors';
-import { dialectOf, sqlFor } from '../db/dialect';
+import { dialectOf, sqlFor, type DialectName } from '../db/dialect';
 import type { Registry } from '../registry/registry';
-import { triggerStatements, type TriggerStatements, type TriggerTable } from './trigger-sql';
+import type { TriggerStatements, TriggerTable } from './spec';
+import { triggerStatements } from './trigger-sql';
+import { mysqlTriggerStatements, quoteMysqlIdent } from './mysql-sql';
 
 /** Options of `coalescer.triggerMigration()`. */
 export interface TriggerMigrationOptions {
@@ -37,8 +39,8 @@ export type MigrationClass = new () => MigrationInterface;
 const NAME = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /**
- * The triggers of a coalescer's children on PostgreSQL: which children, the SQL, and the
- * migration that carries it. Generated from the registration at the time of the call.
+ * The triggers of a coalescer's children (PostgreSQL, MySQL or MariaDB): which children, the
+ * SQL, and the migration that carries it. Generated from the registration at the time of the call.
  */
 export class TriggerMigrations {
   constructor(
@@ -83,7 +85,7 @@ export class TriggerMigrations {
     children: readonly (EntityTarget<ObjectLiteral> | string)[] | undefined,
     options: TriggerMigrationOptions & { format?: MigrationFormat } = {},
   ): TriggerMigrationSource {
-    const { statements, tables } = this.plan(children);
+    const { statements, tables, dialect } = this.plan(children);
     const { name, timestamp, className } = naming(options);
     const format = options.format ?? 'ts';
     return {
@@ -92,6 +94,7 @@ export class TriggerMigrations {
       text: migrationText({
         className,
         format,
+        dialect,
         ...statements,
         namespace: this.namespace,
         tables: tables.map((t) => t.table).join(', '),
@@ -102,17 +105,28 @@ export class TriggerMigrations {
   private plan(children?: readonly (EntityTarget<ObjectLiteral> | string)[]): {
     statements: TriggerStatements;
     tables: TriggerTable[];
+    dialect: DialectName;
   } {
     const dialect = dialectOf(this.dataSource);
-    if (dialect !== 'postgres') {
-      throw new ConfigError(
-        `triggerMigration(): trigger capture needs PostgreSQL; on ${String(this.dataSource.options.type)} only the subscriber ` +
-          "applies (capture 'subscriber', the default): row triggers for MySQL/MariaDB are not supported",
-      );
-    }
-    const tables = this.children(children).map((child) => this.table(child));
-    const outbox = sqlFor(this.dataSource).table(this.outboxTable);
-    return { statements: triggerStatements({ namespace: this.namespace, outbox, tables }), tables };
+    const tables = this.children(children).map((child) => this.table(child, dialect));
+    const spec = { namespace: this.namespace, outbox: this.outbox(dialect, tables), tables };
+    const statements =
+      dialect === 'postgres'
+        ? triggerStatements(spec)
+        : mysqlTriggerStatements(spec, this.dataSource.options.type === 'mariadb' ? 'mariadb' : 'mysql');
+    return { statements, tables, dialect };
+  }
+
+  /**
+   * The outbox as the triggers name it. A MySQL trigger resolves unqualified names in its table's
+   * database: a child in another database than the DataSource's names the outbox with its database.
+   */
+  private outbox(dialect: DialectName, tables: readonly TriggerTable[]): string {
+    const table = sqlFor(this.dataSource).table(this.outboxTable);
+    if (dialect === 'postgres') return table;
+    const home = (this.dataSource.driver as { database?: string }).database;
+    if (home === undefined || tables.every((t) => t.schema === undefined || t.schema === home)) return table;
+    return `${quoteMysqlIdent(home)}.${table}`;
   }
 
   /** The children asked for, resolved; each must be a registered child with a foreign key. */
@@ -153,15 +167,17 @@ export class TriggerMigrations {
     return [...seen];
   }
 
-  private table(child: EntityMetadata): TriggerTable {
+  private table(child: EntityMetadata, dialect: DialectName): TriggerTable {
     if (child.tableType === 'view' || child.expression !== undefined) {
       throw new RegistrationError(`triggerMigration(): child ${child.name} is a view; triggers need a table`);
     }
     return {
       entity: child.name,
-      schema: child.schema,
+      // A MySQL database is what a PostgreSQL schema is to the triggers.
+      schema: dialect === 'postgres' ? child.schema : child.database,
       table: child.tableName,
       primary: child.primaryColumns.map((c) => c.databaseName),
+      columns: [...new Set(child.columns.filter((c) => !c.isVirtualProperty).map((c) => c.databaseName))],
       marks: this.registry.foreignKeyLinksOf(child).map((link) => ({
         type: link.parent.name,
         idKind: link.parent.idKind,
@@ -204,6 +220,7 @@ function templated(sql: string): string {
 function migrationText(m: {
   className: string;
   format: MigrationFormat;
+  dialect: DialectName;
   up: readonly string[];
   down: readonly string[];
   namespace: string;
@@ -217,10 +234,10 @@ function migrationText(m: {
   const header = [
     ts ? "import type { MigrationInterface, QueryRunner } from 'typeorm';\n" : m.format === 'cjs' ? "'use strict';\n" : '',
     '/**',
-    ` * typeorm-coalesce trigger capture, namespace "${m.namespace}": statement-level triggers on`,
+    ` * typeorm-coalesce trigger capture, namespace "${m.namespace}": ${m.dialect === 'postgres' ? 'statement-level' : 'row'} triggers on`,
     ` * ${m.tables} write the parents of every change (raw SQL and other programs included) to the`,
     ' * outbox, which the coalescer relays to Redis. Generated by `coalesce triggers`: generate it again',
-    ' * after changing how these children are registered. down() drops the triggers and their functions.',
+    ` * after changing how these children are registered. down() drops the triggers${m.dialect === 'postgres' ? ' and their functions' : ''}.`,
     ' */',
   ].join('\n');
   const declaration = ts

@@ -1,65 +1,10 @@
-import { createHash } from 'node:crypto';
-import type { IdKind } from '../registry/members';
-import { OUTBOX_CHANNEL } from '../delivery/outbox';
+import type { TriggerMark, TriggerNames, TriggerSpec, TriggerStatements, TriggerTable } from './spec';
+import { triggerNames } from './spec';
 
-/** The channel the triggers notify, with the namespace as payload, once their outbox rows are written. */
+// The PostgreSQL triggers: statement-level, with transition tables. (MySQL/MariaDB: mysql-sql.ts.)
 
-/** PostgreSQL truncates identifiers past 63 bytes (NAMEDATALEN - 1). */
-const MAX_IDENTIFIER_BYTES = 63;
-
-/** One parent a child's row points at: its member prefix, priority base and the child's key column. */
-export interface TriggerMark {
-  /** The parent type's name, the member prefix. */
-  readonly type: string;
-  /** How the parent's ids are spelled in members. */
-  readonly idKind: IdKind;
-  /** The parent type's priority base (used by Redis only when the type has no published policy). */
-  readonly base: number;
-  /** The child's column holding the parent's id (database name). */
-  readonly column: string;
-}
-
-/** A child table and the parents its rows point at. */
-export interface TriggerTable {
-  /** The entity's name, for comments. */
-  readonly entity: string;
-  /** The table's schema when the entity or DataSource names one; else the migration session's search_path decides. */
-  readonly schema: string | undefined;
-  /** The table's name. */
-  readonly table: string;
-  /** Primary key columns (database names): an UPDATE's old and new rows are paired on them. */
-  readonly primary: readonly string[];
-  /** One per parent link of the child. */
-  readonly marks: readonly TriggerMark[];
-}
-
-/** Everything the triggers of one namespace write into. */
-export interface TriggerSpec {
-  /** The namespace the rows and notifications are for. */
-  readonly namespace: string;
-  /** The outbox table, quoted and qualified as the library's queries name it. */
-  readonly outbox: string;
-  /** The child tables to capture. */
-  readonly tables: readonly TriggerTable[];
-}
-
-/** The statements that create the triggers, and those that drop them. */
-export interface TriggerStatements {
-  /** Creates (or replaces) the functions and the triggers. */
-  readonly up: readonly string[];
-  /** Drops them. */
-  readonly down: readonly string[];
-}
-
-/** Names of a child table's trigger function and triggers. */
-export interface TriggerNames {
-  /** The trigger function, in the table's schema. */
-  readonly fn: string;
-  /** The AFTER INSERT, AFTER UPDATE and AFTER DELETE triggers. */
-  readonly insert: string;
-  readonly update: string;
-  readonly delete: string;
-}
+export type { TriggerMark, TriggerNames, TriggerSpec, TriggerStatements, TriggerTable } from './spec';
+export { triggerNames } from './spec';
 
 /** A quoted identifier. */
 export function quoteIdent(name: string): string {
@@ -69,32 +14,6 @@ export function quoteIdent(name: string): string {
 /** A string literal. */
 export function quoteLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
-}
-
-/**
- * The trigger function's and triggers' names for `table`: `coalesce_<table>_mark`, `_ins`, `_upd`,
- * `_del`. A table name too long for 63 bytes is cut and given a hash of the whole name, so two
- * long names that share a prefix still get names of their own.
- */
-export function triggerNames(table: string): TriggerNames {
-  const longest = '_mark';
-  let base = `coalesce_${table}`;
-  if (Buffer.byteLength(base + longest) > MAX_IDENTIFIER_BYTES) {
-    const hash = createHash('sha1').update(table).digest('hex').slice(0, 8);
-    const room = MAX_IDENTIFIER_BYTES - Buffer.byteLength(`coalesce__${hash}${longest}`);
-    base = `coalesce_${cutBytes(table, room)}_${hash}`;
-  }
-  return { fn: `${base}_mark`, insert: `${base}_ins`, update: `${base}_upd`, delete: `${base}_del` };
-}
-
-/** The longest prefix of `s` within `bytes` UTF-8 bytes, never splitting a character. */
-function cutBytes(s: string, bytes: number): string {
-  let out = '';
-  for (const ch of s) {
-    if (Buffer.byteLength(out + ch) > bytes) break;
-    out += ch;
-  }
-  return out;
 }
 
 /**
@@ -120,7 +39,8 @@ const NEW = 'coalesce_new';
  * The trigger function of one child table. One function serves the three statement-level
  * triggers (TG_OP tells which fired): it inserts one outbox row per distinct parent the
  * statement touched (old and new parents of moved rows; rows an UPDATE left unchanged are
- * skipped), then notifies the listeners of the namespace.
+ * skipped). It does not NOTIFY: a notifying transaction takes a database-wide lock at commit,
+ * so notifying writers commit one at a time; the relay polls the outbox instead.
  */
 function functionSql(spec: TriggerSpec, t: TriggerTable, names: TriggerNames): string {
   const base = (m: TriggerMark): string => `${String(m.base)}::double precision`;
@@ -135,8 +55,6 @@ function functionSql(spec: TriggerSpec, t: TriggerTable, names: TriggerNames): s
   const pairs = t.primary.map((c) => `${NEW}.${quoteIdent(c)} = ${OLD}.${quoteIdent(c)}`).join(' AND ');
   const body = `
 -- typeorm-coalesce, namespace ${spec.namespace}: marks the parents of ${t.entity.replace(/\s+/g, ' ')} changes.
-DECLARE
-  marked integer;
 BEGIN
   IF TG_OP = 'INSERT' THEN
     ${insert(`${NEW}`, [NEW])}
@@ -145,10 +63,6 @@ BEGIN
   ELSE
     -- Old and new rows paired by primary key: a row whose columns all stayed the same marks nothing.
     ${insert(`${OLD} FULL JOIN ${NEW} ON ${pairs}`, [OLD, NEW], `\n       AND ROW(${OLD}.*)::text IS DISTINCT FROM ROW(${NEW}.*)::text`)}
-  END IF;
-  GET DIAGNOSTICS marked = ROW_COUNT;
-  IF marked > 0 THEN
-    PERFORM pg_notify(${quoteLiteral(OUTBOX_CHANNEL)}, ${quoteLiteral(spec.namespace)});
   END IF;
   RETURN NULL;
 END

@@ -7,14 +7,16 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'pg';
 import { Column, DataSource, Entity, PrimaryColumn, PrimaryGeneratedColumn, type MigrationInterface } from 'typeorm';
-import { Coalescer, ConfigError, RegistrationError } from '../../src';
+import { Coalescer, RegistrationError } from '../../src';
 import { coalesceMigrations } from '../../migrations';
 import { OutboxListener } from '../../src/delivery/listener';
+import { OUTBOX_CHANNEL } from '../../src/delivery/outbox';
 import {
   countMismatches,
   createTestDb,
   databaseUrl,
   dispose,
+  internals,
   Order,
   OrderLine,
   recomputeOrders,
@@ -28,7 +30,8 @@ import {
 
 // Trigger capture on PostgreSQL: the generated migration's statement-level triggers write one
 // outbox row per statement and parent, whoever writes (QueryBuilder, raw SQL from another
-// client); the LISTEN connection relays them to Redis without a drain, even after it is killed.
+// client), and notify nobody; the relay polls the outbox and takes them to Redis without a
+// drain. Triggers of earlier versions, which notify, are still relayed at once through LISTEN.
 
 type Migration = new () => MigrationInterface;
 
@@ -57,6 +60,44 @@ async function lastRow(ds: DataSource): Promise<string> {
 
 async function heat(coalescer: Coalescer): Promise<Record<string, number>> {
   return Object.fromEntries((await coalescer.hottest(1000)).map((h) => [h.member, h.heat]));
+}
+
+/** Waits for the relay to take every row the triggers wrote to Redis, then drains them. */
+async function settle(coalescer: Coalescer): Promise<void> {
+  await waitFor(async () => (await internals(coalescer).outbox.oldestUnsent()) === undefined, 'the outbox relayed');
+  await coalescer.drain();
+  expect(await heat(coalescer)).toEqual({});
+}
+
+/**
+ * A connection listening on the channel the triggers of earlier versions notify; `close()` says
+ * which notifications for `namespace` it heard. A notification of its own, sent last, is
+ * delivered after every one committed before it, so none is missed.
+ */
+async function witness(namespace: string): Promise<{ close(): Promise<string[]> }> {
+  const client = new Client({ connectionString: databaseUrl() });
+  await client.connect();
+  const heard: string[] = [];
+  const end = `witness-end-${suffix()}`;
+  let ended = false;
+  client.on('notification', (n) => {
+    if (n.payload === end) ended = true;
+    else if (n.payload === namespace) heard.push(n.channel);
+  });
+  await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+  let closed: Promise<string[]> | undefined;
+  return {
+    close: () =>
+      (closed ??= (async () => {
+        try {
+          await client.query('SELECT pg_notify($1, $2)', [OUTBOX_CHANNEL, end]);
+          await waitFor(() => ended, 'the witness notification');
+          return heard;
+        } finally {
+          await client.end();
+        }
+      })()),
+  };
 }
 
 describe('trigger capture of the shop lines (PostgreSQL)', () => {
@@ -203,13 +244,13 @@ describe('trigger capture of the shop lines (PostgreSQL)', () => {
     expect(await countMismatches(ds().manager, [order.id])).toBe(0);
   });
 
-  it('the LISTEN connection relays a raw-SQL commit to Redis without a drain, and again after it is killed', async () => {
+  it('the relay takes a raw-SQL commit to Redis without a drain, and again after the listen connection is killed', async () => {
     const [a, b] = await seedOrders(ds(), 2, 1);
     await coalescer.drain();
     expect(await heat(coalescer)).toEqual({});
 
     await raw.query(`UPDATE ${lines()} SET qty = qty + 1 WHERE order_id = $1`, [a]);
-    await waitFor(async () => (await heat(coalescer))[`Order:${a}`] === 1, `Order:${a} relayed through LISTEN`);
+    await waitFor(async () => (await heat(coalescer))[`Order:${a}`] === 1, `Order:${a} relayed without a drain`);
 
     const killed = (await raw.query(
       `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1 AND query ILIKE 'LISTEN%'`,
@@ -225,6 +266,23 @@ describe('trigger capture of the shop lines (PostgreSQL)', () => {
     expect(await heat(coalescer)).toEqual({ [`Order:${a}`]: 1, [`Order:${b}`]: 1 });
     await coalescer.drain();
     expect(await countMismatches(ds().manager, [a as number, b as number])).toBe(0);
+  });
+
+  it('the triggers notify nobody: the relay polls the outbox and takes each commit to Redis without a drain', async () => {
+    const [a] = await seedOrders(ds(), 1, 1);
+    await settle(coalescer);
+    const heard = await witness(namespace);
+    try {
+      for (let i = 1; i <= 3; i += 1) {
+        await raw.query(`UPDATE ${lines()} SET qty = qty + 1 WHERE order_id = $1`, [a]);
+        await waitFor(async () => (await heat(coalescer))[`Order:${a}`] === i, `commit ${i} relayed`);
+      }
+      expect(await heard.close()).toEqual([]);
+    } finally {
+      await heard.close();
+    }
+    await coalescer.drain();
+    expect(await countMismatches(ds().manager, [a as number])).toBe(0);
   });
 
   it('notifications coalesce: one relay in flight, one queued; close() ends the connection', async () => {
@@ -455,35 +513,102 @@ describe('trigger capture beside the subscriber, and member spelling (PostgreSQL
   });
 });
 
-describe('trigger capture on MariaDB', () => {
+/**
+ * The trigger function an earlier version's migration installed on the shop lines: the same
+ * outbox rows, then a NOTIFY in the writing transaction.
+ */
+function notifyingFunction(namespace: string): string {
+  return `CREATE OR REPLACE FUNCTION "coalesce_shop_order_line_mark"() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $coalesce$
+DECLARE
+  marked integer;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO "coalesce_outbox" (namespace, member, increment, base)
+    SELECT DISTINCT '${namespace}', v.member, 1, v.base
+      FROM coalesce_new
+     CROSS JOIN LATERAL (VALUES ('Order:' || coalesce_new."order_id"::text, 0::double precision)) AS v(member, base)
+     WHERE v.member IS NOT NULL;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO "coalesce_outbox" (namespace, member, increment, base)
+    SELECT DISTINCT '${namespace}', v.member, 1, v.base
+      FROM coalesce_old
+     CROSS JOIN LATERAL (VALUES ('Order:' || coalesce_old."order_id"::text, 0::double precision)) AS v(member, base)
+     WHERE v.member IS NOT NULL;
+  ELSE
+    INSERT INTO "coalesce_outbox" (namespace, member, increment, base)
+    SELECT DISTINCT '${namespace}', v.member, 1, v.base
+      FROM coalesce_old FULL JOIN coalesce_new ON coalesce_new."id" = coalesce_old."id"
+     CROSS JOIN LATERAL (VALUES ('Order:' || coalesce_old."order_id"::text, 0::double precision),
+                                ('Order:' || coalesce_new."order_id"::text, 0::double precision)) AS v(member, base)
+     WHERE v.member IS NOT NULL
+       AND ROW(coalesce_old.*)::text IS DISTINCT FROM ROW(coalesce_new.*)::text;
+  END IF;
+  GET DIAGNOSTICS marked = ROW_COUNT;
+  IF marked > 0 THEN
+    PERFORM pg_notify('coalesce_outbox', '${namespace}');
+  END IF;
+  RETURN NULL;
+END
+$coalesce$`;
+}
+
+describe('triggers an earlier version made, which notify (PostgreSQL)', () => {
   let db: TestDb;
-  const coalescers: Coalescer[] = [];
+  let coalescer: Coalescer;
+  let raw: Client;
+  const namespace = `test-trig-old-${suffix()}`;
+  const ds = (): DataSource => db.dataSource;
+  const lines = (): string => `"${db.schema}".shop_order_line`;
+
   beforeAll(async () => {
-    db = await createTestDb('triggers_maria', { dialect: 'mariadb' });
+    db = await createTestDb('triggers_notify');
+    // The poll runs once at start, then not for a minute: what reaches Redis sooner came
+    // through the listen connection.
+    coalescer = new Coalescer({
+      dataSource: ds(),
+      redis: redisUrl(),
+      namespace,
+      logger: testLogger(),
+      relayPoll: { minMs: 60_000, maxMs: 60_000 },
+    });
+    coalescer.parent<number>(Order, { recomputeMany: (ids, { manager }) => recomputeOrders(manager, ids) });
+    coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId', capture: 'triggers' });
+    await runMigration(ds(), coalescer.triggerMigration(), 'up');
+    await ds().query(notifyingFunction(namespace));
+    await coalescer.attach();
+    raw = new Client({ connectionString: databaseUrl() });
+    await raw.connect();
   });
   afterAll(async () => {
-    for (const c of coalescers) await c.close();
+    await raw?.end();
+    if (coalescer) await dispose(coalescer);
     await db?.destroy();
   });
 
-  it('triggerMigration() throws a ConfigError saying only the subscriber applies; capture triggers is refused', async () => {
-    const c = new Coalescer({
-      dataSource: db.dataSource,
-      redis: redisUrl(),
-      namespace: `test-trig-maria-${suffix()}`,
-      logger: testLogger(),
-    });
-    coalescers.push(c);
-    c.parent<number>(Order, { recompute: async () => undefined });
-    expect(() => c.child(OrderLine, { parent: Order, foreignKey: 'orderId', capture: 'triggers' })).toThrow(
-      /child OrderLine \(parent Order\): capture 'triggers' needs PostgreSQL; on mariadb only capture 'subscriber' applies/,
-    );
-    c.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
-    expect(() => c.triggerMigration([OrderLine])).toThrow(ConfigError);
-    expect(() => c.triggerMigration([OrderLine])).toThrow(
-      /trigger capture needs PostgreSQL; on mariadb only the subscriber applies/,
-    );
-    await expect(c.listen()).rejects.toThrow(ConfigError);
+  it('their notification relays the commit at once, as before', async () => {
+    const [a] = await seedOrders(ds(), 1, 2);
+    await settle(coalescer);
+    const heard = await witness(namespace);
+    await raw.query(`UPDATE ${lines()} SET qty = qty + 1 WHERE order_id = $1`, [a]);
+    await waitFor(async () => (await heat(coalescer))[`Order:${a}`] === 1, `Order:${a} relayed on the notification`);
+    expect(await heard.close()).toEqual([OUTBOX_CHANNEL]);
+    await coalescer.drain();
+    expect(await countMismatches(ds().manager, [a as number])).toBe(0);
+  });
+
+  it('the migration generated again replaces their function by one that does not notify', async () => {
+    const [a] = await seedOrders(ds(), 1, 1);
+    await settle(coalescer);
+    await runMigration(ds(), coalescer.triggerMigration(), 'up');
+    const heard = await witness(namespace);
+    const from = await lastRow(ds());
+    await raw.query(`DELETE FROM ${lines()} WHERE order_id = $1`, [a]);
+    expect(await marksSince(ds(), namespace, from)).toEqual({ [`Order:${a}`]: 1 });
+    expect(await heard.close()).toEqual([]);
+    // The drain relays what the poll (once a minute here) has not yet.
+    await coalescer.drain();
+    expect(await countMismatches(ds().manager, [a as number])).toBe(0);
   });
 });
 

@@ -20,7 +20,7 @@ export function addTriggersCommand(program: Command, print: (line: string) => vo
   program
     .command('triggers')
     .description(
-      'Write a TypeORM migration that installs trigger capture (PostgreSQL) on children, so raw SQL and other programs mark their parents too; ' +
+      'Write a TypeORM migration that installs trigger capture (PostgreSQL, MySQL, MariaDB) on children, so raw SQL and other programs mark their parents too; ' +
         'with --drop, print the statements that remove it.',
     )
     .argument('[child...]', "child entity names, e.g. OrderLine (default: every child registered with capture 'triggers')")
