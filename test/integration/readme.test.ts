@@ -11,7 +11,7 @@ import { databaseUrl, redisUrl, suffix, waitFor } from '../support';
 // (src/app.ts, src/main.ts, tsconfig.json) and the commands block, plus the examples the docs
 // mark `<!-- example: <file> -->`, written to a scratch folder outside this repository, compiled
 // there by the project's TypeScript against the built package (`npm run build` first), and run
-// against the test PostgreSQL (a throwaway schema, through DATABASE_URL) and Redis. The only
+// against the test PostgreSQL (throwaway schemas, through DATABASE_URL) and Redis. The only
 // change made to the code is its namespace, so that parallel runs never share one.
 
 const root = join(__dirname, '..', '..');
@@ -52,15 +52,21 @@ const show = (command: string, out: Output): string => `${command}: exit ${Strin
 describe("the README's first app, as written", () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
   const firstApp = markedBlocks(readme, 'first-app');
-  const examples = ['docs/getting-started.md', 'docs/guides/testing.md', 'docs/operations/runner-and-cli.md'].flatMap((doc) =>
-    markedBlocks(readFileSync(join(root, doc), 'utf8'), 'example'),
-  );
+  const examples = [
+    'docs/getting-started.md',
+    'docs/guides/testing.md',
+    'docs/operations/runner-and-cli.md',
+    'docs/guides/entities.md',
+  ].flatMap((doc) => markedBlocks(readFileSync(join(root, doc), 'utf8'), 'example'));
   const commands = (firstApp.find((b) => b.file === 'commands')?.code ?? '')
     .split('\n')
     .map((line) => line.replace(/\s+#.*$/, '').trim())
     .filter((line) => line !== '');
   const namespace = `readme-${suffix()}`;
   const schema = `t_readme_${suffix()}`;
+  // The entities guide's blog has tables of the first app's names: a schema of its own.
+  const entitiesSchema = `${schema}_entities`;
+  let entitiesEnv: NodeJS.ProcessEnv = {};
   let dir = '';
   let env: NodeJS.ProcessEnv = {};
   let pg: Client;
@@ -129,20 +135,76 @@ main().catch((error: unknown) => {
 });
 `,
     );
+    // Registers the entities guide's blog with entities(), saves authors, tags, posts and
+    // comments through TypeORM, drains, and prints what the declared columns hold.
+    writeFileSync(
+      join(dir, 'src', 'check-entities.ts'),
+      `import { DataSource } from 'typeorm';
+import { Coalescer } from 'typeorm-coalesce';
+import { coalesceMigrations } from 'typeorm-coalesce/migrations';
+import { drainUntilIdle } from 'typeorm-coalesce/testing';
+import { Author, Comment, Post, Tag } from './entities';
+
+async function main(): Promise<void> {
+  const dataSource = new DataSource({
+    type: 'postgres',
+    url: process.env.DATABASE_URL,
+    entities: [Author, Post, Comment, Tag],
+    migrations: coalesceMigrations,
+    migrationsRun: true,
+    synchronize: true,
+  });
+  await dataSource.initialize();
+  const coalescer = new Coalescer({ dataSource, redis: process.env.REDIS_URL as string, namespace: '${namespace}-entities' });
+  coalescer.entities([Post, Author]);
+  await coalescer.attach();
+  const ann = await dataSource.getRepository(Author).save({ name: 'ann' });
+  const [news, misc] = await dataSource.getRepository(Tag).save([{ name: 'news' }, { name: 'misc' }]);
+  const hello = await dataSource.getRepository(Post).save({ title: 'Hello', author: ann, tags: [news, misc] });
+  const again = await dataSource.getRepository(Post).save({ title: 'Again', author: ann, tags: [misc] });
+  await dataSource.getRepository(Comment).save([
+    { postId: hello.id, body: 'a', approved: true },
+    { postId: hello.id, body: 'b' },
+    { postId: again.id, body: 'c', approved: true },
+  ]);
+  await drainUntilIdle(coalescer, { timeoutMs: 30_000 });
+  const { postCount, commentCount } = await dataSource.getRepository(Author).findOneByOrFail({ id: ann.id });
+  const posts = (await dataSource.getRepository(Post).find({ order: { id: 'ASC' } })).map((p) => ({
+    title: p.title,
+    commentCount: p.commentCount,
+    approvedCount: p.approvedCount,
+    tagCount: p.tagCount,
+  }));
+  console.log(JSON.stringify({ author: { postCount, commentCount }, posts }));
+  await coalescer.reset();
+  await coalescer.close();
+  await dataSource.destroy();
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
+`,
+    );
     pg = new Client({ connectionString: databaseUrl() });
     await pg.connect();
     await pg.query(`CREATE SCHEMA "${schema}"`);
+    await pg.query(`CREATE SCHEMA "${entitiesSchema}"`);
     const url = new URL(databaseUrl());
     url.searchParams.set('options', `-c search_path=${schema}`);
     env = { ...process.env, DATABASE_URL: url.toString(), REDIS_URL: redisUrl() };
+    url.searchParams.set('options', `-c search_path=${entitiesSchema}`);
+    entitiesEnv = { ...env, DATABASE_URL: url.toString() };
   });
 
   afterAll(async () => {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await pg?.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await pg?.query(`DROP SCHEMA IF EXISTS "${entitiesSchema}" CASCADE`);
     await pg?.end();
     const redis = new Redis(redisUrl());
-    for (const ns of [namespace, `${namespace}-by-hand`]) {
+    for (const ns of [namespace, `${namespace}-by-hand`, `${namespace}-entities`]) {
       let cursor = '0';
       do {
         const [next, keys] = await redis.scan(cursor, 'MATCH', `{${ns}}*`, 'COUNT', 1000);
@@ -157,7 +219,7 @@ main().catch((error: unknown) => {
   it('has the marked blocks: two source files, a tsconfig, the commands, and the docs examples', () => {
     expect(firstApp.map((b) => b.file)).toEqual(['src/app.ts', 'src/main.ts', 'tsconfig.json', 'commands']);
     expect(firstApp[0]?.code.split(`namespace: 'blog'`)).toHaveLength(2);
-    expect(examples.map((b) => b.file)).toEqual(['src/by-hand.ts', 'src/blog.test.ts', 'src/worker.ts']);
+    expect(examples.map((b) => b.file)).toEqual(['src/by-hand.ts', 'src/blog.test.ts', 'src/worker.ts', 'src/entities.ts']);
     expect(commands).toHaveLength(3);
     expect(commands[0]).toMatch(/node dist\/main\.js$/);
     expect(commands[1]).toMatch(/^npx coalesce --app dist\/app\.js status$/);
@@ -225,6 +287,24 @@ main().catch((error: unknown) => {
     expect(out.code, show('check-by-hand', out)).toBe(0);
     expect(JSON.parse(out.stdout.trim().split('\n').pop() ?? '')).toEqual({ posts: 1, recomputed: 1 });
     expect(await blogState()).toEqual({ posts: 1, comments: 4, wrong: 0 });
+  }, 180_000);
+
+  it("the entities guide's blog, registered by entities(), holds what its saves call for, the chained author included", async () => {
+    const out = await sh('node dist/check-entities.js', dir, entitiesEnv);
+    expect(out.code, show('check-entities', out)).toBe(0);
+    expect(JSON.parse(out.stdout.trim().split('\n').pop() ?? '')).toEqual({
+      author: { postCount: 2, commentCount: 3 },
+      posts: [
+        { title: 'Hello', commentCount: 2, approvedCount: 1, tagCount: 2 },
+        { title: 'Again', commentCount: 1, approvedCount: 1, tagCount: 1 },
+      ],
+    });
+    // Every post's last comment time, against its comments.
+    const { rows } = await pg.query<{ wrong: number }>(
+      `SELECT count(*)::int AS wrong FROM "${entitiesSchema}".post p
+        WHERE p."lastCommentAt" IS DISTINCT FROM (SELECT max(c."createdAt") FROM "${entitiesSchema}".comment c WHERE c."postId" = p.id)`,
+    );
+    expect(rows[0]?.wrong).toBe(0);
   }, 180_000);
 
   it("the testing guide's test passes with Node's test runner", async () => {
