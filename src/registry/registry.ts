@@ -233,7 +233,7 @@ export class Registry {
 
   /**
    * The capture mode of a new link of `child`, checked: a known mode, the same as the child's
-   * other links, PostgreSQL for triggers, and no many-to-many link captured by triggers.
+   * other links, any supported database for triggers, and no many-to-many link captured by triggers.
    */
   private captureOf(child: EntityMetadata, parent: ParentType, capture: unknown, via: string | undefined): CaptureMode {
     const mode = capture ?? 'subscriber';
