@@ -2,7 +2,6 @@ import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { count, max } from '../../src';
 import { coalesceMigrations } from '../../migrations';
 import { CoalesceModule } from '../../src/nestjs';
 import { Comment, Post } from './blog.entities';
@@ -25,19 +24,11 @@ import { HealthService } from './health.service';
     }),
     TypeOrmModule.forFeature([Post, Comment]),
     // After TypeOrmModule: on shutdown the Coalescer closes before the DataSource is destroyed.
+    // No `configure`: the entities declare their aggregates (@Aggregate on Post).
     CoalesceModule.forRootAsync({
       useFactory: () => ({
         redis: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
         namespace: process.env.BLOG_NAMESPACE ?? 'blog',
-        configure: (coalescer) => {
-          coalescer.parent<number>(Post, {
-            aggregates: {
-              commentCount: count(Comment, { foreignKey: 'postId' }),
-              lastCommentAt: max(Comment, 'createdAt', { foreignKey: 'postId' }),
-            },
-          });
-          coalescer.child(Comment, { parent: Post, foreignKey: 'postId' });
-        },
       }),
     }),
     TerminusModule,

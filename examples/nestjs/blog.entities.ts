@@ -1,4 +1,5 @@
 import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+import { Aggregate, count, max } from '../../src';
 
 /** A parent: its comment count and latest comment date are derived from its comments. */
 @Entity({ name: 'blog_post' })
@@ -11,10 +12,12 @@ export class Post {
 
   /** Number of comments; kept by the coalescer. */
   @Column({ name: 'comment_count', type: 'int', default: 0 })
+  @Aggregate(count(() => Comment, { foreignKey: 'postId' }))
   commentCount!: number;
 
   /** When the latest comment was written; kept by the coalescer. */
   @Column({ name: 'last_comment_at', type: 'timestamptz', nullable: true })
+  @Aggregate(max(() => Comment, 'createdAt', { foreignKey: 'postId' }))
   lastCommentAt!: Date | null;
 }
 
