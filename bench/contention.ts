@@ -4,7 +4,7 @@ import { Coalescer } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { countMismatches, recomputeOrders } from '../examples/shop/recompute';
 import { type Figure, quantile, Samples } from './figure';
-import { benchDataSource, clearNamespace, progress } from './util';
+import { benchDataSource, clearNamespace, dropNamespace, progress } from './util';
 import { seededRandom } from './workload';
 
 /** How the writers' saves keep the orders' totals. */
@@ -226,7 +226,7 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
   } finally {
     for (const qr of runners) await qr.release();
     await coalescer.close();
-    await clearNamespace(raw, namespace).catch(() => undefined);
+    await dropNamespace(raw, namespace).catch(() => undefined);
     raw.disconnect();
     await ds.drop();
   }

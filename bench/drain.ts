@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { Coalescer, type DrainResult } from '../src';
 import { type Figure, Samples } from './figure';
 import { BenchParent, parentDataSource } from './parent';
-import { clearNamespace, progress, sleep } from './util';
+import { clearNamespace, dropNamespace, progress, sleep } from './util';
 import type { WorkerReply } from './worker';
 
 /** How a drain row was measured. */
@@ -240,8 +240,8 @@ export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult
     }
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
-    await clearNamespace(raw, namespace);
-    await clearNamespace(raw, slowNamespace);
+    await dropNamespace(raw, namespace);
+    await dropNamespace(raw, slowNamespace);
     raw.disconnect();
     await coalescer.close();
     await slow.close();

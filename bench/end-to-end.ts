@@ -3,7 +3,7 @@ import { Coalescer } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { countMismatches, recomputeOrders } from '../examples/shop/recompute';
 import { type Figure, Samples } from './figure';
-import { benchDataSource, clearNamespace, progress } from './util';
+import { benchDataSource, clearNamespace, dropNamespace, progress } from './util';
 
 /** Sizes of the end-to-end run. */
 export interface EndToEndOptions {
@@ -147,7 +147,7 @@ export async function benchEndToEnd(o: EndToEndOptions): Promise<EndToEndResult>
   } finally {
     await one.close();
     await many.close();
-    await clearNamespace(raw, namespace).catch(() => undefined);
+    await dropNamespace(raw, namespace).catch(() => undefined);
     raw.disconnect();
     await ds.drop();
   }

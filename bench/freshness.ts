@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { Coalescer } from '../src';
 import { type Figure, quantile, Samples } from './figure';
 import { BenchParent as Parent, parentDataSource } from './parent';
-import { clearNamespace, sleep } from './util';
+import { clearNamespace, dropNamespace, sleep } from './util';
 
 /** Sizes of the freshness run. */
 export interface FreshnessOptions {
@@ -118,7 +118,7 @@ async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: numbe
     };
   } finally {
     await coalescer.close();
-    await clearNamespace(raw, namespace).catch(() => undefined);
+    await dropNamespace(raw, namespace).catch(() => undefined);
     raw.disconnect();
   }
 }

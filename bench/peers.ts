@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { Coalescer } from '../src';
 import { type Figure, Samples } from './figure';
 import { BenchParent, parentDataSource } from './parent';
-import { clearNamespace, deleteMatching, progress } from './util';
+import { clearNamespace, deleteMatching, dropNamespace, progress } from './util';
 import { batches, DISTRIBUTIONS, type Distribution, markIds } from './workload';
 
 /** Sizes of the peer comparison. */
@@ -231,7 +231,7 @@ export async function benchPeers(o: PeersOptions): Promise<PeersResult> {
       failures,
     };
   } finally {
-    await clearNamespace(raw, namespace);
+    await dropNamespace(raw, namespace);
     await deleteMatching(raw, `${prefix}:*`);
     await coalescer.close();
     raw.disconnect();

@@ -4,7 +4,7 @@ import { Coalescer } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { recomputeOrders } from '../examples/shop/recompute';
 import { type Figure, median, Samples } from './figure';
-import { benchDataSource, clearNamespace, progress } from './util';
+import { benchDataSource, dropNamespace, progress } from './util';
 
 /** Sizes of the save benchmark. */
 export interface SaveBenchOptions {
@@ -138,7 +138,7 @@ export async function benchSave(o: SaveBenchOptions): Promise<SaveBenchResult> {
     };
   } finally {
     await coalescer.close();
-    await clearNamespace(raw, namespace);
+    await dropNamespace(raw, namespace);
     raw.disconnect();
     await ds.drop();
   }

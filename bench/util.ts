@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import type { Redis } from 'ioredis';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { migrations } from '../examples/shop/migrations';
+import { keysFor } from '../src/redis/keys';
 
 /** Progress to stderr, so stdout keeps the tables and the JSON line. */
 export function progress(line: string): void {
@@ -63,9 +64,17 @@ export async function benchDataSource(
  * nothing behind in Redis whatever keys the product keeps. Returns how many were deleted.
  */
 export async function clearNamespace(redis: Redis, namespace: string): Promise<number> {
-  // The epoch stays: without it the next drain would take the empty namespace for a Redis data
-  // loss and rebuild every parent type (coalescer.reset() is the way to start afresh for good).
-  return deleteMatching(redis, `{${namespace}}*`, [`{${namespace}}:epoch`]);
+  // What makes a namespace itself stays: without the epoch and the fence counter the next drain
+  // would take the emptied namespace for a Redis data loss and rebuild every parent type, and
+  // without the policies the drain would run on defaults until the next attach().
+  // coalescer.reset() is the way to start afresh for good; dropNamespace() ends a run.
+  const k = keysFor(namespace);
+  return deleteMatching(redis, `{${namespace}}*`, [k.epoch, k.fence, k.policy, k.settingsWarned]);
+}
+
+/** Deletes every key of the namespace, the epoch and fence counter included (the end of a run). */
+export function dropNamespace(redis: Redis, namespace: string): Promise<number> {
+  return deleteMatching(redis, `{${namespace}}*`);
 }
 
 /** Deletes every key matching the glob `pattern` (SCAN, never KEYS); returns how many. */
