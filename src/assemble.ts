@@ -105,7 +105,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
   const marks = new Marks(main);
   const epochs = new Epochs(main);
   const outcomes = new Outcomes(main, channel);
-  const registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs });
+  const registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs, minIntervalMs: o.minIntervalMs });
   const clock = new ServerClock(o.clock, () => reads.time());
   const now = (): number => clock.now();
   const guard = new EpochGuard({ epochs, dataSource: o.dataSource, namespace: o.namespace, logger, redis });

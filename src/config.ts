@@ -51,6 +51,16 @@ export interface CoalescerOptions {
    */
   maxWaitMs?: number;
   /**
+   * Shortest time between two recomputes of a parent that keeps being marked: a parent marked
+   * again while it is recomputed waits this long after that recompute before the next one (in its
+   * quiet period, never past maxWaitMs), so a hot parent under sustained writes is recomputed at
+   * most about once per interval instead of back to back. A parent marked while idle is claimed
+   * at once. A runner's drains leave such parents for a later tick; `drain()` recomputes them
+   * before it returns. 0 turns it off. Each parent type may override it.
+   * @defaultValue 500
+   */
+  minIntervalMs?: number;
+  /**
    * Whether a host's save waits for Redis to take the transaction's marks. By default it does
    * not: the marks go out right after COMMIT in the background (one round trip per transaction,
    * failures to the outbox), so the save path costs no Redis round trip. `flushed()` waits for
@@ -105,6 +115,7 @@ export interface ResolvedOptions {
   readonly retry: Readonly<RetryOptions>;
   readonly markTimeoutMs: number;
   readonly maxWaitMs: number | undefined;
+  readonly minIntervalMs: number;
   readonly delivery: 'redis' | 'outbox';
   readonly onRedisLoss: 'rebuild' | 'warn';
   readonly awaitMarks: boolean;
@@ -119,6 +130,7 @@ export const DEFAULTS = Object.freeze({
   leaseMs: 10_000,
   recomputeTimeoutMs: 60_000,
   markTimeoutMs: 1_000,
+  minIntervalMs: 500,
   retry: Object.freeze({ attempts: 5, baseMs: 1_000, maxMs: 60_000 }),
   relayPoll: RELAY_POLL,
 });
@@ -133,6 +145,7 @@ const OPTION_NAMES = [
   'retry',
   'markTimeoutMs',
   'maxWaitMs',
+  'minIntervalMs',
   'awaitMarks',
   'delivery',
   'onRedisLoss',
@@ -149,6 +162,7 @@ const schema = z.object({
   recomputeTimeoutMs: ms(10, 86_400_000),
   markTimeoutMs: ms(10, 60_000),
   maxWaitMs: ms(0, 86_400_000).optional(),
+  minIntervalMs: ms(0, 86_400_000),
   delivery: z.enum(['redis', 'outbox']),
   onRedisLoss: z.enum(['rebuild', 'warn']),
   awaitMarks: z.boolean(),
@@ -274,6 +288,7 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     recomputeTimeoutMs: options.recomputeTimeoutMs ?? DEFAULTS.recomputeTimeoutMs,
     markTimeoutMs: options.markTimeoutMs ?? DEFAULTS.markTimeoutMs,
     maxWaitMs: options.maxWaitMs,
+    minIntervalMs: options.minIntervalMs ?? DEFAULTS.minIntervalMs,
     delivery,
     onRedisLoss: options.onRedisLoss ?? (delivery === 'outbox' ? 'warn' : 'rebuild'),
     awaitMarks: options.awaitMarks ?? false,
@@ -305,6 +320,7 @@ export function resolveOptions(options: CoalescerOptions): ResolvedOptions {
     retry: Object.freeze(v.retry),
     markTimeoutMs: v.markTimeoutMs,
     maxWaitMs: v.maxWaitMs,
+    minIntervalMs: v.minIntervalMs,
     delivery: v.delivery,
     onRedisLoss: v.onRedisLoss,
     awaitMarks: v.awaitMarks,

@@ -15,7 +15,7 @@ export interface PoliciesOptions {
 }
 
 /**
- * Each parent type's priority, settleMs and maxWaitMs, published to Redis where the scripts read
+ * Each parent type's priority, settleMs, maxWaitMs and minIntervalMs, published to Redis where the scripts read
  * them (so marks sent by any process, or relayed later, follow them). Once per registration, and
  * again when Redis lost them; a failure is retried on the next call.
  */
@@ -37,7 +37,7 @@ export class Policies {
     if (this.written) return this.written;
     const types = this.options.registry.parentTypes();
     const written = this.options.epochs
-      .writePolicies(new Map(types.map((t) => [t.name, { base: t.base, settleMs: t.settleMs, maxWaitMs: t.maxWaitMs }])))
+      .writePolicies(new Map(types.map((t) => [t.name, { base: t.base, settleMs: t.settleMs, maxWaitMs: t.maxWaitMs, minIntervalMs: t.minIntervalMs }])))
       .then(
         () => {
           this.done = written;

@@ -170,6 +170,9 @@ export class DrainRun {
       chained.clear();
       if ((await this.parts.outcomes.promoteNow(members)) > 0) return 'again';
     }
+    // Parents marked during their recompute wait out their minimum interval; a drain that is not
+    // told to leave them (a runner's tick does) recomputes them before it returns.
+    if (!this.options.leaveCooling && this.canClaim() && (await this.parts.outcomes.endCooling()) > 0) return 'again';
     return 'stop';
   }
 

@@ -21,6 +21,12 @@ export interface DrainOptions {
   window?: number;
   /** Stop claiming when aborted; claimed parents not yet started are given back at once. */
   signal?: AbortSignal;
+  /**
+   * Leave parents marked during their recompute in their type's minimum interval (minIntervalMs)
+   * for a later drain, rather than recompute them before returning. A runner's drains do.
+   * @defaultValue false
+   */
+  leaveCooling?: boolean;
   /** Called after each window is claimed and after the drain, with the running totals. */
   onProgress?: (progress: DrainResult) => void;
 }

@@ -35,11 +35,11 @@ export class Epochs {
     return (await callScript<number>(this.conn, 'advanceRebuild', [type, from, to ?? '', to === undefined ? 'done' : ''])) === 1;
   }
 
-  /** Publishes how each parent type is marked (priority, settleMs, maxWaitMs) for the scripts. */
+  /** Publishes how each parent type is marked (priority, settleMs, maxWaitMs, minIntervalMs) for the scripts. */
   async writePolicies(policies: ReadonlyMap<string, TypePolicy>): Promise<void> {
     if (policies.size === 0) return;
     const fields: string[] = [];
-    for (const [type, p] of policies) fields.push(type, `${p.base}|${p.settleMs}|${p.maxWaitMs ?? ''}`);
+    for (const [type, p] of policies) fields.push(type, `${p.base}|${p.settleMs}|${p.maxWaitMs ?? ''}|${p.minIntervalMs}`);
     await this.conn.client.hset(this.conn.keys.policy, ...fields);
   }
 

@@ -31,7 +31,12 @@ export interface Keys {
   readonly settling: string;
   /** HASH member -> score (priority base + heat) of a settling parent. */
   readonly settleHeat: string;
-  /** HASH parent type -> "base|settleMs|maxWaitMs": how the scripts treat members of the type. */
+  /**
+   * ZSET member -> ms when its minimum interval ends: settling parents that were marked during
+   * their recompute (minIntervalMs), so that a drain can end their wait early.
+   */
+  readonly cooling: string;
+  /** HASH parent type -> "base|settleMs|maxWaitMs|minIntervalMs": how the scripts treat members of the type. */
   readonly policy: string;
   /** STRING: the namespace's epoch; its absence means Redis lost the namespace's data. */
   readonly epoch: string;
@@ -87,6 +92,7 @@ export function keysFor(namespace: string): Keys {
     due: k('due'),
     settling: k('settling'),
     settleHeat: k('settleHeat'),
+    cooling: k('cooling'),
     policy: k('policy'),
     epoch: k('epoch'),
     fence: k('fence'),

@@ -72,6 +72,19 @@ export class Outcomes {
   }
 
   /** Ends the quiet period of those of `members` that are settling, now; returns how many were. */
+  /**
+   * Ends the minimum interval of every parent waiting one out (in `settling`, listed in
+   * `cooling`): they are pending at once. Returns how many moved.
+   */
+  async endCooling(): Promise<number> {
+    let moved = 0;
+    for (;;) {
+      const [n, more] = await callScript<[number, number]>(this.conn, 'endCooling', [MAX_BATCH]);
+      moved += n;
+      if (more === 0) return moved;
+    }
+  }
+
   async promoteNow(members: readonly string[]): Promise<number> {
     let moved = 0;
     for (const batch of chunks(members, MAX_BATCH)) moved += await callScript<number>(this.conn, 'promote', batch);

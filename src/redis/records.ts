@@ -55,6 +55,8 @@ export interface TypePolicy {
   readonly settleMs: number;
   /** Longest wait from the first mark to the claim, if capped. */
   readonly maxWaitMs: number | undefined;
+  /** Wait after a recompute during which the parent was marked again, before the next; 0 for none. */
+  readonly minIntervalMs: number;
 }
 
 /** A dead-lettered parent as stored. */

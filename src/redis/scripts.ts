@@ -61,8 +61,8 @@ export const SCRIPTS = {
   },
   readWindow: {
     name: 'coalesceReadWindow',
-    file: 'readWindow-4.lua',
-    keys: ['settling', 'settleHeat', 'pending', 'due'],
+    file: 'readWindow-5.lua',
+    keys: ['settling', 'settleHeat', 'pending', 'due', 'cooling'],
     buffers: true,
   },
   claim: {
@@ -73,7 +73,7 @@ export const SCRIPTS = {
   extend: { name: 'coalesceExtendLeases', file: 'extendLeases-2.lua', keys: ['leases', 'claims'] },
   ack: {
     name: 'coalesceAckParents',
-    file: 'ackParents-17.lua',
+    file: 'ackParents-18.lua',
     keys: [
       'leases',
       'claims',
@@ -92,6 +92,7 @@ export const SCRIPTS = {
       'generations',
       'ackedGens',
       'listening',
+      'cooling',
     ],
   },
   fail: {
@@ -137,6 +138,11 @@ export const SCRIPTS = {
   },
   advanceRebuild: { name: 'coalesceAdvanceRebuild', file: 'advanceRebuild-1.lua', keys: ['rebuild'] },
   promote: { name: 'coalescePromoteMembers', file: 'promoteMembers-3.lua', keys: ['settling', 'settleHeat', 'pending'] },
+  endCooling: {
+    name: 'coalesceEndCooling',
+    file: 'endCooling-4.lua',
+    keys: ['cooling', 'settling', 'settleHeat', 'pending'],
+  },
 } as const satisfies Record<string, ScriptDef>;
 
 /** A script of {@link SCRIPTS}. */

@@ -9,7 +9,7 @@ export type { EntityClass } from './model';
 // alike, under `experimentalDecorators` as TypeORM's own decorators need.
 
 /** The parent options a class decorator may give: how its parents are drained, not how they are computed. */
-export type CoalescedOptions = Pick<ParentOptions, 'settleMs' | 'priority' | 'maxWaitMs' | 'batchSize'>;
+export type CoalescedOptions = Pick<ParentOptions, 'settleMs' | 'priority' | 'maxWaitMs' | 'minIntervalMs' | 'batchSize'>;
 
 const aggregates = new WeakMap<object, Map<string, AggregateSpec>>();
 const coalesced = new WeakMap<object, CoalescedOptions>();

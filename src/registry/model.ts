@@ -86,6 +86,13 @@ export interface ParentOptions<Id extends ParentId = ParentId> {
    */
   maxWaitMs?: number;
   /**
+   * Shortest time between two recomputes of a parent of this type that keeps being marked: one
+   * marked again while recomputed waits this long after that recompute (never past `maxWaitMs`).
+   * Overrides the Coalescer's `minIntervalMs`; 0 turns it off for the type.
+   * @defaultValue the Coalescer's `minIntervalMs` (500)
+   */
+  minIntervalMs?: number;
+  /**
    * Properties of the parent's columns that its recompute writes (`['total', 'lineCount']`).
    * A host `save()` of the parent that writes one of them (typically a copy loaded before the
    * last recompute, written back whole) logs a warning once per column and marks the parent
@@ -156,6 +163,8 @@ export interface ParentType {
   readonly batchSize: number;
   readonly settleMs: number;
   readonly maxWaitMs: number | undefined;
+  /** Ms a parent marked while recomputed waits after that recompute before the next. */
+  readonly minIntervalMs: number;
   readonly recompute: ParentOptions['recompute'];
   readonly recomputeMany: ParentOptions['recomputeMany'];
   /** The declared aggregates, compiled. */

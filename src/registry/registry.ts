@@ -24,7 +24,7 @@ export class Registry {
 
   constructor(
     private readonly dataSource: DataSource,
-    private readonly defaults: { readonly maxWaitMs?: number | undefined } = {},
+    private readonly defaults: { readonly maxWaitMs?: number | undefined; readonly minIntervalMs?: number } = {},
   ) {}
 
   addParent(target: EntityTarget<ObjectLiteral>, options: ParentOptions): ParentType {
@@ -59,7 +59,7 @@ export class Registry {
         `parent ${metadata.name}: priority must be one of ${Object.keys(PRIORITY_BASE).join(', ')}, got ${String(priority)}`,
       );
     }
-    const ms = (name: 'settleMs' | 'maxWaitMs', value: number | undefined): void => {
+    const ms = (name: 'settleMs' | 'maxWaitMs' | 'minIntervalMs', value: number | undefined): void => {
       if (value !== undefined && (!Number.isInteger(value) || value < 0 || value > 86_400_000)) {
         throw new RegistrationError(
           `parent ${metadata.name}: ${name} must be an integer from 0 to 86400000 ms, got ${String(value)}`,
@@ -68,6 +68,7 @@ export class Registry {
     };
     ms('settleMs', options.settleMs);
     ms('maxWaitMs', options.maxWaitMs);
+    ms('minIntervalMs', options.minIntervalMs);
     const primary = metadata.primaryColumns[0] as ColumnMetadata;
     // Checked before registering, so a bad declaration leaves nothing half registered.
     const declared = derivedColumns(metadata, options.derived);
@@ -84,6 +85,7 @@ export class Registry {
       batchSize,
       settleMs: options.settleMs ?? 0,
       maxWaitMs: options.maxWaitMs ?? this.defaults.maxWaitMs,
+      minIntervalMs: options.minIntervalMs ?? this.defaults.minIntervalMs ?? 0,
       recompute: recompute.recompute,
       recomputeMany: recompute.recomputeMany,
       aggregates,

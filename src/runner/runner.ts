@@ -10,7 +10,7 @@ import type { DrainOptions, DrainResult, FailedEvent, RecomputedEvent } from '..
 export interface RunnerOptions {
   /**
    * node-cron expression (five fields, or six with seconds first) of the ticks.
-   * @defaultValue '*\/5 * * * * *' (every 5 seconds)
+   * @defaultValue '* * * * * *' (every second)
    */
   schedule?: string;
   /**
@@ -69,7 +69,7 @@ export interface Drainable {
 
 /** Defaults of every runner option. */
 export const RUNNER_DEFAULTS = Object.freeze({
-  schedule: '*/5 * * * * *',
+  schedule: '* * * * * *',
   concurrency: 4,
   maxPerTick: 10_000,
   maxTickMs: 4_000,
@@ -205,6 +205,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
         max: this.options.maxPerTick,
         maxMs: this.options.maxTickMs,
         signal: this.abort.signal,
+        // A parent marked during its recompute waits out its minimum interval for a later tick.
+        leaveCooling: true,
       });
     } catch (err) {
       error = err;

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EntitySchema } from 'typeorm';
+import { Redis } from 'ioredis';
 import { Coalescer, type ParentOptions } from '../../src';
 import { createTestDb, disposeAll, redisUrl, suffix, testLogger, type TestDb } from '../support';
 
@@ -8,7 +9,7 @@ import { createTestDb, disposeAll, redisUrl, suffix, testLogger, type TestDb } f
 const Alpha = new EntitySchema<{ id: number }>({ name: 'Alpha', columns: { id: { type: 'int', primary: true } } });
 const Beta = new EntitySchema<{ id: number }>({ name: 'Beta', columns: { id: { type: 'int', primary: true } } });
 
-describe('freshness: maxWaitMs, settleMs, priorities, lag', () => {
+describe('freshness: maxWaitMs, settleMs, minIntervalMs, priorities, lag', () => {
   let db: TestDb;
   const open: Coalescer[] = [];
   let now = 1_700_000_000_000;
@@ -138,6 +139,92 @@ describe('freshness: maxWaitMs, settleMs, priorities, lag', () => {
     now += 1;
     expect((await c.drain()).recomputed).toBe(1);
     expect(order).toEqual(['Alpha:9', 'Alpha:9']);
+  });
+
+  /** A coalescer whose Alpha recompute marks its parent again once, during the first recompute. */
+  function remarking(order: string[], alpha: Partial<ParentOptions<number>>, maxWaitMs?: number): Coalescer {
+    let remarked = false;
+    const c: Coalescer = make(
+      order,
+      {
+        recompute: async (id) => {
+          order.push(`Alpha:${id}`);
+          if (!remarked) {
+            remarked = true;
+            await c.mark(Alpha, id);
+          }
+        },
+        ...alpha,
+      },
+      {},
+      maxWaitMs,
+    );
+    return c;
+  }
+
+  it("minIntervalMs: a parent marked during its recompute waits that long from the ack in a runner's drain; marks meanwhile add heat, not claims", async () => {
+    const order: string[] = [];
+    const c = remarking(order, { minIntervalMs: 400 });
+    await c.mark(Alpha, 9);
+    const first = await c.drain({ leaveCooling: true });
+    expect(first).toMatchObject({ recomputed: 1, rearmed: 1 });
+    expect(await c.stats()).toMatchObject({ pending: 0, settling: 1 });
+    now += 100;
+    await c.mark(Alpha, [9, 9]);
+    expect(await c.stats()).toMatchObject({ pending: 0, settling: 1 });
+    expect((await c.drain({ leaveCooling: true })).recomputed).toBe(0);
+    now += 299;
+    expect((await c.drain({ leaveCooling: true })).recomputed).toBe(0);
+    now += 1;
+    expect((await c.drain({ leaveCooling: true })).recomputed).toBe(1);
+    expect(order).toEqual(['Alpha:9', 'Alpha:9']);
+    expect(await c.stats()).toMatchObject({ pending: 0, settling: 0 });
+    const raw = new Redis(redisUrl());
+    try {
+      expect(await raw.exists(`{${c.namespace}}:cooling`, `{${c.namespace}}:settling`)).toBe(0);
+    } finally {
+      raw.disconnect();
+    }
+  });
+
+  it('minIntervalMs: drain() recomputes a parent in its minimum interval before it returns', async () => {
+    const order: string[] = [];
+    const c = remarking(order, {});
+    await c.mark(Alpha, 3);
+    // The default interval (500 ms) applies; time does not move, yet the drain finishes it.
+    expect(await c.drain()).toMatchObject({ recomputed: 2, rearmed: 1 });
+    expect(order).toEqual(['Alpha:3', 'Alpha:3']);
+    expect(await c.stats()).toMatchObject({ pending: 0, settling: 0 });
+  });
+
+  it('minIntervalMs never delays a parent past its maxWaitMs; a parent marked while idle is claimed at once; 0 turns it off', async () => {
+    const order: string[] = [];
+    const capped = remarking(order, { minIntervalMs: 5_000 }, 300);
+    await capped.mark(Alpha, 4);
+    expect((await capped.drain({ leaveCooling: true })).recomputed).toBe(1);
+    now += 299;
+    expect((await capped.drain({ leaveCooling: true })).recomputed).toBe(0);
+    now += 1;
+    expect((await capped.drain({ leaveCooling: true })).recomputed).toBe(1);
+    // Idle again: the next mark is claimed at once, whatever the interval.
+    now += 1;
+    await capped.mark(Alpha, 4);
+    expect((await capped.drain({ leaveCooling: true })).recomputed).toBe(1);
+    expect(order).toEqual(['Alpha:4', 'Alpha:4', 'Alpha:4']);
+
+    const off: string[] = [];
+    const c = remarking(off, { minIntervalMs: 0 });
+    await c.mark(Alpha, 5);
+    expect((await c.drain({ leaveCooling: true })).recomputed).toBe(2);
+  });
+
+  it('minIntervalMs out of range is a RegistrationError naming it; the namespace option a ConfigError', () => {
+    expect(() => make([], { minIntervalMs: -1 })).toThrow(
+      /Alpha: minIntervalMs must be an integer from 0 to 86400000 ms, got -1/,
+    );
+    expect(
+      () => new Coalescer({ dataSource: db.dataSource, redis: redisUrl(), namespace: `fresh-${suffix()}`, minIntervalMs: 1.5 }),
+    ).toThrow(/invalid option "minIntervalMs" = 1.5/);
   });
 
   it('priorities order the drain: critical before normal before low, whatever the heat', async () => {

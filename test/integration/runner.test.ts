@@ -93,9 +93,9 @@ describe('runner', () => {
     expect(() => c.runner({ schedule: '61 * * * *' })).toThrow(/"61 \* \* \* \*"/);
     expect(() => c.runner({ concurrency: 0 })).toThrow(/runner option "concurrency" = 0/);
     expect(() => c.runner({ maxTickMs: 1.5 })).toThrow(/runner option "maxTickMs" = 1.5/);
-    // Five fields and six (seconds first) are both accepted; the default is every 5 seconds.
+    // Five fields and six (seconds first) are both accepted; the default is every second.
     expect(c.runner({ schedule: '*/2 * * * *' }).options.schedule).toBe('*/2 * * * *');
-    expect(c.runner().options.schedule).toBe('*/5 * * * * *');
+    expect(c.runner().options.schedule).toBe('* * * * * *');
   });
 
   it('start and stop are idempotent and the status says where it is', async () => {

@@ -43,7 +43,7 @@ describe('the Lua scripts', () => {
 
   it('loads each include once, however many paths lead to it, and writes in the shared constants', () => {
     // ackParents includes markOne (which includes score) and claimRecord.
-    const ack = scriptSource('ackParents-17.lua');
+    const ack = scriptSource('ackParents-18.lua');
     expect(ack.match(/local function heatOf/g)).toHaveLength(1);
     expect(ack.match(/local function claimedBy/g)).toHaveLength(1);
     expect(ack).not.toMatch(/--- @include/);

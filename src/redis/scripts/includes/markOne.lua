@@ -3,7 +3,7 @@
 
   K: key names { pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling,
      settleHeat, policy }
-  markMany(K, members, incs, bases, now, firsts) / markOne(K, member, inc, base, now, first):
+  markMany(K, members, incs, bases, now, firsts, rearm) / markOne(K, member, inc, base, now, first):
     - a dead parent gets a fresh start;
     - a held parent (a claim record: leased, or waiting to retry) keeps the heat aside in
       `dirty` (first such mark in `dirtyAt`); it comes back when the hold ends, so a parent is
@@ -12,8 +12,11 @@
       type's maxWaitMs in `due`), and the heat goes to `settling` (a type with settleMs: each
       mark restarts the quiet period, never past `due`) or to `pending`. A parent left in
       `settling` by a type that no longer settles is moved to pending with its heat.
-  Policies ("base|settleMs|maxWaitMs" per type) come from the `policy` hash, so every process
-  and every path marks alike whatever it registered itself.
+    - `rearm` is true when an acknowledgement re-arms parents marked during their recompute:
+      those of a type with minIntervalMs wait that long in `settling` (never past `due`), listed
+      in `K.cooling` too. A later mark adds heat there and keeps the time.
+  Policies ("base|settleMs|maxWaitMs|minIntervalMs" per type) come from the `policy` hash, so
+  every process and every path marks alike whatever it registered itself.
 ]]
 --- @include "score"
 
@@ -25,8 +28,8 @@ local function policyOf(K, member)
     p = false
     local raw = redis.call('HGET', K.policy, kind)
     if raw then
-      local b, s, w = string.match(raw, '^([^|]*)|([^|]*)|(.*)$')
-      p = { base = tonumber(b), settle = tonumber(s) or 0, wait = tonumber(w) }
+      local b, s, w, c = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$')
+      p = { base = tonumber(b), settle = tonumber(s) or 0, wait = tonumber(w), cool = tonumber(c) or 0 }
     end
     policyCache[kind] = p
   end
@@ -46,7 +49,7 @@ end
 
 -- Marks several members at once (each at most once in the lists): the common case, a parent
 -- that is neither held, settling nor capped, costs a share of a few batched calls.
-local function markMany(K, members, incs, bases, now, firsts)
+local function markMany(K, members, incs, bases, now, firsts, rearm)
   local n = #members
   if n == 0 then return end
   if exists(K.dead) and redis.call('ZREM', K.dead, unpack(members)) > 0 then
@@ -87,14 +90,25 @@ local function markMany(K, members, incs, bases, now, firsts)
       else
         score = base + inc
       end
+      local hold, cooling = 0, false
       if p and p.settle > 0 then
-        -- Not quiet yet: the parent waits in `settling`, out of pending, with its score.
+        hold = p.settle
+      elseif rearm and p and p.cool > 0 then
+        hold, cooling = p.cool, true
+      end
+      if hold > 0 then
+        -- Not quiet yet (or just recomputed): the parent waits in `settling`, out of pending,
+        -- with its score.
         if current[j] then redis.call('ZREM', K.pending, member) end
         redis.call('HSET', K.settleHeat, member, fmt(score))
         present[K.settleHeat] = true
-        local ready = now + p.settle
+        local ready = now + hold
         if due and due < ready then ready = due end
         redis.call('ZADD', K.settling, ready, member)
+        if cooling then redis.call('ZADD', K.cooling, ready, member) end
+      elseif kept[j] and p and p.cool > 0 then
+        -- Marked in its minimum interval: more heat, the same time.
+        redis.call('HSET', K.settleHeat, member, fmt(score))
       else
         if kept[j] then
           redis.call('HDEL', K.settleHeat, member)

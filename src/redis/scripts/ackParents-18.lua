@@ -2,7 +2,7 @@
   Acknowledge recomputed parents: end their claims, and re-arm those marked meanwhile.
 
   Keys: leases, claims, attempts, pending, since, dirty, dirtyAt, dead, deadInfo, due,
-        settling, settleHeat, policy, waits, generations, ackedGens, listening
+        settling, settleHeat, policy, waits, generations, ackedGens, listening, cooling
 
   Args:
     ARGV[1] now (ms)
@@ -13,7 +13,8 @@
 
   - Owned (the record carries the token and the lease is still held): the claim ends. Marks
     that arrived during the recompute (`dirty`) go back through markOne with their first-mark
-    time; without any, the parent is done (out of `since` and `due`). The generation the claim
+    time (a type with minIntervalMs: into `settling` for that long, never past `due`); without
+    any, the parent is done (out of `since` and `due`). The generation the claim
     covered is kept in `ackedGens` while newer marks wait, and both are dropped once none does.
     When someone listens (`listening`), the acknowledged members and generations are published
     on the event channel, for readers waiting for a parent to be fresh.
@@ -24,13 +25,14 @@
   Output: { acked, rearmed, superseded }
 ]]
 local leases, claims, attempts, pending, since, dirty, dirtyAt, dead, deadInfo, due,
-      settling, settleHeat, policy, waits, generations, ackedGens, listening = unpack(KEYS)
+      settling, settleHeat, policy, waits, generations, ackedGens, listening, cooling = unpack(KEYS)
 --- @include "markOne"
 --- @include "claimRecord"
 
 local K = {
   pending = pending, since = since, claims = claims, dirty = dirty, dirtyAt = dirtyAt, dead = dead,
   deadInfo = deadInfo, due = due, settling = settling, settleHeat = settleHeat, policy = policy,
+  cooling = cooling,
 }
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
@@ -103,7 +105,7 @@ if #owned > 0 then
     for j = 1, #rearm do firsts[j] = tonumber(ats[j]) or now end
     redis.call('HDEL', dirty, unpack(rearm))
     redis.call('HDEL', dirtyAt, unpack(rearm))
-    markMany(K, rearm, incs, rearmBases, now, firsts)
+    markMany(K, rearm, incs, rearmBases, now, firsts, true)
     if #keptGens > 0 then redis.call('HSET', ackedGens, unpack(keptGens)) end
     rearmed = #rearm
   end

@@ -1,10 +1,10 @@
 --[[
-  Read the next window to claim: first move parents whose quiet period is over from `settling`
-  to pending, then return the overdue parents (past their maxWaitMs, most overdue first) and
+  Read the next window to claim: first move parents whose quiet period (or minimum interval) is
+  over from `settling` to pending, then return the overdue parents (past their maxWaitMs, most overdue first) and
   the hottest pending ones. Nothing is claimed here: the claim's checked ZREM decides, and
   another worker may take any of these first.
 
-  Keys: settling, settleHeat, pending, due
+  Keys: settling, settleHeat, pending, due, cooling
 
   Args:
     ARGV[1] now (ms, server time)
@@ -15,7 +15,7 @@
   Output: flat array: number of overdue members k, then k members, then pairs member, score of
           the hottest (ZREVRANGE ... WITHSCORES)
 ]]
-local settling, settleHeat, pending, due = unpack(KEYS)
+local settling, settleHeat, pending, due, cooling = unpack(KEYS)
 --- @include "score"
 
 local now, size, offset = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -30,6 +30,7 @@ if redis.call('EXISTS', settling) == 1 then
     redis.call('HDEL', settleHeat, unpack(ready))
   end
 end
+if redis.call('EXISTS', cooling) == 1 then redis.call('ZREMRANGEBYSCORE', cooling, '-inf', now) end
 local out = { 0 }
 if redis.call('EXISTS', due) == 1 then
   local overdue = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, size)
