@@ -37,7 +37,14 @@ export class Policies {
     if (this.written) return this.written;
     const types = this.options.registry.parentTypes();
     const written = this.options.epochs
-      .writePolicies(new Map(types.map((t) => [t.name, { base: t.base, settleMs: t.settleMs, maxWaitMs: t.maxWaitMs, minIntervalMs: t.minIntervalMs }])))
+      .writePolicies(
+        new Map(
+          types.map((t) => [
+            t.name,
+            { base: t.base, settleMs: t.settleMs, maxWaitMs: t.maxWaitMs, minIntervalMs: t.minIntervalMs },
+          ]),
+        ),
+      )
       .then(
         () => {
           this.done = written;
