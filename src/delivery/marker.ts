@@ -1,6 +1,6 @@
 import type { CoalesceLogger as Logger } from '../log';
 import type { MarkEntry } from '../redis/records';
-import type { Marks } from '../redis/marks';
+import type { Marked, Marks } from '../redis/marks';
 import { MAX_BATCH } from '../util/chunks';
 import { errorMessage } from '../errors';
 import { within } from '../util/within';
@@ -13,7 +13,7 @@ export type UndeliveredHandler = (entries: readonly MarkEntry[], error: unknown)
 export interface MarkerStats {
   /** Parent marks sent (one per distinct parent per round trip). */
   marks: number;
-  /** Round trips to Redis made by the marker. */
+  /** Round trips to Redis made by the marker (the save path's sends of one turn share one). */
   roundTrips: number;
   /** Marks that could not be sent. */
   undelivered: number;
@@ -40,6 +40,50 @@ export interface FenceWatch {
 export function addMark(batch: Map<string, MarkEntry>, entry: MarkEntry): void {
   const prev = batch.get(entry.member);
   batch.set(entry.member, prev ? { ...prev, increment: prev.increment + entry.increment } : entry);
+}
+
+/**
+ * Joins the save path's sends that start in the same turn of the event loop into one script
+ * call (concurrent commits each send their transaction's marks; one call carries them all, the
+ * increments of a parent summed). Every caller gets the joint reply, or its error.
+ */
+export class JointSends {
+  private waiting: { entries: readonly MarkEntry[]; resolve: (m: Marked) => void; reject: (e: unknown) => void }[] = [];
+
+  constructor(
+    private readonly marks: Pick<Marks, 'mark'>,
+    private readonly clock: () => number,
+    /** Told of each script call made. */
+    private readonly onCall: () => void = () => undefined,
+  ) {}
+
+  mark(entries: readonly MarkEntry[]): Promise<Marked> {
+    return new Promise<Marked>((resolve, reject) => {
+      this.waiting.push({ entries, resolve, reject });
+      if (this.waiting.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    let entries: readonly MarkEntry[];
+    if (waiting.length === 1) entries = (waiting[0] as (typeof waiting)[number]).entries;
+    else {
+      const joint = new Map<string, MarkEntry>();
+      for (const w of waiting) for (const e of w.entries) addMark(joint, e);
+      entries = [...joint.values()];
+    }
+    this.onCall();
+    this.marks.mark(entries, this.clock()).then(
+      (marked) => {
+        for (const w of waiting) w.resolve(marked);
+      },
+      (error: unknown) => {
+        for (const w of waiting) w.reject(error);
+      },
+    );
+  }
 }
 
 /** What a marker needs. */
@@ -79,10 +123,12 @@ export class Marker {
   readonly outage: OutageLog;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly logger: Logger;
+  private readonly joint: JointSends;
 
   constructor(private readonly options: MarkerOptions) {
     this.logger = options.logger;
     this.outage = new OutageLog(options.logger);
+    this.joint = new JointSends(options.marks, options.clock, () => (this.stats.roundTrips += 1));
   }
 
   /**
@@ -120,14 +166,15 @@ export class Marker {
     if (entries.length === 0) return { delivered: true, epoch: '', generation: 0 };
     try {
       if (!this.options.reachable()) throw new Error('the Redis connection is down (reconnecting)');
-      this.stats.roundTrips += 1;
       // markTimeoutMs per script call of the send: a save's marks are one call; an explicit
       // mark() of 100,000 parents is 200, pipelined, and is not cut short for its size.
       const timeoutMs = this.options.timeoutMs * Math.ceil(entries.length / MAX_BATCH);
       const floor = this.options.fence?.floor ?? 0;
       const attempt = (async () => {
         await this.options.clockReady();
-        return (bulk ? this.options.bulk : this.options.marks).mark(entries, this.options.clock());
+        if (!bulk) return this.joint.mark(entries);
+        this.stats.roundTrips += 1;
+        return this.options.bulk.mark(entries, this.options.clock());
       })();
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.

@@ -76,4 +76,50 @@ describe('Marker', () => {
     gone.marker.outage.delivered();
     expect(gone.log.lines.find((l) => l.msg.includes('Redis takes marks again'))).toMatchObject({ sends: 5, kept: 5, lost: 0 });
   });
+
+  it("joins the save path's sends of one turn into one script call, each caller getting the reply; a failed joint send keeps each caller's marks", async () => {
+    const conn = { client: up, keys: keysFor(`marker-${suffix()}`) };
+    const calls: number[] = [];
+    const counting = new Marks(conn);
+    const mark = counting.mark.bind(counting);
+    counting.mark = (entries, now) => {
+      calls.push(entries.length);
+      return mark(entries, now);
+    };
+    const m = new Marker({
+      marks: counting,
+      bulk: counting,
+      logger: recordingLogger('info').logger,
+      clock: () => 7_000,
+      keep: async () => undefined,
+      timeoutMs: 300,
+      awaitMarks: true,
+      reachable: () => true,
+      clockReady: async () => undefined,
+    });
+    const sent = await Promise.all([
+      m.send([{ member: 'Doc:1', increment: 1, base: 1e12 }]),
+      m.send([
+        { member: 'Doc:1', increment: 2, base: 1e12 },
+        { member: 'Doc:2', increment: 1, base: 1e12 },
+      ]),
+      m.send([{ member: 'Doc:3', increment: 1, base: 1e12 }]),
+    ]);
+    expect(calls).toEqual([3]);
+    expect(m.stats).toMatchObject({ marks: 4, roundTrips: 1 });
+    expect(sent.map((s) => s.delivered)).toEqual([true, true, true]);
+    expect(new Set(sent.map((s) => s.generation)).size).toBe(1);
+    expect(Number(await up.zscore(conn.keys.pending, 'Doc:1'))).toBe(1e12 + 3);
+    expect(await up.zcard(conn.keys.pending)).toBe(3);
+
+    const kept: MarkEntry[][] = [];
+    const { marker: gone } = marker({ client: down, keys: keysFor(`marker-${suffix()}`) }, kept);
+    const failed = await Promise.all([
+      gone.send([{ member: 'Doc:4', increment: 1, base: 1e12 }]),
+      gone.send([{ member: 'Doc:5', increment: 1, base: 1e12 }]),
+    ]);
+    expect(failed.map((s) => s.delivered)).toEqual([false, false]);
+    await gone.settled();
+    expect(kept.map((k) => k.map((e) => e.member)).sort()).toEqual([['Doc:4'], ['Doc:5']]);
+  });
 });
