@@ -60,6 +60,21 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
         ratioToZpopmax: cell(r.ratioToZpopmax),
       })),
     );
+    const cost = d.costPerParent;
+    table(
+      `drain: cost per parent of the no-op drain (1 process, concurrency 1) over ${d.parents} parents; median (min-max) of ${cost.nodeCpuUs.runs} rounds`,
+      [
+        { cost: 'Node CPU, µs (user + system)', perParent: cell(cost.nodeCpuUs) },
+        { cost: 'Redis, µs (commandstats usec)', perParent: cell(cost.redisUs) },
+        { cost: 'Redis calls sent', perParent: cell(cost.redisCallsPerParent) },
+        { cost: 'commands run inside scripts', perParent: cell(cost.inScriptCallsPerParent) },
+      ],
+    );
+    if (cost.otherClientsScriptCalls.max > 0) {
+      process.stdout.write(
+        `other Redis clients ran ${cell(cost.otherClientsScriptCalls)} script calls during the measured drains: the Redis figures include their work\n`,
+      );
+    }
     const byDefault = d.rows.find((r) => r.mode === 'inproc' && r.concurrency === 1);
     report.atLeast('drain', 'drain() (concurrency 1) / ZPOPMAX 100', byDefault?.ratioToZpopmax?.median ?? 0, 0.3);
     const eight = d.slowSpeedup.find((s) => s.concurrency === 8);
