@@ -112,9 +112,22 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
       { phase: 'saves', perSec: cell(e.savesPerSec), count: e.saves },
       { phase: 'drain, recompute', perSec: cell(e.recompute.parentsPerSec), count: cell(e.recompute.recomputes) },
       { phase: 'drain, recomputeMany', perSec: cell(e.recomputeMany.parentsPerSec), count: cell(e.recomputeMany.recomputes) },
+      {
+        phase: 'drain, declarative aggregates',
+        perSec: cell(e.declarative.throughDrainPerSec),
+        count: cell(e.declarative.recomputes),
+      },
+      {
+        phase: `their UPDATE alone, batches of ${e.declarative.batchSize}`,
+        perSec: cell(e.declarative.sqlAlonePerSec),
+        count: e.distinctOrders,
+      },
     ]);
-    process.stdout.write(`mismatches: ${e.mismatches}\n`);
+    process.stdout.write(
+      `declarative through the drain / their UPDATE alone: ${cell(e.declarative.ratio)}; mismatches: ${e.mismatches}\n`,
+    );
     report.atLeast('endToEnd', 'recomputeMany / recompute', e.manyOverOne.median, 5);
+    report.atLeast('endToEnd', 'declarative: through the drain / UPDATE alone', e.declarative.ratio.median, 0.5);
     report.fail(...e.failures);
   },
 
