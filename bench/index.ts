@@ -345,8 +345,8 @@ async function main(): Promise<void> {
   const program = new Command('bench')
     .description(
       'Benchmarks of typeorm-coalesce against local PostgreSQL and Redis: the drain (in-process, 1 and 2 processes, 5 ms recomputes, ' +
-        'against a ZPOPMAX 100 loop), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
-        'to end, freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
+        'against a ZPOPMAX 100 loop; its CPU, Redis time and Redis calls per parent), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
+        'to end (with declared aggregates: through the drain against their UPDATE alone), freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
         "on hot parents: bare, the synchronous update, ours and trigger capture, each with its runner in the writers' process or forked), declarative aggregates against hand-written SQL, the save path with trigger capture, the trigger relay latency, fresh() latency, and trigger capture under 8 and 32 raw-SQL writers (PostgreSQL with and without the NOTIFY of earlier versions, MariaDB). Every comparison is measured in the same run; every figure is a median " +
         'of at least 3 interleaved runs, with min and max. Nothing here is a test: no figure is asserted, but a wrong result ' +
         '(mismatched totals, recomputes not equal to the parents touched) exits 1.',
