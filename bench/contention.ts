@@ -1,15 +1,29 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { EntityManager, QueryRunner } from 'typeorm';
-import { Coalescer } from '../src';
+import { Coalescer, type Runner } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { countMismatches, recomputeOrders } from '../examples/shop/recompute';
 import { type Figure, quantile, Samples } from './figure';
 import { benchDataSource, clearNamespace, dropNamespace, progress } from './util';
 import { seededRandom } from './workload';
+import type { RunnerReply, RunnerRequest } from './contention-runner';
 
-/** How the writers' saves keep the orders' totals. */
-export type ContentionVariant = 'bare' | 'sync' | 'ours';
-const VARIANTS: readonly ContentionVariant[] = ['bare', 'sync', 'ours'];
+/**
+ * How the writers' saves keep the orders' totals. `ours`: the subscriber marks, a runner drains
+ * in the writers' process; `ours-forked`: the same marks, the runner in a process of its own.
+ * `triggers`: row triggers capture, the relay and the runner in the writers' process;
+ * `triggers-forked`: the relay and the runner in a process of its own.
+ */
+export type ContentionVariant = 'bare' | 'sync' | 'ours' | 'ours-forked' | 'triggers' | 'triggers-forked';
+const VARIANTS: readonly ContentionVariant[] = ['bare', 'sync', 'ours', 'ours-forked', 'triggers', 'triggers-forked'];
+/** The variants that capture and recompute: each compared with bare. */
+export type CapturingVariant = Exclude<ContentionVariant, 'bare' | 'sync'>;
+export const CAPTURING: readonly CapturingVariant[] = ['ours', 'ours-forked', 'triggers', 'triggers-forked'];
+const capturing = (v: ContentionVariant): v is CapturingVariant => (CAPTURING as readonly string[]).includes(v);
+/** Every runner's schedule, in the writers' process or forked: a tick a second (other runner options are the defaults). */
+const RUNNER_SCHEDULE = '* * * * * *';
 
 /** Sizes of the contention benchmark. */
 export interface ContentionOptions {
@@ -44,8 +58,18 @@ export interface ContentionRow {
   otherErrors: number;
   /** Orders whose total or line count disagree with their lines at the end, over all rounds; null for bare (it keeps nothing). */
   mismatches: number | null;
-  /** Recomputes per run: ours counts the drains' (during the run and the last one); null for the others. */
+  /**
+   * Recomputes per run of the capturing variants: the drains' (the runner's during the run and
+   * the last one), in whichever process they ran; null for the others.
+   */
   recomputes: Figure | null;
+}
+
+/** One capturing variant over bare at one writer count and hot parent count, run by run. */
+export interface OverBare {
+  variant: CapturingVariant;
+  savesPerSec: Figure;
+  p99Ms: Figure;
 }
 
 /** Ours against the others at one writer count and hot parent count, run by run. */
@@ -56,9 +80,11 @@ export interface ContentionComparison {
   savesOverSync: Figure;
   /** Ours' p99 latency over bare saves'. */
   p99OverBare: Figure;
+  /** Every capturing variant's saves/s and p99 over bare's. */
+  overBare: OverBare[];
 }
 
-/** Every row and comparison; `failures` lists every run of ours that left a mismatch. */
+/** Every row and comparison; `failures` lists every run of a capturing variant that left a mismatch. */
 export interface ContentionResult {
   durationMs: number;
   rounds: number;
@@ -99,17 +125,77 @@ async function syncUpdate(manager: EntityManager, orderId: number): Promise<void
   );
 }
 
+/** A runner process of bench/contention-runner.ts, reused across runs: one per capture mode. */
+class RunnerProcess {
+  private readonly waiting: { resolve: (reply: RunnerReply) => void; reject: (error: Error) => void }[] = [];
+  private failure: Error | undefined;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (reply: RunnerReply) => this.waiting.shift()?.resolve(reply));
+    child.once('exit', (code) => {
+      this.failure = new Error(`bench contention runner exited with ${code}`);
+      for (const w of this.waiting.splice(0)) w.reject(this.failure);
+    });
+  }
+
+  static async start(env: Record<string, string>): Promise<RunnerProcess> {
+    const child = fork(join(__dirname, 'contention-runner.js'), [], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    const runner = new RunnerProcess(child);
+    await runner.request();
+    return runner;
+  }
+
+  /** Sends `request` (none: waits for the first reply) and resolves with the reply; rejects if the process exits first. */
+  request(request?: RunnerRequest): Promise<RunnerReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    const reply = new Promise<RunnerReply>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    if (request) this.child.send(request);
+    return reply;
+  }
+
+  /** Makes a coalescer and starts its runner; resolves once it runs. */
+  async begin(): Promise<void> {
+    await this.request({ start: true });
+  }
+
+  /** Stops the runner, drains what is left; resolves with the recomputes of the run. */
+  async end(): Promise<number> {
+    const reply = await this.request({ stop: true });
+    if (!('stopped' in reply)) throw new Error('bench contention runner answered a stop without its counts');
+    return reply.stopped.recomputes;
+  }
+
+  /** Asks the process to exit; kills it if it has not within 10 s. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.send({ exit: true } satisfies RunnerRequest);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
 /**
  * K writers, each on a connection of its own, insert lines of a few hot orders for a fixed
  * time: bare saves, the synchronous pattern (the order rebuilt in each line's transaction), and
- * ours (the subscriber marks, a runner drains every second meanwhile, a last drain at the end).
- * The three are interleaved, their order rotating round by round, each run on fresh orders.
+ * the capturing variants, each with a runner draining every second meanwhile and a last drain at
+ * the end: ours (the subscriber marks, the runner in the writers' process), ours-forked (the
+ * runner in a process of its own), triggers (the library's row triggers capture; the relay and
+ * the runner in the writers' process) and triggers-forked (the relay and the runner in a process
+ * of its own). The triggers are installed once and enabled only for the trigger variants. The
+ * variants are interleaved, their order rotating round by round, each run on fresh orders.
  */
 export async function benchContention(o: ContentionOptions): Promise<ContentionResult> {
   const maxWriters = Math.max(...o.writers);
+  const schema = `bench_contention_${process.pid}`;
   // Room for the runner's recomputes and the outbox relay beside the writers.
-  const ds = await benchDataSource(o.databaseUrl, `bench_contention_${process.pid}`, maxWriters + 6);
+  const ds = await benchDataSource(o.databaseUrl, schema, maxWriters + 6);
   const namespace = `bench-contention-${process.pid}`;
+  const triggerNamespace = `bench-contention-triggers-${process.pid}`;
   const raw = new Redis(o.redisUrl);
   const coalescer = new Coalescer({ dataSource: ds, redis: o.redisUrl, namespace });
   coalescer.parent<number>(Order, { recomputeMany: (ids, { manager }) => recomputeOrders(manager, ids) });
@@ -118,7 +204,28 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
   coalescer.on('recomputed', () => {
     recomputes += 1;
   });
+  /**
+   * The trigger variants' coalescer in this process, made for each run and closed after it, as
+   * close() is what ends its relay: none polls while the other variants run.
+   */
+  const triggered = (): Coalescer => {
+    const c = new Coalescer({ dataSource: ds, redis: o.redisUrl, namespace: triggerNamespace });
+    c.parent<number>(Order, { recomputeMany: (ids, { manager }) => recomputeOrders(manager, ids) });
+    c.child(OrderLine, { parent: Order, foreignKey: 'orderId', capture: 'triggers' });
+    c.on('recomputed', () => {
+      recomputes += 1;
+    });
+    return c;
+  };
+  const lines = ds.getMetadata(OrderLine).tablePath;
+  let triggersOn = true;
+  const setTriggers = async (on: boolean): Promise<void> => {
+    if (on === triggersOn) return;
+    await ds.query(`ALTER TABLE ${lines} ${on ? 'ENABLE' : 'DISABLE'} TRIGGER USER`);
+    triggersOn = on;
+  };
   const runners: QueryRunner[] = [];
+  const forked: Partial<Record<'ours-forked' | 'triggers-forked', RunnerProcess>> = {};
   const failures: string[] = [];
 
   const runOnce = async (
@@ -128,7 +235,10 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
     durationMs: number,
     seed: number,
   ): Promise<RunStats> => {
-    await clearNamespace(raw, namespace);
+    const trigger = variant === 'triggers' || variant === 'triggers-forked';
+    await clearNamespace(raw, trigger ? triggerNamespace : namespace);
+    if (trigger) await ds.query(`DELETE FROM coalesce_outbox WHERE namespace = $1`, [triggerNamespace]);
+    await setTriggers(trigger);
     const orderIds = (
       (await ds.query(`INSERT INTO shop_order (customer) SELECT 'hot' || g FROM generate_series(1, $1) g RETURNING id`, [
         hot,
@@ -136,9 +246,14 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
     ).map((r) => r.id);
     coalescer.detach();
     recomputes = 0;
-    const runner = variant === 'ours' ? coalescer.runner({ schedule: '* * * * * *' }) : undefined;
-    if (variant === 'ours') await coalescer.attach();
+    // Where this run's capture and drains happen: this process, or the forked runner.
+    const local: Coalescer | undefined = variant === 'ours' ? coalescer : variant === 'triggers' ? triggered() : undefined;
+    const remote = variant === 'ours-forked' || variant === 'triggers-forked' ? forked[variant] : undefined;
+    if (variant === 'ours' || variant === 'ours-forked') await coalescer.attach();
+    if (local && local !== coalescer) await local.attach();
+    const runner: Runner | undefined = local?.runner({ schedule: RUNNER_SCHEDULE });
     runner?.start();
+    await remote?.begin();
     const latencies: number[] = [];
     const errors = { deadlocks: 0, lockTimeouts: 0, cancelled: 0, otherErrors: 0 };
     let saves = 0;
@@ -168,12 +283,16 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
       }),
     );
     const ms = performance.now() - started;
-    if (runner) {
-      await coalescer.flushed();
+    // The subscriber's marks still on their way to Redis belong to this run.
+    if (variant === 'ours' || variant === 'ours-forked') await coalescer.flushed();
+    if (local && runner) {
       await runner.stop();
-      await coalescer.drain({ concurrency: 4 });
-      coalescer.detach();
+      await local.drain({ concurrency: 4 });
+      if (local === coalescer) coalescer.detach();
+      else await local.close();
     }
+    if (remote) recomputes += await remote.end();
+    coalescer.detach();
     const mismatches = variant === 'bare' ? 0 : await countMismatches(ds.manager, orderIds);
     return { saves, ms, latencies, errors, mismatches, recomputes };
   };
@@ -181,6 +300,18 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
   const samples = new Samples();
   const totals = new Map<string, Omit<RunStats, 'saves' | 'ms' | 'latencies' | 'recomputes'>>();
   try {
+    // The library's triggers on the lines, for the trigger namespace, installed once.
+    const installer = triggered();
+    for (const sql of installer.triggerStatements().up) await ds.query(sql);
+    await installer.close();
+    await setTriggers(false);
+    const env = { DATABASE_URL: o.databaseUrl, REDIS_URL: o.redisUrl, BENCH_SCHEMA: schema, BENCH_SCHEDULE: RUNNER_SCHEDULE };
+    forked['ours-forked'] = await RunnerProcess.start({ ...env, BENCH_NAMESPACE: namespace, BENCH_CAPTURE: 'subscriber' });
+    forked['triggers-forked'] = await RunnerProcess.start({
+      ...env,
+      BENCH_NAMESPACE: triggerNamespace,
+      BENCH_CAPTURE: 'triggers',
+    });
     for (let i = 0; i < maxWriters; i += 1) {
       const qr = ds.createQueryRunner();
       await qr.connect();
@@ -188,13 +319,14 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
       await qr.query(`SET lock_timeout = '${Math.round(o.lockTimeoutMs)}ms'`);
       runners.push(qr);
     }
-    // Warm up every variant (JIT, prepared plans, the subscriber, the runner) before measuring.
+    // Warm up every variant (JIT, prepared plans, the subscriber, the triggers, the runners) before measuring.
     for (const v of VARIANTS) await runOnce(v, Math.min(...o.writers), 1, 300, o.seed);
     for (let round = 1; round <= o.rounds; round += 1) {
       for (const writers of o.writers) {
         for (const hot of o.hotParents) {
           progress(`contention: round ${round}/${o.rounds}, ${writers} writers on ${hot} hot parent(s)`);
-          const order = [...VARIANTS.slice(round % 3), ...VARIANTS.slice(0, round % 3)];
+          const shift = round % VARIANTS.length;
+          const order = [...VARIANTS.slice(shift), ...VARIANTS.slice(0, shift)];
           const stats = new Map<ContentionVariant, RunStats>();
           for (const variant of order) {
             const s = await runOnce(variant, writers, hot, o.durationMs, o.seed + round * 1000);
@@ -211,8 +343,10 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
             for (const k of Object.keys(t.errors) as (keyof RunStats['errors'])[]) t.errors[k] += s.errors[k];
             t.mismatches += s.mismatches;
             totals.set(key, t);
-            if (variant === 'ours' && s.mismatches !== 0) {
-              failures.push(`contention: ours left ${s.mismatches} mismatches (${writers} writers, ${hot} hot, round ${round})`);
+            if (capturing(variant) && s.mismatches !== 0) {
+              failures.push(
+                `contention: ${variant} left ${s.mismatches} mismatches (${writers} writers, ${hot} hot, round ${round})`,
+              );
             }
           }
           const ours = stats.get('ours') as RunStats;
@@ -220,13 +354,20 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
           const bare = stats.get('bare') as RunStats;
           samples.add(`${writers}/${hot}/savesOverSync`, ours.saves / ours.ms / (sync.saves / sync.ms));
           samples.add(`${writers}/${hot}/p99OverBare`, quantile(ours.latencies, 0.99) / quantile(bare.latencies, 0.99));
+          for (const v of CAPTURING) {
+            const s = stats.get(v) as RunStats;
+            samples.add(`${writers}/${hot}/${v}/ratePerBare`, s.saves / s.ms / (bare.saves / bare.ms));
+            samples.add(`${writers}/${hot}/${v}/p99PerBare`, quantile(s.latencies, 0.99) / quantile(bare.latencies, 0.99));
+          }
         }
       }
     }
   } finally {
     for (const qr of runners) await qr.release();
+    await Promise.all(Object.values(forked).map((p) => p.stop()));
     await coalescer.close();
     await dropNamespace(raw, namespace).catch(() => undefined);
+    await dropNamespace(raw, triggerNamespace).catch(() => undefined);
     raw.disconnect();
     await ds.drop();
   }
@@ -249,7 +390,7 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
           cancelled: t?.errors.cancelled ?? 0,
           otherErrors: t?.errors.otherErrors ?? 0,
           mismatches: variant === 'bare' ? null : (t?.mismatches ?? 0),
-          recomputes: variant === 'ours' ? samples.figure(`${key}/recomputes`) : null,
+          recomputes: capturing(variant) ? samples.figure(`${key}/recomputes`) : null,
         });
       }
       comparisons.push({
@@ -257,6 +398,11 @@ export async function benchContention(o: ContentionOptions): Promise<ContentionR
         hotParents,
         savesOverSync: samples.figure(`${writers}/${hotParents}/savesOverSync`, 2),
         p99OverBare: samples.figure(`${writers}/${hotParents}/p99OverBare`, 2),
+        overBare: CAPTURING.map((variant) => ({
+          variant,
+          savesPerSec: samples.figure(`${writers}/${hotParents}/${variant}/ratePerBare`, 2),
+          p99Ms: samples.figure(`${writers}/${hotParents}/${variant}/p99PerBare`, 2),
+        })),
       });
     }
   }

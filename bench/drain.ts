@@ -47,9 +47,37 @@ export interface DrainBenchOptions {
   rounds: number;
 }
 
+/**
+ * What the one-process, concurrency 1 no-op drain costs per parent drained, over the rounds.
+ * Redis' side is read from INFO commandstats, which is server-wide: commands other clients run
+ * meanwhile are counted too (the bench says so on stderr when it sees some).
+ */
+export interface DrainCost {
+  /** This process's CPU (user + system, `process.cpuUsage()`) over the drain, µs per parent. */
+  nodeCpuUs: Figure;
+  /**
+   * Redis' time executing the drain's commands, µs per parent (commandstats usec). A script's
+   * usec includes the commands it runs, which commandstats also counts under their own names;
+   * those are counted once here, within their script (summing every cmdstat_* would count them
+   * twice).
+   */
+  redisUs: Figure;
+  /** Commands the drain sent to Redis (a script call is one), per parent. */
+  redisCallsPerParent: Figure;
+  /** Commands the drain's scripts ran inside Redis, per parent (commandstats counts them as calls too). */
+  inScriptCallsPerParent: Figure;
+  /**
+   * Script calls Redis ran during the drain beyond those the drain sent: other clients' (other
+   * programs on the same Redis). Not 0: the Redis figures above include their work.
+   */
+  otherClientsScriptCalls: Figure;
+}
+
 /** Every drain row, and the ceiling they are compared with. */
 export interface DrainBenchResult {
   rows: DrainRow[];
+  /** Cost per parent of the `inproc` row at concurrency 1. */
+  costPerParent: DrainCost;
   zpopmaxPerSec: Figure;
   parents: number;
   /** Slow recomputes: parents/s at each concurrency over concurrency 1, run by run. */
@@ -58,13 +86,99 @@ export interface DrainBenchResult {
   twoProcessesOverOne: Figure;
 }
 
+/** One run's cost, summed over the drain (divided by the parents when recorded). */
+interface Cost {
+  cpuUs: number;
+  redisUs: number;
+  calls: number;
+  inScriptCalls: number;
+  /** Script calls of other clients seen meanwhile. */
+  otherScriptCalls: number;
+}
+
 interface Mode {
   mode: DrainMode;
   processes: number;
   concurrency: number;
   recomputeMs: number;
   parents: number;
-  run: () => Promise<{ ms: number; results: DrainResult[] }>;
+  run: () => Promise<{ ms: number; results: DrainResult[]; cost?: Cost }>;
+}
+
+/** Calls and usec of every command since Redis started (INFO commandstats). */
+async function commandStats(redis: Redis): Promise<Map<string, { calls: number; usec: number }>> {
+  const stats = new Map<string, { calls: number; usec: number }>();
+  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    stats.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+  }
+  return stats;
+}
+
+/** Commands that run a script: their usec includes the commands the script runs. */
+const SCRIPT_COMMANDS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+
+/**
+ * Counts, by name, the commands every ioredis client of this process sends (pipelined and
+ * MULTI ones included) until the returned function is called, which gives the counts.
+ */
+function countSentCommands(): () => Map<string, number> {
+  const proto = Redis.prototype;
+  const send = proto.sendCommand;
+  const sent = new Map<string, number>();
+  proto.sendCommand = function (this: Redis, ...args: Parameters<Redis['sendCommand']>) {
+    const name = args[0].name.toLowerCase();
+    sent.set(name, (sent.get(name) ?? 0) + 1);
+    return send.apply(this, args);
+  };
+  return () => {
+    proto.sendCommand = send;
+    return sent;
+  };
+}
+
+/**
+ * Runs `drain` and measures what it costs: this process's CPU, and from INFO commandstats
+ * before and after, Redis' usec and calls. Scripts' usec include the commands they run, which
+ * commandstats also counts under their own names; so a command name counts for the share of its
+ * calls this process sent, and the rest of its calls ran inside scripts.
+ */
+async function measureCost<T>(raw: Redis, drain: () => Promise<T>): Promise<{ value: T; cost: Cost }> {
+  const before = await commandStats(raw);
+  const counted = countSentCommands();
+  const cpu = process.cpuUsage();
+  let value: T;
+  let sent: Map<string, number>;
+  try {
+    value = await drain();
+  } finally {
+    sent = counted();
+  }
+  const used = process.cpuUsage(cpu);
+  const after = await commandStats(raw);
+  const cost: Cost = { cpuUs: used.user + used.system, redisUs: 0, calls: 0, inScriptCalls: 0, otherScriptCalls: 0 };
+  // Script calls are one bucket: ioredis sends a script's first call on a connection as EVAL
+  // though it was made (and counted here) as EVALSHA.
+  const scriptsSent = [...sent].reduce((n, [name, count]) => n + (SCRIPT_COMMANDS.has(name) ? count : 0), 0);
+  let scriptCalls = 0;
+  for (const [name, a] of after) {
+    // The INFO of `before` is the bench's, not the drain's.
+    if (name === 'info') continue;
+    const b = before.get(name) ?? { calls: 0, usec: 0 };
+    const calls = a.calls - b.calls;
+    if (calls <= 0) continue;
+    if (SCRIPT_COMMANDS.has(name)) {
+      cost.redisUs += a.usec - b.usec;
+      scriptCalls += calls;
+      continue;
+    }
+    const ours = Math.min(calls, sent.get(name) ?? 0);
+    cost.redisUs += ((a.usec - b.usec) * ours) / calls;
+    cost.inScriptCalls += calls - ours;
+    cost.calls += ours;
+  }
+  cost.calls += Math.min(scriptCalls, scriptsSent);
+  cost.otherScriptCalls = Math.max(0, scriptCalls - scriptsSent);
+  return { value, cost };
 }
 
 /** Concurrencies of the rows with slow recomputes. */
@@ -146,12 +260,20 @@ export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult
   const workers: DrainWorker[] = [];
 
   const inproc =
-    (c: Coalescer, parents: number, concurrency: number, window?: number) =>
-    async (): Promise<{ ms: number; results: DrainResult[] }> => {
+    (c: Coalescer, parents: number, concurrency: number, window?: number, costed = false) =>
+    async (): Promise<{ ms: number; results: DrainResult[]; cost?: Cost }> => {
       await fill(c, parents);
-      const t = performance.now();
-      const r = await c.drain({ concurrency, ...(window ? { window } : {}) });
-      return { ms: performance.now() - t, results: [r] };
+      const timed = async (): Promise<{ ms: number; r: DrainResult }> => {
+        const t = performance.now();
+        const r = await c.drain({ concurrency, ...(window ? { window } : {}) });
+        return { ms: performance.now() - t, r };
+      };
+      if (!costed) {
+        const { ms, r } = await timed();
+        return { ms, results: [r] };
+      }
+      const { value, cost } = await measureCost(raw, timed);
+      return { ms: value.ms, results: [value.r], cost };
     };
   const processes = (n: number) => async (): Promise<{ ms: number; results: DrainResult[] }> => {
     await fill(coalescer, o.parents);
@@ -166,7 +288,8 @@ export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult
       concurrency: c,
       recomputeMs: 0,
       parents: o.parents,
-      run: inproc(coalescer, o.parents, c),
+      // The default drain (concurrency 1) also measures its cost per parent, outside its clock.
+      run: inproc(coalescer, o.parents, c, undefined, c === 1),
     })),
     ...[1, 2].map((n) => ({
       mode: 'processes' as const,
@@ -223,7 +346,7 @@ export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult
       samples.add('zpopmax', zpopPerSec);
       const rates = new Map<string, number>();
       for (const m of modes) {
-        const { ms, results } = await m.run();
+        const { ms, results, cost } = await m.run();
         const recomputed = results.reduce((n, r) => n + r.recomputed, 0);
         if (recomputed !== m.parents) throw new Error(`drain (${key(m)}) recomputed ${recomputed} of ${m.parents}`);
         const lost = results.reduce((n, r) => n + r.lostRaces, 0);
@@ -233,6 +356,13 @@ export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult
         rates.set(key(m), perSec);
         samples.add(`${key(m)}/lost`, claimed + lost === 0 ? 0 : lost / (claimed + lost));
         if (m.parents === o.parents) samples.add(`${key(m)}/ratio`, perSec / zpopPerSec);
+        if (cost) {
+          samples.add('cost/cpu', cost.cpuUs / m.parents);
+          samples.add('cost/redis', cost.redisUs / m.parents);
+          samples.add('cost/calls', cost.calls / m.parents);
+          samples.add('cost/inScript', cost.inScriptCalls / m.parents);
+          samples.add('cost/others', cost.otherScriptCalls);
+        }
       }
       const rate = (k: string): number => rates.get(k) ?? Number.NaN;
       for (const c of SLOW_CONCURRENCY) samples.add(`slow-speedup-${c}`, rate(`slow-1x${c}`) / rate('slow-1x1'));
@@ -259,6 +389,13 @@ export async function benchDrain(o: DrainBenchOptions): Promise<DrainBenchResult
   }));
   return {
     rows,
+    costPerParent: {
+      nodeCpuUs: samples.figure('cost/cpu', 2),
+      redisUs: samples.figure('cost/redis', 2),
+      redisCallsPerParent: samples.figure('cost/calls', 4),
+      inScriptCallsPerParent: samples.figure('cost/inScript', 3),
+      otherClientsScriptCalls: samples.figure('cost/others'),
+    },
     zpopmaxPerSec: samples.figure('zpopmax'),
     parents: o.parents,
     slowSpeedup: SLOW_CONCURRENCY.map((c) => ({ concurrency: c, overConcurrency1: samples.figure(`slow-speedup-${c}`, 2) })),

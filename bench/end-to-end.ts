@@ -1,9 +1,11 @@
 import { Redis } from 'ioredis';
-import { Coalescer } from '../src';
+import type { DataSource } from 'typeorm';
+import { Coalescer, count, sum } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { countMismatches, recomputeOrders } from '../examples/shop/recompute';
 import { type Figure, Samples } from './figure';
 import { benchDataSource, clearNamespace, dropNamespace, progress } from './util';
+import { batches } from './workload';
 
 /** Sizes of the end-to-end run. */
 export interface EndToEndOptions {
@@ -29,6 +31,19 @@ export interface EndToEndResult {
   recomputeMany: { parentsPerSec: Figure; recomputes: Figure; batchSize: number };
   /** recomputeMany / recompute, run by run. */
   manyOverOne: Figure;
+  /**
+   * The same orders with their derived columns declared as aggregates: marked again and drained
+   * (recomputeMany of the aggregates, in batches of the library's `batchSize`), against the
+   * aggregates' own UPDATE run alone on the same orders in the same batches (no Redis, no drain),
+   * at the same concurrency. `ratio` is throughDrain / sqlAlone, run by run.
+   */
+  declarative: {
+    throughDrainPerSec: Figure;
+    sqlAlonePerSec: Figure;
+    ratio: Figure;
+    recomputes: Figure;
+    batchSize: number;
+  };
   mismatches: number;
   failures: string[];
 }
@@ -59,12 +74,22 @@ export async function benchEndToEnd(o: EndToEndOptions): Promise<EndToEndResult>
       await recomputeOrders(manager, ids);
     },
   });
+  const declared = new Coalescer({ dataSource: ds, redis: o.redisUrl, namespace });
+  declared.parent<number>(Order, { aggregates: { total: sum(OrderLine, 'qty * unitPrice'), lineCount: count(OrderLine) } });
+  declared.on('recomputed', () => {
+    recomputes += 1;
+  });
+  const declaredType = declared.registry.parentOf(Order);
+  const aggregates = declaredType.aggregates;
+  if (!aggregates) throw new Error('end to end: the declared aggregates did not compile');
   const samples = new Samples();
   const failures: string[] = [];
   let distinctOrders = 0;
   let mismatches = 0;
   let saves = 0;
   try {
+    // The declarative coalescer's first drain (scripts, the namespace's epoch) is not a run's.
+    await declared.drain();
     for (let run = 1; run <= o.runs; run += 1) {
       await clearNamespace(raw, namespace);
       const orderIds = (
@@ -115,13 +140,41 @@ export async function benchEndToEnd(o: EndToEndOptions): Promise<EndToEndResult>
       const manyRecomputes = recomputes;
       const afterMany = await countMismatches(ds.manager, orderIds);
 
+      // The declarative aggregates: the UPDATE they run, rendered by the library for each batch
+      // (updateStatement), executed alone; and the same orders marked again and drained. One
+      // untimed pass first, so both find the same plans and pages warm; which goes first
+      // alternates run by run.
+      const statements = batches(
+        [...touched].sort((a, b) => a - b),
+        declaredType.batchSize,
+      ).map((batch) => aggregates.updateStatement(batch));
+      await sqlAlone(ds, statements, o.concurrency);
+      let declaredMs = 0;
+      let sqlMs = 0;
+      let declaredRecomputes = 0;
+      for (const side of run % 2 === 1 ? (['drain', 'sql'] as const) : (['sql', 'drain'] as const)) {
+        if (side === 'sql') {
+          sqlMs = await sqlAlone(ds, statements, o.concurrency);
+          continue;
+        }
+        await declared.mark(Order, [...touched]);
+        recomputes = 0;
+        t = performance.now();
+        await declared.drain({ concurrency: o.concurrency });
+        declaredMs = performance.now() - t;
+        declaredRecomputes = recomputes;
+      }
+      const afterDeclared = await countMismatches(ds.manager, orderIds);
+
       saves = saved;
       distinctOrders = touched.size;
-      mismatches += afterOne + afterMany;
-      if (afterOne + afterMany !== 0) failures.push(`end to end: ${afterOne + afterMany} mismatches in run ${run}`);
-      if (oneRecomputes !== touched.size || manyRecomputes !== touched.size) {
+      mismatches += afterOne + afterMany + afterDeclared;
+      if (afterOne + afterMany + afterDeclared !== 0) {
+        failures.push(`end to end: ${afterOne + afterMany + afterDeclared} mismatches in run ${run}`);
+      }
+      if (oneRecomputes !== touched.size || manyRecomputes !== touched.size || declaredRecomputes !== touched.size) {
         failures.push(
-          `end to end: ${oneRecomputes} / ${manyRecomputes} recomputes for ${touched.size} orders touched in run ${run}`,
+          `end to end: ${oneRecomputes} / ${manyRecomputes} / ${declaredRecomputes} (declarative) recomputes for ${touched.size} orders touched in run ${run}`,
         );
       }
       const oneRate = (oneRecomputes / oneMs) * 1000;
@@ -132,6 +185,12 @@ export async function benchEndToEnd(o: EndToEndOptions): Promise<EndToEndResult>
       samples.add('many', manyRate);
       samples.add('manyCount', manyRecomputes);
       samples.add('manyOverOne', manyRate / oneRate);
+      const throughDrain = (declaredRecomputes / declaredMs) * 1000;
+      const alone = (touched.size / sqlMs) * 1000;
+      samples.add('declared', throughDrain);
+      samples.add('declaredCount', declaredRecomputes);
+      samples.add('sqlAlone', alone);
+      samples.add('declaredRatio', throughDrain / alone);
     }
     return {
       saves,
@@ -141,14 +200,44 @@ export async function benchEndToEnd(o: EndToEndOptions): Promise<EndToEndResult>
       recompute: { parentsPerSec: samples.figure('one'), recomputes: samples.figure('oneCount') },
       recomputeMany: { parentsPerSec: samples.figure('many'), recomputes: samples.figure('manyCount'), batchSize: 100 },
       manyOverOne: samples.figure('manyOverOne', 2),
+      declarative: {
+        throughDrainPerSec: samples.figure('declared'),
+        sqlAlonePerSec: samples.figure('sqlAlone'),
+        ratio: samples.figure('declaredRatio', 2),
+        recomputes: samples.figure('declaredCount'),
+        batchSize: declaredType.batchSize,
+      },
       mismatches,
       failures,
     };
   } finally {
     await one.close();
     await many.close();
+    await declared.close();
     await dropNamespace(raw, namespace).catch(() => undefined);
     raw.disconnect();
     await ds.drop();
   }
+}
+
+/**
+ * Runs `statements` (one per batch) on `concurrency` connections at once, as the drain runs
+ * recomputeMany, each in autocommit as the aggregates' recomputeMany does; returns the ms.
+ */
+async function sqlAlone(
+  ds: DataSource,
+  statements: readonly { sql: string; params: unknown[] }[],
+  concurrency: number,
+): Promise<number> {
+  let next = 0;
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < statements.length; i = next++) {
+        const { sql, params } = statements[i] as { sql: string; params: unknown[] };
+        await ds.query(sql, params);
+      }
+    }),
+  );
+  return performance.now() - t;
 }

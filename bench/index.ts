@@ -4,7 +4,7 @@ import { benchSave } from './save';
 import { benchEndToEnd } from './end-to-end';
 import { benchFreshness } from './freshness';
 import { benchPeers } from './peers';
-import { benchContention } from './contention';
+import { benchContention, CAPTURING } from './contention';
 import { benchAggregates } from './aggregates';
 import { benchCapture } from './capture';
 import { benchTriggerLoad } from './trigger-load';
@@ -60,6 +60,21 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
         ratioToZpopmax: cell(r.ratioToZpopmax),
       })),
     );
+    const cost = d.costPerParent;
+    table(
+      `drain: cost per parent of the no-op drain (1 process, concurrency 1) over ${d.parents} parents; median (min-max) of ${cost.nodeCpuUs.runs} rounds`,
+      [
+        { cost: 'Node CPU, µs (user + system)', perParent: cell(cost.nodeCpuUs) },
+        { cost: 'Redis, µs (commandstats usec)', perParent: cell(cost.redisUs) },
+        { cost: 'Redis calls sent', perParent: cell(cost.redisCallsPerParent) },
+        { cost: 'commands run inside scripts', perParent: cell(cost.inScriptCallsPerParent) },
+      ],
+    );
+    if (cost.otherClientsScriptCalls.max > 0) {
+      process.stdout.write(
+        `other Redis clients ran ${cell(cost.otherClientsScriptCalls)} script calls during the measured drains: the Redis figures include their work\n`,
+      );
+    }
     const byDefault = d.rows.find((r) => r.mode === 'inproc' && r.concurrency === 1);
     report.atLeast('drain', 'drain() (concurrency 1) / ZPOPMAX 100', byDefault?.ratioToZpopmax?.median ?? 0, 0.3);
     const eight = d.slowSpeedup.find((s) => s.concurrency === 8);
@@ -97,9 +112,22 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
       { phase: 'saves', perSec: cell(e.savesPerSec), count: e.saves },
       { phase: 'drain, recompute', perSec: cell(e.recompute.parentsPerSec), count: cell(e.recompute.recomputes) },
       { phase: 'drain, recomputeMany', perSec: cell(e.recomputeMany.parentsPerSec), count: cell(e.recomputeMany.recomputes) },
+      {
+        phase: 'drain, declarative aggregates',
+        perSec: cell(e.declarative.throughDrainPerSec),
+        count: cell(e.declarative.recomputes),
+      },
+      {
+        phase: `their UPDATE alone, batches of ${e.declarative.batchSize}`,
+        perSec: cell(e.declarative.sqlAlonePerSec),
+        count: e.distinctOrders,
+      },
     ]);
-    process.stdout.write(`mismatches: ${e.mismatches}\n`);
+    process.stdout.write(
+      `declarative through the drain / their UPDATE alone: ${cell(e.declarative.ratio)}; mismatches: ${e.mismatches}\n`,
+    );
     report.atLeast('endToEnd', 'recomputeMany / recompute', e.manyOverOne.median, 5);
+    report.atLeast('endToEnd', 'declarative: through the drain / UPDATE alone', e.declarative.ratio.median, 0.5);
     report.fail(...e.failures);
   },
 
@@ -198,11 +226,36 @@ const PARTS: Record<string, (c: PartContext) => Promise<void>> = {
         recomputes: cell(r.recomputes),
       })),
     );
+    table(
+      `contention: each capturing variant over bare, run by run; median (min-max) of ${c.rounds} rounds`,
+      c.comparisons.flatMap((x) =>
+        x.overBare.map((v) => ({
+          writers: x.writers,
+          hot: x.hotParents,
+          variant: v.variant,
+          savesPerSec: `${cell(v.savesPerSec)} x bare`,
+          p99: `${cell(v.p99Ms)} x bare`,
+        })),
+      ),
+    );
     const at = c.comparisons.find((x) => x.writers === 32 && x.hotParents === 1);
     report.atLeast('contention', 'saves/s ours / sync (32 writers, 1 hot)', at?.savesOverSync.median ?? 0, 5);
     report.atMost('contention', 'p99 ours / bare (32 writers, 1 hot)', at?.p99OverBare.median ?? Number.POSITIVE_INFINITY, 1.5);
-    const deadlocks = c.rows.filter((r) => r.variant === 'ours').reduce((n, r) => n + r.deadlocks, 0);
-    report.atMost('contention', 'deadlocks, ours (all runs)', deadlocks, 0);
+    for (const x of c.comparisons) {
+      if (![8, 32].includes(x.writers) || ![1, 10].includes(x.hotParents)) continue;
+      for (const v of x.overBare) {
+        if (v.variant !== 'ours' && v.variant !== 'ours-forked') continue;
+        const where = `(${x.writers} writers, ${x.hotParents} hot)`;
+        report.atLeast('contention', `saves/s ${v.variant} / bare ${where}`, v.savesPerSec.median, 0.9);
+        report.atMost('contention', `p99 ${v.variant} / bare ${where}`, v.p99Ms.median, 1.2);
+      }
+    }
+    const triggers = at?.overBare.find((v) => v.variant === 'triggers');
+    report.atLeast('contention', 'saves/s triggers / bare (32 writers, 1 hot)', triggers?.savesPerSec.median ?? 0, 0.9);
+    for (const variant of CAPTURING) {
+      const deadlocks = c.rows.filter((r) => r.variant === variant).reduce((n, r) => n + r.deadlocks, 0);
+      report.atMost('contention', `deadlocks, ${variant} (all runs)`, deadlocks, 0);
+    }
     report.fail(...c.failures);
   },
 
@@ -292,9 +345,9 @@ async function main(): Promise<void> {
   const program = new Command('bench')
     .description(
       'Benchmarks of typeorm-coalesce against local PostgreSQL and Redis: the drain (in-process, 1 and 2 processes, 5 ms recomputes, ' +
-        'against a ZPOPMAX 100 loop), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
-        'to end, freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
-        'on hot parents: bare, the synchronous update, ours), declarative aggregates against hand-written SQL, the save path with trigger capture, the trigger relay latency, fresh() latency, and trigger capture under 8 and 32 raw-SQL writers (PostgreSQL with and without the NOTIFY of earlier versions, MariaDB). Every comparison is measured in the same run; every figure is a median ' +
+        'against a ZPOPMAX 100 loop; its CPU, Redis time and Redis calls per parent), the save path (bare TypeORM, with the subscriber, with a counter cache per child), the shop end ' +
+        'to end (with declared aggregates: through the drain against their UPDATE alone), freshness under a hot storm, peers (BullMQ with deduplication on the same marks) and contention (concurrent writers ' +
+        "on hot parents: bare, the synchronous update, ours and trigger capture, each with its runner in the writers' process or forked), declarative aggregates against hand-written SQL, the save path with trigger capture, the trigger relay latency, fresh() latency, and trigger capture under 8 and 32 raw-SQL writers (PostgreSQL with and without the NOTIFY of earlier versions, MariaDB). Every comparison is measured in the same run; every figure is a median " +
         'of at least 3 interleaved runs, with min and max. Nothing here is a test: no figure is asserted, but a wrong result ' +
         '(mismatched totals, recomputes not equal to the parents touched) exits 1.',
     )

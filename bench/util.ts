@@ -38,17 +38,7 @@ export async function benchDataSource(
   poolSize = 10,
 ): Promise<DataSource & { drop(): Promise<void> }> {
   await freshSchema(url, schema);
-  const ds = new DataSource({
-    type: 'postgres',
-    url,
-    schema,
-    entities: [Order, OrderLine],
-    migrations,
-    migrationsRun: true,
-    logging: false,
-    extra: { options: `-c search_path=${schema}`, max: poolSize },
-  });
-  await ds.initialize();
+  const ds = await shopDataSource(url, schema, poolSize, true);
   return Object.assign(ds, {
     async drop() {
       if (ds.isInitialized) {
@@ -57,6 +47,25 @@ export async function benchDataSource(
       }
     },
   });
+}
+
+/**
+ * A DataSource on the shop tables of `schema`: made by `benchDataSource` (`migrate` runs the
+ * shop's migrations), or opened by another process of the bench on a schema that exists.
+ */
+export async function shopDataSource(url: string, schema: string, poolSize: number, migrate = false): Promise<DataSource> {
+  const ds = new DataSource({
+    type: 'postgres',
+    url,
+    schema,
+    entities: [Order, OrderLine],
+    migrations,
+    migrationsRun: migrate,
+    logging: false,
+    extra: { options: `-c search_path=${schema}`, max: poolSize },
+  });
+  await ds.initialize();
+  return ds;
 }
 
 /**
