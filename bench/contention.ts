@@ -2,7 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { EntityManager, QueryRunner } from 'typeorm';
-import { Coalescer, type Runner } from '../src';
+import { Coalescer, RUNNER_DEFAULTS, type Runner } from '../src';
 import { Order, OrderLine } from '../examples/shop/entities';
 import { countMismatches, recomputeOrders } from '../examples/shop/recompute';
 import { type Figure, quantile, Samples } from './figure';
@@ -22,8 +22,8 @@ const VARIANTS: readonly ContentionVariant[] = ['bare', 'sync', 'ours', 'ours-fo
 export type CapturingVariant = Exclude<ContentionVariant, 'bare' | 'sync'>;
 export const CAPTURING: readonly CapturingVariant[] = ['ours', 'ours-forked', 'triggers', 'triggers-forked'];
 const capturing = (v: ContentionVariant): v is CapturingVariant => (CAPTURING as readonly string[]).includes(v);
-/** Every runner's schedule, in the writers' process or forked: a tick a second (other runner options are the defaults). */
-const RUNNER_SCHEDULE = '* * * * * *';
+/** Every runner's schedule, in the writers' process or forked: the default, a tick a second (as every other runner option). */
+const RUNNER_SCHEDULE = RUNNER_DEFAULTS.schedule;
 
 /** Sizes of the contention benchmark. */
 export interface ContentionOptions {
