@@ -1,5 +1,4 @@
 import 'reflect-metadata';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,8 @@ import {
   waitFor,
   createTestDb,
   type TestDb,
+  runCli,
+  type CliRun,
 } from '../support';
 import { OwnRedis } from '../support/servers';
 
@@ -497,15 +498,7 @@ describe('coalesce triggers (the command) on MariaDB', () => {
     await db?.destroy();
   });
 
-  const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [cli, '--app', app, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const run = (args: string[]): Promise<CliRun> => runCli(cli, ['--app', app, ...args], env);
 
   it('writes a migration that TypeORM runs and reverts on MariaDB', async () => {
     const r = await run(['triggers', 'OrderLine', '--out', join(dir, 'cjs'), '--name', 'LineTriggers', '--js']);

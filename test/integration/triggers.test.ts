@@ -1,5 +1,4 @@
 import 'reflect-metadata';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +25,8 @@ import {
   testLogger,
   waitFor,
   type TestDb,
+  runCli,
+  type CliRun,
 } from '../support';
 
 // Trigger capture on PostgreSQL: the generated migration's statement-level triggers write one
@@ -638,15 +639,7 @@ describe('coalesce triggers (the command)', () => {
     await db?.destroy();
   });
 
-  const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [cli, '--app', app, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const run = (args: string[]): Promise<CliRun> => runCli(cli, ['--app', app, ...args], env);
 
   it('writes a JavaScript migration that TypeORM loads, runs and reverts', async () => {
     const r = await run(['triggers', 'OrderLine', '--out', join(dir, 'cjs'), '--name', 'LineTriggers', '--js']);

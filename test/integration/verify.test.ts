@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +24,8 @@ import {
   suffix,
   testLogger,
   type TestDb,
+  runCli,
+  type CliRun,
 } from '../support';
 
 const root = join(__dirname, '..', '..');
@@ -313,15 +314,7 @@ describe.each(DIALECTS)('verify on %s', (dialect) => {
       TEST_SCHEMA: own.schema,
       TEST_NAMESPACE: ns,
     };
-    const run = (...args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, [cli, '--app', app, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+    const run = (...args: string[]): Promise<CliRun> => runCli(cli, ['--app', app, ...args], env);
     const ok = await run('verify', 'Order');
     expect(ok.stderr).toBe('');
     expect(ok).toMatchObject({ code: 0 });

@@ -5,3 +5,4 @@ export * from './redis';
 export * from './tracker';
 export * from './entities';
 export { waitFor } from './wait';
+export { runCli, type CliRun } from './cli';

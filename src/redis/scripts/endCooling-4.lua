@@ -11,20 +11,13 @@
   Output: { moved, 1 when members are left in `cooling` (call again) else 0 }
 ]]
 local cooling, settling, settleHeat, pending = unpack(KEYS)
---- @include "score"
+--- @include "unsettle"
 
 local members = redis.call('ZRANGE', cooling, 0, tonumber(ARGV[1]) - 1)
 if #members == 0 then return { 0, 0 } end
 local moved = 0
-local scores = redis.call('ZMSCORE', settling, unpack(members))
-for i, member in ipairs(members) do
-  if scores[i] then
-    local score = redis.call('HGET', settleHeat, member)
-    redis.call('ZREM', settling, member)
-    redis.call('HDEL', settleHeat, member)
-    restore(pending, member, tonumber(score) or 1)
-    moved = moved + 1
-  end
+for _, member in ipairs(members) do
+  if unsettle(settling, settleHeat, pending, member) then moved = moved + 1 end
 end
 redis.call('ZREM', cooling, unpack(members))
 return { moved, redis.call('EXISTS', cooling) }

@@ -11,16 +11,10 @@
   Output: how many were settling and moved
 ]]
 local settling, settleHeat, pending = unpack(KEYS)
---- @include "score"
+--- @include "unsettle"
 
 local moved = 0
 for _, member in ipairs(ARGV) do
-  if redis.call('ZSCORE', settling, member) then
-    local score = redis.call('HGET', settleHeat, member)
-    redis.call('ZREM', settling, member)
-    redis.call('HDEL', settleHeat, member)
-    restore(pending, member, tonumber(score) or 1)
-    moved = moved + 1
-  end
+  if unsettle(settling, settleHeat, pending, member) then moved = moved + 1 end
 end
 return moved
