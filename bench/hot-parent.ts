@@ -56,9 +56,14 @@ export interface HotParentRow {
   /**
    * Age of the oldest save of the hot order not yet covered by a recompute (one that started
    * after its commit), sampled every 50 ms while the writers save; p50, p99 and max of each run.
+   * The run's first save waits for the runner's next tick like any other, so the first second
+   * counts. A run of fewer than 100 samples (4 s: 80) has its max as its p99 (nearest rank).
    */
   hotStalenessMs: (Spread & { max: Figure }) | null;
-  /** Each quiet save: its commit to the end of the first recompute of the quiet order started after it; p50, p99 of each run. */
+  /**
+   * Each quiet save: its commit to the end of the first recompute of the quiet order started
+   * after it; p50, p99 of each run (a save every 250 ms: the p99 of a run is its max).
+   */
   quietLatencyMs: Spread | null;
   /** Quiet latency p99 over min0's in the same round (null for bare and min0). */
   quietP99OverMin0: Figure | null;
