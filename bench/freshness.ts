@@ -55,8 +55,15 @@ export interface FreshnessResult {
   withoutMaxWait: FreshnessSide;
 }
 
-async function run(dataSource: DataSource, o: FreshnessOptions, maxWaitMs: number | undefined): Promise<FreshnessRun> {
-  const namespace = `bench-fresh-${process.pid}-${maxWaitMs ?? 'none'}`;
+async function run(
+  dataSource: DataSource,
+  o: FreshnessOptions,
+  maxWaitMs: number | undefined,
+  round: number,
+): Promise<FreshnessRun> {
+  // A namespace per run: one dropped at the end of a run and used again would be taken for a
+  // Redis data loss by the next run's coalescer (the epoch is kept in the database too).
+  const namespace = `bench-fresh-${process.pid}-${maxWaitMs ?? 'none'}-${round}`;
   const raw = new Redis(o.redisUrl);
   const coalescer = new Coalescer({
     dataSource,
@@ -140,7 +147,7 @@ export async function benchFreshness(o: FreshnessOptions): Promise<FreshnessResu
     for (let round = 1; round <= o.rounds; round += 1) {
       o.log(`freshness: round ${round}/${o.rounds}`);
       for (const side of round % 2 === 1 ? sides : [...sides].reverse()) {
-        const r = await run(dataSource, o, side.maxWaitMs);
+        const r = await run(dataSource, o, side.maxWaitMs, round);
         samples.add(`${side.key}/p50`, r.p50Ms);
         samples.add(`${side.key}/p99`, r.p99Ms);
         samples.add(`${side.key}/cold`, r.coldRecomputed);

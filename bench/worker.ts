@@ -4,7 +4,7 @@
 import { Redis } from 'ioredis';
 import { Coalescer, type DrainResult } from '../src';
 import { BenchParent, parentDataSource } from './parent';
-import { clearNamespace } from './util';
+import { dropNamespace } from './util';
 
 /** What a worker sends back: ready once warm, then one result per drain. */
 export type WorkerReply = { ready: true } | { result: DrainResult };
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     await warm.drain();
   }
   const raw = new Redis(redisUrl);
-  await clearNamespace(raw, warmNamespace);
+  await dropNamespace(raw, warmNamespace);
   raw.disconnect();
   await warm.close();
   const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 1);
