@@ -1,5 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { Forked } from './forked';
 import { Redis } from 'ioredis';
 import type { EntityManager, QueryRunner } from 'typeorm';
 import { Coalescer, RUNNER_DEFAULTS, type Runner } from '../src';
@@ -127,55 +126,27 @@ async function syncUpdate(manager: EntityManager, orderId: number): Promise<void
 
 /** A runner process of bench/contention-runner.ts, reused across runs: one per capture mode. */
 class RunnerProcess {
-  private readonly waiting: { resolve: (reply: RunnerReply) => void; reject: (error: Error) => void }[] = [];
-  private failure: Error | undefined;
-
-  private constructor(private readonly child: ChildProcess) {
-    child.on('message', (reply: RunnerReply) => this.waiting.shift()?.resolve(reply));
-    child.once('exit', (code) => {
-      this.failure = new Error(`bench contention runner exited with ${code}`);
-      for (const w of this.waiting.splice(0)) w.reject(this.failure);
-    });
-  }
+  private constructor(private readonly process: Forked<RunnerRequest, RunnerReply>) {}
 
   static async start(env: Record<string, string>): Promise<RunnerProcess> {
-    const child = fork(join(__dirname, 'contention-runner.js'), [], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    });
-    const runner = new RunnerProcess(child);
-    await runner.request();
-    return runner;
-  }
-
-  /** Sends `request` (none: waits for the first reply) and resolves with the reply; rejects if the process exits first. */
-  request(request?: RunnerRequest): Promise<RunnerReply> {
-    if (this.failure) return Promise.reject(this.failure);
-    const reply = new Promise<RunnerReply>((resolve, reject) => this.waiting.push({ resolve, reject }));
-    if (request) this.child.send(request);
-    return reply;
+    return new RunnerProcess(await Forked.start('contention-runner.js', 'contention runner', env));
   }
 
   /** Makes a coalescer and starts its runner; resolves once it runs. */
   async begin(): Promise<void> {
-    await this.request({ start: true });
+    await this.process.request({ start: true });
   }
 
   /** Stops the runner, drains what is left; resolves with the recomputes of the run. */
   async end(): Promise<number> {
-    const reply = await this.request({ stop: true });
+    const reply = await this.process.request({ stop: true });
     if (!('stopped' in reply)) throw new Error('bench contention runner answered a stop without its counts');
     return reply.stopped.recomputes;
   }
 
   /** Asks the process to exit; kills it if it has not within 10 s. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    this.child.send({ exit: true } satisfies RunnerRequest);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.process.stop({ exit: true }, 10_000);
   }
 }
 

@@ -1,5 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { Forked } from './forked';
 import { Redis } from 'ioredis';
 import { Coalescer, type DrainResult } from '../src';
 import { type Figure, Samples } from './figure';
@@ -188,51 +187,22 @@ const key = (m: Pick<Mode, 'mode' | 'processes' | 'concurrency'>): string => `${
 
 /** A drain worker process of bench/worker.ts, reused across rounds. */
 class DrainWorker {
-  private readonly waiting: { resolve: (reply: WorkerReply) => void; reject: (error: Error) => void }[] = [];
-  private failure: Error | undefined;
-
-  constructor(private readonly child: ChildProcess) {
-    child.on('message', (reply: WorkerReply) => this.waiting.shift()?.resolve(reply));
-    child.once('exit', (code) => {
-      this.failure = new Error(`bench worker exited with ${code}`);
-      for (const w of this.waiting.splice(0)) w.reject(this.failure);
-    });
-  }
+  private constructor(private readonly process: Forked<{ go?: true; exit?: true }, WorkerReply>) {}
 
   static async start(env: Record<string, string>): Promise<DrainWorker> {
-    const child = fork(join(__dirname, 'worker.js'), [], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    });
-    const worker = new DrainWorker(child);
-    await worker.next();
-    return worker;
-  }
-
-  /** The worker's next reply; rejects if it exits first. */
-  next(): Promise<WorkerReply> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    return new DrainWorker(await Forked.start('worker.js', 'worker', env));
   }
 
   /** Tells the worker to drain; resolves with its result. */
-  drain(): Promise<DrainResult> {
-    const reply = this.next();
-    this.child.send({ go: true });
-    return reply.then((r) => {
-      if (!('result' in r)) throw new Error('bench worker answered a drain without a result');
-      return r.result;
-    });
+  async drain(): Promise<DrainResult> {
+    const r = await this.process.request({ go: true });
+    if (!('result' in r)) throw new Error('bench worker answered a drain without a result');
+    return r.result;
   }
 
   /** Asks the worker to close and exit; kills it if it has not within 5 s. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    this.child.send({ exit: true });
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.process.stop({ exit: true }, 5_000);
   }
 }
 
