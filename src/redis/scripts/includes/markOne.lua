@@ -2,7 +2,7 @@
   Shared by every script that adds heat to a parent: one place decides where a mark goes.
 
   K: key names { pending, since, claims, dirty, dirtyAt, dead, deadInfo, due, settling,
-     settleHeat, policy }
+     settleHeat, policy }, and `cooling` where an acknowledgement re-arms (`rearm`)
   markMany(K, members, incs, bases, now, firsts, rearm) / markOne(K, member, inc, base, now, first):
     - a dead parent gets a fresh start;
     - a held parent (a claim record: leased, or waiting to retry) keeps the heat aside in
