@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createConnection, type Connection } from 'mysql2/promise';
 import { Redis } from 'ioredis';
-import { Column, DataSource, Entity, PrimaryColumn, type MigrationInterface } from 'typeorm';
+import { Column, DataSource, Entity, PrimaryColumn } from 'typeorm';
 import { Coalescer, count, sum } from '../../src';
 import { coalesceMigrations } from '../../migrations';
 import {
@@ -22,6 +22,10 @@ import {
   type TestDb,
   runCli,
   type CliRun,
+  runMigration,
+  marksSince,
+  lastRow,
+  heat,
 } from '../support';
 import { OwnRedis } from '../support/servers';
 
@@ -29,17 +33,6 @@ import { OwnRedis } from '../support/servers';
 // changed line and parent, whoever writes (TypeORM, raw SQL from a connection that is not
 // TypeORM, a user with no right on the outbox); the relay polls the outbox and takes the rows to
 // Redis without a drain; after a drain every order equals its SQL truth.
-
-type Migration = new () => MigrationInterface;
-
-async function runMigration(ds: DataSource, migration: Migration, direction: 'up' | 'down'): Promise<void> {
-  const qr = ds.createQueryRunner();
-  try {
-    await new migration()[direction](qr);
-  } finally {
-    await qr.release();
-  }
-}
 
 /** A mysql2 connection of its own (no TypeORM) to `database`, as `user`. */
 async function rawConnection(database: string, user?: { name: string; password: string }): Promise<Connection> {
@@ -50,24 +43,6 @@ async function rawConnection(database: string, user?: { name: string; password: 
     url.password = user.password;
   }
   return createConnection(url.toString());
-}
-
-/** The outbox rows of `namespace` written after row `after`, counted per member. */
-async function marksSince(ds: DataSource, namespace: string, after: string): Promise<Record<string, number>> {
-  const rows = (await ds.query(
-    'SELECT member, count(*) AS n FROM coalesce_outbox WHERE namespace = ? AND id > ? GROUP BY member',
-    [namespace, after],
-  )) as { member: string; n: number | string }[];
-  return Object.fromEntries(rows.map((r) => [r.member, Number(r.n)]));
-}
-
-async function lastRow(ds: DataSource): Promise<string> {
-  const [row] = (await ds.query('SELECT coalesce(max(id), 0) AS id FROM coalesce_outbox')) as { id: number | string }[];
-  return String(row?.id ?? 0);
-}
-
-async function heat(coalescer: Coalescer): Promise<Record<string, number>> {
-  return Object.fromEntries((await coalescer.hottest(1000)).map((h) => [h.member, h.heat]));
 }
 
 /** The names, events and kinds of the coalesce triggers on `table` in `database`. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'pg';
-import { Column, DataSource, Entity, PrimaryColumn, PrimaryGeneratedColumn, type MigrationInterface } from 'typeorm';
+import { Column, DataSource, Entity, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 import { Coalescer, RegistrationError } from '../../src';
 import { coalesceMigrations } from '../../migrations';
 import { OutboxListener } from '../../src/delivery/listener';
@@ -27,41 +27,16 @@ import {
   type TestDb,
   runCli,
   type CliRun,
+  runMigration,
+  marksSince,
+  lastRow,
+  heat,
 } from '../support';
 
 // Trigger capture on PostgreSQL: the generated migration's statement-level triggers write one
 // outbox row per statement and parent, whoever writes (QueryBuilder, raw SQL from another
 // client), and notify nobody; the relay polls the outbox and takes them to Redis without a
 // drain. Triggers of earlier versions, which notify, are still relayed at once through LISTEN.
-
-type Migration = new () => MigrationInterface;
-
-async function runMigration(ds: DataSource, migration: Migration, direction: 'up' | 'down'): Promise<void> {
-  const qr = ds.createQueryRunner();
-  try {
-    await new migration()[direction](qr);
-  } finally {
-    await qr.release();
-  }
-}
-
-/** The outbox rows of `namespace` written after row `after`, counted per member. */
-async function marksSince(ds: DataSource, namespace: string, after: string): Promise<Record<string, number>> {
-  const rows = (await ds.query(
-    `SELECT member, count(*)::int AS n FROM coalesce_outbox WHERE namespace = $1 AND id > $2 GROUP BY member`,
-    [namespace, after],
-  )) as { member: string; n: number }[];
-  return Object.fromEntries(rows.map((r) => [r.member, r.n]));
-}
-
-async function lastRow(ds: DataSource): Promise<string> {
-  const [row] = (await ds.query(`SELECT coalesce(max(id), 0)::text AS id FROM coalesce_outbox`)) as { id: string }[];
-  return row?.id ?? '0';
-}
-
-async function heat(coalescer: Coalescer): Promise<Record<string, number>> {
-  return Object.fromEntries((await coalescer.hottest(1000)).map((h) => [h.member, h.heat]));
-}
 
 /** Waits for the relay to take every row the triggers wrote to Redis, then drains them. */
 async function settle(coalescer: Coalescer): Promise<void> {

@@ -6,3 +6,4 @@ export * from './tracker';
 export * from './entities';
 export { waitFor } from './wait';
 export { runCli, type CliRun } from './cli';
+export { runMigration, marksSince, lastRow, heat, type Migration } from './outbox';
