@@ -240,46 +240,45 @@ main().catch((error: unknown) => {
     expect(out.stdout).toMatch(/pending\s+0/);
   });
 
+  /**
+   * Starts `command` (a long-running process: a runner), writes a comment by raw SQL (capture
+   * cannot see it), marks its post with `coalesce mark`, waits for the process to recompute it,
+   * and stops it with SIGTERM, which must end it with 0.
+   */
+  async function recomputesMarkedPost(
+    command: string,
+    args: string[],
+    body: string,
+    comments: number,
+    what: string,
+  ): Promise<void> {
+    const child = spawn(command, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+
+    const { rows } = await pg.query<{ id: number }>(`SELECT id FROM "${schema}".post ORDER BY id LIMIT 1`);
+    const id = (rows[0] as { id: number }).id;
+    await pg.query(`INSERT INTO "${schema}".comment ("postId", body) VALUES ($1, $2)`, [id, body]);
+    const mark = await sh(`npx coalesce --app dist/app.js mark Post ${id}`, dir, env);
+    expect(mark.code, show('mark', mark)).toBe(0);
+    await waitFor(async () => (await blogState()).wrong === 0, `${what} to recompute post ${id}\n${output}`, 40_000);
+    expect(await blogState()).toEqual({ posts: 1, comments, wrong: 0 });
+
+    child.kill('SIGTERM');
+    expect(await exited, output).toBe(0);
+  }
+
   it('`coalesce run` recomputes a post marked by `coalesce mark` after a write capture cannot see, and stops on SIGTERM', async () => {
     // npx only finds the package's bin; run that bin directly so SIGTERM reaches it.
     const run = (commands[2] as string).replace(/^npx coalesce /, '').split(' ');
-    const child = spawn(join(dir, 'node_modules', '.bin', 'coalesce'), run, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-
-    const { rows } = await pg.query<{ id: number }>(`SELECT id FROM "${schema}".post ORDER BY id LIMIT 1`);
-    const id = (rows[0] as { id: number }).id;
-    await pg.query(`INSERT INTO "${schema}".comment ("postId", body) VALUES ($1, 'raw SQL')`, [id]);
-    const mark = await sh(`npx coalesce --app dist/app.js mark Post ${id}`, dir, env);
-    expect(mark.code, show('mark', mark)).toBe(0);
-    await waitFor(async () => (await blogState()).wrong === 0, `the runner to recompute post ${id}\n${output}`, 40_000);
-    expect(await blogState()).toEqual({ posts: 1, comments: 3, wrong: 0 });
-
-    child.kill('SIGTERM');
-    expect(await exited, output).toBe(0);
+    await recomputesMarkedPost(join(dir, 'node_modules', '.bin', 'coalesce'), run, 'raw SQL', 3, 'the runner');
   }, 180_000);
 
   it("the runner guide's worker recomputes a marked post and stops on SIGTERM", async () => {
-    const child = spawn(process.execPath, ['dist/worker.js'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-
-    const { rows } = await pg.query<{ id: number }>(`SELECT id FROM "${schema}".post ORDER BY id LIMIT 1`);
-    const id = (rows[0] as { id: number }).id;
-    await pg.query(`INSERT INTO "${schema}".comment ("postId", body) VALUES ($1, 'raw SQL again')`, [id]);
-    const mark = await sh(`npx coalesce --app dist/app.js mark Post ${id}`, dir, env);
-    expect(mark.code, show('mark', mark)).toBe(0);
-    await waitFor(async () => (await blogState()).wrong === 0, `the worker to recompute post ${id}\n${output}`, 40_000);
-    expect(await blogState()).toEqual({ posts: 1, comments: 4, wrong: 0 });
-
-    child.kill('SIGTERM');
-    expect(await exited, output).toBe(0);
+    await recomputesMarkedPost(process.execPath, ['dist/worker.js'], 'raw SQL again', 4, 'the worker');
   }, 180_000);
 
   it("getting started's hand-written recompute rebuilds every post", async () => {
