@@ -76,17 +76,7 @@ export async function createTestDb(
       poolSize: options.poolSize ?? 10,
     });
     await dataSource.initialize();
-    return {
-      dataSource,
-      schema,
-      dialect,
-      async destroy() {
-        if (dataSource.isInitialized) {
-          await dataSource.query(`DROP DATABASE \`${schema}\``);
-          await dataSource.destroy();
-        }
-      },
-    };
+    return testDb(dataSource, schema, dialect, `DROP DATABASE \`${schema}\``);
   }
   const admin = new DataSource({ type: 'postgres', url: databaseUrl() });
   await admin.initialize();
@@ -106,13 +96,18 @@ export async function createTestDb(
   };
   const dataSource = new DataSource(dsOptions);
   await dataSource.initialize();
+  return testDb(dataSource, schema, dialect, `DROP SCHEMA "${schema}" CASCADE`);
+}
+
+/** A TestDb whose destroy() runs `drop` (its schema or database) and closes the DataSource. */
+function testDb(dataSource: DataSource, schema: string, dialect: Dialect, drop: string): TestDb {
   return {
     dataSource,
     schema,
     dialect,
     async destroy() {
       if (dataSource.isInitialized) {
-        await dataSource.query(`DROP SCHEMA "${schema}" CASCADE`);
+        await dataSource.query(drop);
         await dataSource.destroy();
       }
     },
