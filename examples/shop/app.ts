@@ -14,6 +14,12 @@ export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
  */
 export function shopCoalescer(dataSource: DataSource, options: Partial<Omit<CoalescerOptions, 'dataSource'>> = {}): Coalescer {
   const coalescer = new Coalescer({ redis: REDIS_URL, namespace: 'shop', ...options, dataSource });
+  registerShop(coalescer);
+  return coalescer;
+}
+
+/** The shop's registration on `coalescer` (what {@link shopCoalescer} registers). */
+export function registerShop(coalescer: Coalescer): void {
   coalescer.parent<number>(Order, {
     aggregates: {
       total: sum(OrderLine, 'qty * unitPrice'),
@@ -31,7 +37,6 @@ export function shopCoalescer(dataSource: DataSource, options: Partial<Omit<Coal
   });
   coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
   coalescer.child(Order, { parent: Customer, foreignKey: 'customerId' });
-  return coalescer;
 }
 
 /**

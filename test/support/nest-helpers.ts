@@ -3,7 +3,7 @@ import type { LoggerService } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import pino from 'pino';
 import { DataSource, type DataSourceOptions } from 'typeorm';
-import { count, sum, type Coalescer, type CoalesceLogger } from '../../src';
+import type { CoalesceLogger } from '../../src';
 import { Customer, Order, OrderLine } from '../../examples/shop/entities';
 import { migrations } from '../../examples/shop/migrations';
 import { databaseUrl } from './db';
@@ -12,18 +12,7 @@ import { redisClient } from './redis';
 // What the NestJS tests share: the shop's registration, log capture, schemas, a TypeOrmModule.
 
 /** The shop's registration: orders from their lines, customers from their orders (a chain). */
-export function registerShop(coalescer: Coalescer): void {
-  coalescer.parent<number>(Order, { aggregates: { total: sum(OrderLine, 'qty * unitPrice'), lineCount: count(OrderLine) } });
-  coalescer.parent<number>(Customer, {
-    priority: 'low',
-    aggregates: {
-      lifetimeValue: sum(Order, 'total', { foreignKey: 'customerId' }),
-      orderCount: count(Order, { foreignKey: 'customerId' }),
-    },
-  });
-  coalescer.child(OrderLine, { parent: Order, foreignKey: 'orderId' });
-  coalescer.child(Order, { parent: Customer, foreignKey: 'customerId' });
-}
+export { registerShop } from '../../examples/shop/app';
 
 /** Log lines at warn and above, from the coalescers and from Nest. */
 export class Logs {
