@@ -62,8 +62,8 @@ export class JointSends {
     private readonly marks: Pick<Marks, 'mark'>,
     private readonly clock: () => number,
     /** Told of each script call made. */
-    private readonly onCall: () => void = () => undefined,
-    private readonly delayMs = 0,
+    private readonly onCall: () => void,
+    private readonly delayMs: number,
   ) {}
 
   mark(entries: readonly MarkEntry[]): Promise<Marked> {

@@ -71,7 +71,6 @@ export class Outcomes {
     return released;
   }
 
-  /** Ends the quiet period of those of `members` that are settling, now; returns how many were. */
   /**
    * Ends the minimum interval of every parent waiting one out (in `settling`, listed in
    * `cooling`): they are pending at once. Returns how many moved.
@@ -85,6 +84,7 @@ export class Outcomes {
     }
   }
 
+  /** Ends the quiet period of those of `members` that are settling, now; returns how many were. */
   async promoteNow(members: readonly string[]): Promise<number> {
     let moved = 0;
     for (const batch of chunks(members, MAX_BATCH)) moved += await callScript<number>(this.conn, 'promote', batch);

@@ -1,8 +1,9 @@
 --[[
   Read the next window to claim: first move parents whose quiet period (or minimum interval) is
-  over from `settling` to pending, then return the overdue parents (past their maxWaitMs, most overdue first) and
-  the hottest pending ones. Nothing is claimed here: the claim's checked ZREM decides, and
-  another worker may take any of these first.
+  over from `settling` to pending (and unlist ended intervals from `cooling`), then return the
+  overdue parents (past their maxWaitMs, most overdue first) and the hottest pending ones.
+  Nothing is claimed here: the claim's checked ZREM decides, and another worker may take any of
+  these first.
 
   Keys: settling, settleHeat, pending, due, cooling
 
