@@ -181,7 +181,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     return (await this.parts.delivery.markIds(this.registry.parentOf(target), ids)).length;
   }
 
-  /** Resolves when every mark this process started to send has reached Redis or the outbox. */
+  /** Resolves when every mark this process started to send before the call has reached Redis or the outbox. */
   flushed(): Promise<void> {
     return this.parts.delivery.settled();
   }
@@ -287,7 +287,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     this.closed = true;
     this.detach();
     await this.parts.listener.stop();
-    await this.flushed();
+    await this.parts.delivery.settled('idle');
     const { drainer, events, clients } = this.parts;
     await drainer.close(this.options.recomputeTimeoutMs);
     await events.stop();

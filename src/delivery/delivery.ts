@@ -95,8 +95,8 @@ export class Delivery {
     }
   }
 
-  /** Resolves when every mark started so far has reached Redis or the outbox. */
-  settled(): Promise<void> {
-    return this.options.marker.settled();
+  /** Resolves when every mark started before the call (`idle`: every mark) has reached Redis or the outbox. */
+  settled(until?: 'started' | 'idle'): Promise<void> {
+    return this.options.marker.settled(until);
   }
 }

@@ -97,6 +97,12 @@ export class JointSends {
   }
 }
 
+/** Adds `p` to `set` until it settles. */
+function track(set: Set<Promise<unknown>>, p: Promise<unknown>): void {
+  set.add(p);
+  void p.finally(() => set.delete(p));
+}
+
 /** What a marker needs. */
 export interface MarkerOptions {
   /** The save path's marks: a connection that fails fast. */
@@ -132,7 +138,10 @@ export class Marker {
   readonly stats: MarkerStats = { marks: 0, roundTrips: 0, undelivered: 0 };
   /** Says what Redis did not take once per outage. */
   readonly outage: OutageLog;
+  /** Background sends of the save path. */
   private readonly inflight = new Set<Promise<unknown>>();
+  /** Marks Redis did not take, being written to the outbox. */
+  private readonly keeping = new Set<Promise<unknown>>();
   private readonly logger: Logger;
   private readonly joint: JointSends;
 
@@ -154,18 +163,22 @@ export class Marker {
   dispatch(send: () => Promise<unknown>): Promise<void> {
     const p = send().catch((error: unknown) => this.logger.error({ err: errorMessage(error) }, 'sending marks failed'));
     if (this.options.awaitMarks) return p.then(() => undefined);
-    this.track(p);
+    track(this.inflight, p);
     return Promise.resolve();
   }
 
-  private track(p: Promise<unknown>): void {
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
-  }
-
-  /** Resolves when every send started so far has ended: delivered, or kept by the undelivered handler (the outbox). */
-  async settled(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+  /**
+   * Resolves when every send started before the call has ended: delivered, or kept by the
+   * undelivered handler (the outbox). Sends started later are not waited for: a save path that
+   * never pauses must not hold a drain (or a runner's tick) until it does. `idle`: until no send
+   * is in flight at all (closing, once nothing sends any more).
+   */
+  async settled(until: 'started' | 'idle' = 'started'): Promise<void> {
+    do {
+      await Promise.all([...this.inflight]);
+      // A failed send hands its marks to the outbox before it ends: those writes are here now.
+      await Promise.all([...this.keeping]);
+    } while (until === 'idle' && this.inflight.size + this.keeping.size > 0);
   }
 
   /**
@@ -214,7 +227,7 @@ export class Marker {
   /** Keeps marks for later without sending them (Redis is away, or did not take them): the outbox takes them. */
   keepOnly(entries: readonly MarkEntry[], error: unknown): Sent {
     this.stats.undelivered += entries.length;
-    this.track(this.keep(entries, error));
+    track(this.keeping, this.keep(entries, error));
     return { delivered: false, epoch: '', generation: 0 };
   }
 

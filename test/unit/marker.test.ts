@@ -6,7 +6,7 @@ import { keysFor } from '../../src/redis/keys';
 import type { MarkEntry } from '../../src/redis/records';
 import { defineScripts, type Conn } from '../../src/redis/scripts';
 import { recordingLogger } from '../support/capture-entities';
-import { redisUrl, suffix } from '../support';
+import { redisUrl, suffix, waitFor } from '../support';
 
 // The marker against a real Redis and against a port nothing listens on, with its clock given.
 
@@ -121,5 +121,49 @@ describe('Marker', () => {
     expect(failed.map((s) => s.delivered)).toEqual([false, false]);
     await gone.settled();
     expect(kept.map((k) => k.map((e) => e.member)).sort()).toEqual([['Doc:4'], ['Doc:5']]);
+  });
+
+  it('settled() waits for the sends started before it, not for a send started after it (a save path that never pauses does not hold it)', async () => {
+    const conn = { client: up, keys: keysFor(`marker-${suffix()}`) };
+    const real = new Marks(conn);
+    const calls: string[][] = [];
+    // Each send is held until the test lets it through, so both are in flight at once.
+    const gates = new Map<string, () => void>();
+    const held = new Map<string, Promise<void>>(
+      ['Doc:before', 'Doc:later'].map((member) => [member, new Promise<void>((resolve) => gates.set(member, resolve))]),
+    );
+    const open = (member: string): void => (gates.get(member) as () => void)();
+    const gated: Pick<Marks, 'mark'> = {
+      mark: async (entries, now) => {
+        calls.push(entries.map((e) => e.member));
+        await held.get(entries[0]?.member ?? '');
+        return real.mark(entries, now);
+      },
+    };
+    const m = new Marker({
+      marks: gated,
+      bulk: gated,
+      logger: recordingLogger('info').logger,
+      clock: () => 7_000,
+      keep: async () => undefined,
+      // Longer than the test may take: a send held here never ends by its deadline.
+      timeoutMs: 600_000,
+      awaitMarks: false,
+      reachable: () => true,
+      clockReady: async () => undefined,
+    });
+    await m.dispatch(() => m.send([{ member: 'Doc:before', increment: 1, base: 1e12 }]));
+    const settled = m.settled();
+    await waitFor(async () => calls.length === 1, 'the first send to go out');
+    await m.dispatch(() => m.send([{ member: 'Doc:later', increment: 1, base: 1e12 }]));
+    await waitFor(async () => calls.length === 2, 'the second send to go out');
+    open('Doc:before');
+    await settled;
+    expect(await up.zscore(conn.keys.pending, 'Doc:before')).not.toBeNull();
+    expect(await up.zscore(conn.keys.pending, 'Doc:later')).toBeNull();
+    open('Doc:later');
+    await m.settled();
+    expect(await up.zscore(conn.keys.pending, 'Doc:later')).not.toBeNull();
+    expect(calls).toEqual([['Doc:before'], ['Doc:later']]);
   });
 });
