@@ -264,32 +264,41 @@ describe('trigger capture of the shop lines (PostgreSQL)', () => {
   it('notifications coalesce: one relay in flight, one queued; close() ends the connection', async () => {
     const other = `test-trig-burst-${suffix()}`;
     let calls = 0;
+    let released = false;
     const gates: (() => void)[] = [];
     const relay = (): Promise<void> => {
       calls += 1;
-      return new Promise<void>((resolve) => gates.push(resolve));
+      return released ? Promise.resolve() : new Promise<void>((resolve) => gates.push(resolve));
     };
     const listener = new OutboxListener(ds(), other, relay, testLogger());
-    await listener.start();
-    // The relay on connect is in flight; a burst of notifications meanwhile queues one more.
-    await waitFor(() => calls === 1, 'the relay on connect');
-    const witness = new Client({ connectionString: databaseUrl() });
-    await witness.connect();
-    let seen = 0;
-    witness.on('notification', (n) => (seen += n.payload === other ? 1 : 0));
-    await witness.query('LISTEN coalesce_outbox');
-    for (let i = 0; i < 20; i += 1) await raw.query(`SELECT pg_notify('coalesce_outbox', $1)`, [other]);
-    await raw.query(`SELECT pg_notify('coalesce_outbox', 'some-other-namespace')`);
-    await waitFor(() => seen === 20, 'the burst delivered');
-    gates.shift()?.();
-    await waitFor(() => calls === 2, 'the queued relay');
-    gates.shift()?.();
-    await raw.query(`SELECT pg_notify('coalesce_outbox', $1)`, [other]);
-    await waitFor(() => calls === 3, 'a relay for a later notification');
-    gates.shift()?.();
-    expect(calls).toBe(3);
-    await witness.end();
-    await listener.close();
+    // Counts what the listener heard before the first gate opens (the connect, and each
+    // notification naming this namespace), so that gate opens only once the burst has arrived.
+    let pokes = 0;
+    const poke = listener.poke.bind(listener);
+    listener.poke = () => {
+      pokes += 1;
+      poke();
+    };
+    try {
+      await listener.start();
+      // The relay on connect is in flight; a burst of notifications meanwhile queues one more.
+      await waitFor(() => calls === 1, 'the relay on connect');
+      for (let i = 0; i < 20; i += 1) await raw.query(`SELECT pg_notify('coalesce_outbox', $1)`, [other]);
+      await raw.query(`SELECT pg_notify('coalesce_outbox', 'some-other-namespace')`);
+      await waitFor(() => pokes === 21, 'the burst heard');
+      expect(calls).toBe(1);
+      gates.shift()?.();
+      await waitFor(() => calls === 2, 'the queued relay');
+      gates.shift()?.();
+      await raw.query(`SELECT pg_notify('coalesce_outbox', $1)`, [other]);
+      await waitFor(() => calls === 3, 'a relay for a later notification');
+      gates.shift()?.();
+      expect(calls).toBe(3);
+    } finally {
+      released = true;
+      for (const open of gates.splice(0)) open();
+      await listener.close();
+    }
     await waitFor(async () => {
       const rows = (await raw.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1`, [`coalesce listen ${other}`]))
         .rows;
