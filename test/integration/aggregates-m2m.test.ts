@@ -12,7 +12,9 @@ import {
   type DataSource,
 } from 'typeorm';
 import { avg, Coalescer, count, max, min, RegistrationError, sum } from '../../src';
-import { createTestDb, DIALECTS, dispose, redisUrl, suffix, testLogger, type TestDb } from '../support';
+import { createTestDb, DIALECTS, dispose, redisUrl, suffix, testLogger, typeormVersion, type TestDb } from '../support';
+
+const typeorm03 = typeormVersion().startsWith('0.3.');
 
 // Aggregates through many-to-many relations: posts and tags (the join table owned by the post;
 // each side a parent of the other), playlists and songs (the join table owned by the song, the
@@ -241,13 +243,27 @@ describe.each(DIALECTS)('aggregates through many-to-many relations (%s)', (diale
             (await ds.getRepository<{ id: number }>(type).count({ where: { id }, withDeleted: true })) > 0;
           const linked = async (table: string, a: string, b: string, x: number, y: number): Promise<boolean> =>
             ((await ds.query(`SELECT 1 AS one FROM ${table} WHERE ${a} = ${x} AND ${b} = ${y}`)) as unknown[]).length > 0;
+          const withoutHiddenLinks = async (postId: number, ids: number[]): Promise<number[]> => {
+            const kept: number[] = [];
+            for (const id of ids) {
+              const hidden =
+                (await ds.getRepository(MTag).count({ where: { id }, withDeleted: true })) > 0 &&
+                (await ds.getRepository(MTag).count({ where: { id } })) === 0;
+              if (!(hidden && (await linked('m2_post_tag', 'post_id', 'tag_id', postId, id)))) kept.push(id);
+            }
+            return kept;
+          };
           for (const s of steps) {
             switch (s.kind) {
               case 'saveTags': {
                 const post = await ds
                   .getRepository(MPost)
                   .findOneOrFail({ where: { id: pick(posts, s.post)!.id }, relations: { tags: true } });
-                post.tags = [...new Set(s.tags.map((i) => pick(tags, i)!.id))].map((id) => ({ id }) as MTag);
+                let ids = [...new Set(s.tags.map((i) => pick(tags, i)!.id))];
+                // TypeORM 0.3 does not see a link to a soft-deleted tag when it saves, and inserts it
+                // again (a duplicate key, with or without this library: docs/operations/known-issues.md).
+                if (typeorm03) ids = await withoutHiddenLinks(post.id, ids);
+                post.tags = ids.map((id) => ({ id }) as MTag);
                 await ds.getRepository(MPost).save(post);
                 break;
               }
