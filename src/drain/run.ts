@@ -46,6 +46,8 @@ export class DrainRun {
   private lastRequeue = 0;
   /** The last window was read while tasks ran or waited: empty, it proves nothing. */
   private readWhileBusy = false;
+  /** Parents whose minimum interval this drain ended: once each. */
+  private readonly cooled = new Set<string>();
   /** The next window, claimed while the current one runs. */
   private prefetch: Promise<Claimed[] | 'empty'> | undefined;
   /** Resolves the wait for a free slot (one promise per freed slot, not a race over every task). */
@@ -171,8 +173,13 @@ export class DrainRun {
       if ((await this.parts.outcomes.promoteNow(members)) > 0) return 'again';
     }
     // Parents marked during their recompute wait out their minimum interval; a drain that is not
-    // told to leave them (a runner's tick does) recomputes them before it returns.
-    if (!this.options.leaveCooling && this.canClaim() && (await this.parts.outcomes.endCooling()) > 0) return 'again';
+    // told to leave them (a runner's tick does) recomputes each of them once more before it
+    // returns. One marked again meanwhile (sustained writes) is left in its interval.
+    if (!this.options.leaveCooling && this.canClaim()) {
+      const ended = await this.parts.outcomes.endCooling(this.cooled);
+      for (const member of ended) this.cooled.add(member);
+      if (ended.length > 0) return 'again';
+    }
     return 'stop';
   }
 

@@ -72,16 +72,22 @@ export class Outcomes {
   }
 
   /**
-   * Ends the minimum interval of every parent waiting one out (in `settling`, listed in
-   * `cooling`): they are pending at once. Returns how many moved.
+   * Ends the minimum interval of the parents waiting one out (in `settling`, listed in
+   * `cooling`), but for those in `except`: they are pending at once. Returns the members moved.
    */
-  async endCooling(): Promise<number> {
-    let moved = 0;
-    for (;;) {
-      const [n, more] = await callScript<[number, number]>(this.conn, 'endCooling', [MAX_BATCH]);
-      moved += n;
-      if (more === 0) return moved;
+  async endCooling(except: ReadonlySet<string>): Promise<string[]> {
+    const listed: string[] = [];
+    for (let start = 0; ; start += MAX_BATCH) {
+      const page = await this.conn.client.zrange(this.conn.keys.cooling, start, start + MAX_BATCH - 1);
+      listed.push(...page);
+      if (page.length < MAX_BATCH) break;
     }
+    const moved: string[] = [];
+    for (const batch of chunks(listed.filter((m) => !except.has(m)), MAX_BATCH)) {
+      const flags = await callScript<number[]>(this.conn, 'endCooling', batch);
+      batch.forEach((member, i) => flags[i] === 1 && moved.push(member));
+    }
+    return moved;
   }
 
   /** Ends the quiet period of those of `members` that are settling, now; returns how many were. */

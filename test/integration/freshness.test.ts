@@ -197,6 +197,27 @@ describe('freshness: maxWaitMs, settleMs, minIntervalMs, priorities, lag', () =>
     expect(await c.stats()).toMatchObject({ pending: 0, settling: 0 });
   });
 
+  it('minIntervalMs: under sustained writes drain() recomputes a parent once more, then leaves it in its interval and returns', async () => {
+    const order: string[] = [];
+    // Every recompute is followed by a mark, as under writers that never pause.
+    const c: Coalescer = make(order, {
+      recompute: async (id) => {
+        order.push(`Alpha:${id}`);
+        await c.mark(Alpha, id);
+      },
+    });
+    await c.mark(Alpha, [6, 7]);
+    expect(await c.drain()).toMatchObject({ recomputed: 4, rearmed: 4 });
+    expect(order.sort()).toEqual(['Alpha:6', 'Alpha:6', 'Alpha:7', 'Alpha:7']);
+    expect(await c.stats()).toMatchObject({ pending: 0, settling: 2 });
+    // Each drain() gives them one more recompute; a runner's drain leaves them to their interval.
+    expect(await c.drain()).toMatchObject({ recomputed: 2 });
+    expect(await c.drain({ leaveCooling: true })).toMatchObject({ recomputed: 0 });
+    now += 500;
+    expect(await c.drain({ leaveCooling: true })).toMatchObject({ recomputed: 2 });
+    expect(await c.stats()).toMatchObject({ pending: 0, settling: 2 });
+  });
+
   it('minIntervalMs never delays a parent past its maxWaitMs; a parent marked while idle is claimed at once; 0 turns it off', async () => {
     const order: string[] = [];
     const capped = remarking(order, { minIntervalMs: 5_000 }, 300);

@@ -1,23 +1,21 @@
 --[[
   End the minimum interval of parents waiting one out: a drain that finishes what it can moves
-  them from `settling` to pending at once. A member listed in `cooling` but no longer settling
-  (claimed since, or promoted) is only unlisted.
+  them from `settling` to pending at once, and unlists them from `cooling`. A member listed
+  there but no longer settling (claimed since, or promoted) is only unlisted.
 
   Keys: cooling, settling, settleHeat, pending
 
   Args:
-    ARGV[1] most members handled by this call
+    ARGV[1..] members (read from `cooling` by the caller, which bounds their number)
 
-  Output: { moved, 1 when members are left in `cooling` (call again) else 0 }
+  Output: per member, 1 when it was settling and is pending now, else 0
 ]]
 local cooling, settling, settleHeat, pending = unpack(KEYS)
 --- @include "unsettle"
 
-local members = redis.call('ZRANGE', cooling, 0, tonumber(ARGV[1]) - 1)
-if #members == 0 then return { 0, 0 } end
-local moved = 0
-for _, member in ipairs(members) do
-  if unsettle(settling, settleHeat, pending, member) then moved = moved + 1 end
+local moved = {}
+for i, member in ipairs(ARGV) do
+  moved[i] = unsettle(settling, settleHeat, pending, member) and 1 or 0
 end
-redis.call('ZREM', cooling, unpack(members))
-return { moved, redis.call('EXISTS', cooling) }
+redis.call('ZREM', cooling, unpack(ARGV))
+return moved
