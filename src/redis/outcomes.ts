@@ -83,7 +83,10 @@ export class Outcomes {
       if (page.length < MAX_BATCH) break;
     }
     const moved: string[] = [];
-    for (const batch of chunks(listed.filter((m) => !except.has(m)), MAX_BATCH)) {
+    for (const batch of chunks(
+      listed.filter((m) => !except.has(m)),
+      MAX_BATCH,
+    )) {
       const flags = await callScript<number[]>(this.conn, 'endCooling', batch);
       batch.forEach((member, i) => flags[i] === 1 && moved.push(member));
     }
