@@ -46,6 +46,8 @@ export class EpochGuard {
   private known = '';
   /** The highest fence value Redis gave this process under `known` (from replies received). */
   private highWater = 0;
+  /** The epoch under which Redis gave this process a fence value it had given before ('' when none). */
+  private wentBack = '';
   private recorded: Durable = { epoch: '', fence: 0 };
   private readonly sql: Sql;
   private readonly table: string;
@@ -77,7 +79,7 @@ export class EpochGuard {
 
   /**
    * The fence floor to check a reply against: read before the command is sent, so a reply that
-   * comes back below it proves Redis went back in time.
+   * comes back at or below it proves Redis went back in time.
    */
   get floor(): number {
     return this.highWater;
@@ -85,8 +87,10 @@ export class EpochGuard {
 
   /**
    * Records a fence value Redis gave under `epoch` (a mark's generation) for a command sent when
-   * the floor was `floorAtSend`. Below it, Redis lost writes: the database is told, so the next
-   * check of any process finds it. Never throws.
+   * the floor was `floorAtSend`. Every value the counter gives is larger than all it gave before,
+   * so one at or below that floor means Redis lost writes: this process's next check heals it,
+   * and the database is told, so the next check of any process may find it too. Said once per
+   * epoch. Never throws.
    */
   observe(value: number, floorAtSend: number, epoch: string): void {
     if (!(value > 0) || epoch === '') return;
@@ -96,12 +100,15 @@ export class EpochGuard {
       this.highWater = value;
       return;
     }
-    if (value < floorAtSend) {
+    if (value <= floorAtSend) {
+      if (this.wentBack === epoch) return;
+      this.wentBack = epoch;
       this.logger.error(
         { fence: value, before: floorAtSend, redis: this.redis.where },
-        'Redis gave a fence value below one it gave before: it lost writes (a failover to a replica that missed them?); the next drain heals it as a data loss',
+        'Redis gave a fence value it had given before: it lost writes (a failover to a replica that missed them?); the next drain heals it as a data loss',
       );
-      void this.raiseDurable(epoch, floorAtSend);
+      // A counter that lost nothing would now be past the floor.
+      void this.raiseDurable(epoch, floorAtSend + 1);
       return;
     }
     if (value > this.highWater) this.highWater = value;
@@ -120,7 +127,7 @@ export class EpochGuard {
     const known = this.known || durable.epoch;
     const atLeast = Math.max(floor, known === durable.epoch ? durable.fence : 0, known === this.known ? this.highWater : 0);
     const found = await this.epochs
-      .check(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes)
+      .check(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes, known !== '' && this.wentBack === known)
       .catch((error: unknown) => {
         throw redisUnreachable("checking the namespace's epoch", this.redis, error);
       });
@@ -142,7 +149,7 @@ export class EpochGuard {
     } else if (found.status === 'behind') {
       this.logger.error(
         { epoch: known, newEpoch: found.epoch, fenceFloor: floor, rebuild, redis: this.redis.where },
-        `Redis went back in time: its fence counter is below one it gave before (a failover to a replica that missed the last writes, or a restore): ${healing}`,
+        `Redis went back in time: its fence counter is below a value it gave before, or gave one again (a failover to a replica that missed the last writes, or a restore): ${healing}`,
       );
     } else if (found.status === 'changed') {
       if (found.epoch.startsWith(RESET_PREFIX)) {
@@ -161,6 +168,7 @@ export class EpochGuard {
 
   private async adopt(found: EpochCheck): Promise<void> {
     if (found.epoch !== this.known) this.highWater = 0;
+    if (found.epoch !== this.wentBack) this.wentBack = '';
     this.known = found.epoch;
     if (found.fence > this.highWater) this.highWater = found.fence;
     if (found.epoch !== this.recorded.epoch || found.fence > this.recorded.fence) {
@@ -172,6 +180,7 @@ export class EpochGuard {
   async forget(): Promise<void> {
     this.known = '';
     this.highWater = 0;
+    this.wentBack = '';
     this.recorded = { epoch: '', fence: 0 };
     try {
       await this.dataSource.query(`DELETE FROM ${this.table} WHERE namespace = ${this.sql.param(1)}`, [this.namespace]);

@@ -9,12 +9,21 @@ import { callScript, type Conn } from './scripts';
 export class Epochs {
   constructor(private readonly conn: Conn) {}
 
-  /** Checks the namespace's epoch and fence counter against `floor`; see checkEpoch-4.lua. */
-  async check(known: string, candidate: string, floor: number, rebuildTypes: readonly string[]): Promise<EpochCheck> {
+  /**
+   * Checks the namespace's epoch and fence counter against `floor` (`sawBack`: the caller saw
+   * Redis repeat a fence value under `known`); see checkEpoch-4.lua.
+   */
+  async check(
+    known: string,
+    candidate: string,
+    floor: number,
+    rebuildTypes: readonly string[],
+    sawBack = false,
+  ): Promise<EpochCheck> {
     const [status, epoch, policies, rebuilding, fence] = await callScript<[string, string, number, number, string]>(
       this.conn,
       'checkEpoch',
-      [known, candidate, floor, ...rebuildTypes],
+      [known, candidate, floor, sawBack ? 1 : 0, ...rebuildTypes],
     );
     return {
       status: status as EpochCheck['status'],

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { Coalescer, count, sum, type CoalescerOptions } from '../../src';
 import { countMismatches, createTestDb, Order, OrderLine, suffix, testLogger, waitFor, type TestDb } from '../support';
 import { OwnRedis, Relay } from '../support/servers';
+import { recordingLogger } from '../support/capture-entities';
 
 /**
  * A Redis failover to a replica that missed the last writes (replication is asynchronous): the
@@ -123,6 +124,43 @@ describe('Redis failover to a replica that missed the last writes', () => {
 
     expect(await drainAll(c)).toBe(true);
     expect(await countMismatches(db.dataSource.manager, ids)).toBe(0);
+    expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
+  });
+
+  it("delivery 'redis': a replica that missed one transaction's mark is found by the next mark of the process that made it, said once, and healed", async () => {
+    await servers();
+    const log = recordingLogger('info');
+    const c = coalescer({ logger: log.logger });
+    await c.attach();
+    const ids = await seed(6);
+    await addLines(ids, 2);
+    await c.flushed();
+    await c.drain({ concurrency: 4 });
+
+    await syncThenCut();
+    // One transaction, one mark: the replica misses one value of the fence counter.
+    await addLines([ids[0]!], 3);
+    await c.flushed();
+    await failover();
+    // Connected again (the move cut the connection), so that every mark below reaches the replica.
+    await waitFor(
+      async () =>
+        (await c.ping().then(
+          () => true,
+          () => false,
+        )) && (await c.stats()).marker.undelivered === 0,
+      'the connection to the replica',
+    );
+    // The next marks (one per transaction) get that value again, then larger ones.
+    for (const id of ids.slice(1)) {
+      await addLines([id], 1);
+      await c.flushed();
+    }
+
+    expect(log.lines.filter((l) => l.msg.includes('Redis does not take marks'))).toEqual([]);
+    expect(await drainAll(c)).toBe(true);
+    expect(await countMismatches(db.dataSource.manager, ids)).toBe(0);
+    expect(log.lines.filter((l) => l.msg.includes('Redis gave a fence value it had given before'))).toHaveLength(1);
     expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
   });
 

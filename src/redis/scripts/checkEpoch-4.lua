@@ -11,7 +11,9 @@
     ARGV[2] a new epoch to install when there is none, or when Redis went back in time
     ARGV[3] the fence floor: the highest fence value the caller knows Redis gave under the known
             epoch (its own replies, the database's record; 0 when none)
-    ARGV[4..] parent types to rebuild when a loss is found (none: rebuild nothing)
+    ARGV[4] '1' when the caller saw Redis give a fence value it had given before under the known
+            epoch (a mark's reply): Redis went back in time, whatever the counter is now
+    ARGV[5..] parent types to rebuild when a loss is found (none: rebuild nothing)
 
   Output: { status, epoch, policy present (1/0), parent types still to rebuild, fence }
     status 'ok'      the epoch is the one known (or the caller knew none and one exists), and
@@ -20,19 +22,20 @@
            'lost'    there was none though the caller knew one: ARGV[2] is installed and the
                      types are queued in `rebuild` (type -> '' cursor). Exactly one caller sees
                      this for one loss: the others find the new epoch.
-           'behind'  the known epoch is there but the counter is below the floor: Redis lost its
-                     last writes; healed as 'lost' is
+           'behind'  the known epoch is there but the counter is below the floor (or ARGV[4]
+                     says the caller saw it go back): Redis lost its last writes; healed as
+                     'lost' is
            'changed' another epoch than the known one: another process found the loss first
                      (and queued the rebuild), or reset the namespace; the caller adopts it
   The counter is raised to the floor when below it, so fencing tokens never repeat.
 ]]
 local epoch, policy, rebuild, fence = unpack(KEYS)
 local current = redis.call('GET', epoch)
-local known, candidate, floor = ARGV[1], ARGV[2], tonumber(ARGV[3]) or 0
+local known, candidate, floor, sawBack = ARGV[1], ARGV[2], tonumber(ARGV[3]) or 0, ARGV[4] == '1'
 local counter = tonumber(redis.call('GET', fence) or '0')
 local status
 if current and (known == '' or current == known) then
-  if known ~= '' and counter < floor then status = 'behind' else status = 'ok' end
+  if known ~= '' and (counter < floor or sawBack) then status = 'behind' else status = 'ok' end
 elseif current then
   status = 'changed'
 else
@@ -43,7 +46,7 @@ if status ~= 'ok' and status ~= 'changed' then
   current = candidate
 end
 if status == 'lost' or status == 'behind' then
-  for i = 4, #ARGV do redis.call('HSET', rebuild, ARGV[i], '') end
+  for i = 5, #ARGV do redis.call('HSET', rebuild, ARGV[i], '') end
 end
 if counter < floor then
   redis.call('SET', fence, floor)
