@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { CoalesceLogger as Logger } from './log';
 import type { ResolvedOptions } from './config';
@@ -102,13 +103,15 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
   defineScripts(clients.marker);
   const main = { client: clients.main, keys };
   const reads = new Reads(main);
-  const marks = new Marks(main);
+  // This process's marks, on either connection, leave their last generation under one writer id.
+  const writer = `${worker}:${randomBytes(4).toString('hex')}`;
+  const marks = new Marks(main, writer);
   const epochs = new Epochs(main);
   const outcomes = new Outcomes(main, channel);
   const registry = new Registry(o.dataSource, { maxWaitMs: o.maxWaitMs, minIntervalMs: o.minIntervalMs });
   const clock = new ServerClock(o.clock, () => reads.time());
   const now = (): number => clock.now();
-  const guard = new EpochGuard({ epochs, dataSource: o.dataSource, namespace: o.namespace, logger, redis });
+  const guard = new EpochGuard({ epochs, dataSource: o.dataSource, namespace: o.namespace, logger, redis, writer });
   const outbox = new Outbox({
     dataSource: o.dataSource,
     namespace: o.namespace,
@@ -119,7 +122,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     table: o.outboxTable,
   });
   const marker = new Marker({
-    marks: new Marks({ client: clients.marker, keys }),
+    marks: new Marks({ client: clients.marker, keys }, writer),
     bulk: marks,
     logger,
     clock: now,

@@ -1,5 +1,5 @@
 import type { CoalesceLogger as Logger } from '../log';
-import type { MarkEntry } from '../redis/records';
+import type { FenceFloors, MarkEntry } from '../redis/records';
 import type { Marked, Marks } from '../redis/marks';
 import { MAX_BATCH } from '../util/chunks';
 import { errorMessage } from '../errors';
@@ -31,9 +31,10 @@ export interface Sent {
 
 /** Where the marker reports the fence values Redis gives its marks (the epoch guard). */
 export interface FenceWatch {
-  /** The floor to hold a reply to, read before the command is sent. */
-  readonly floor: number;
-  observe(value: number, floorAtSend: number, epoch: string): void;
+  /** The floors to hold a reply to, read before the command is sent. */
+  floors(): FenceFloors;
+  /** `before`: the writer's generation Redis had before the call (undefined when none). */
+  observe(value: number, before: number | undefined, atSend: FenceFloors, epoch: string): void;
 }
 
 /** Adds `entry` to `batch`, summing the increments of the same member. */
@@ -198,7 +199,7 @@ export class Marker {
       // markTimeoutMs per script call of the send: a save's marks are one call; an explicit
       // mark() of 100,000 parents is 200, pipelined, and is not cut short for its size.
       const timeoutMs = this.options.timeoutMs * Math.ceil(entries.length / MAX_BATCH);
-      const floor = this.options.fence?.floor ?? 0;
+      const floors = this.options.fence?.floors();
       const attempt = (async () => {
         await this.options.clockReady();
         if (!bulk) return this.joint.mark(entries);
@@ -208,14 +209,14 @@ export class Marker {
       // A send that lands after the deadline still counts in Redis: its marks are then kept
       // twice, which costs one more recompute, never a lost one.
       attempt.catch(() => undefined);
-      const { epoch, generation } = await within(
+      const { epoch, generation, before } = await within(
         attempt,
         timeoutMs,
         () => `Redis did not take the marks within ${timeoutMs} ms (markTimeoutMs per ${MAX_BATCH} parents)`,
       );
       this.stats.marks += entries.length;
       this.outage.delivered();
-      this.options.fence?.observe(generation, floor, epoch);
+      if (floors) this.options.fence?.observe(generation, before, floors, epoch);
       return { delivered: true, epoch, generation };
     } catch (error) {
       if (keep) return this.keepOnly(entries, error);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
 import type { CoalesceLogger as Logger } from '../log';
-import type { EpochCheck } from '../redis/records';
+import type { EpochCheck, FenceFloors } from '../redis/records';
 import type { Epochs } from '../redis/epochs';
 import { ConnectionError, errorMessage, redisUnreachable, type RedisSite } from '../errors';
 import { isMissingColumn, isMissingTable, sqlFor, type Sql } from '../db/dialect';
@@ -26,6 +26,8 @@ export interface EpochGuardOptions {
   readonly logger: Logger;
   /** Where Redis is, and why it last could not be reached, for messages. */
   readonly redis: RedisSite;
+  /** The id this process's marks leave their generation under in Redis ('' for none). */
+  readonly writer?: string;
 }
 
 /**
@@ -46,6 +48,8 @@ export class EpochGuard {
   private known = '';
   /** The highest fence value Redis gave this process under `known` (from replies received). */
   private highWater = 0;
+  /** The highest generation Redis gave this process's marks under `known` (their writer's, in Redis). */
+  private ownHighWater = 0;
   /** The epoch under which Redis gave this process a fence value it had given before ('' when none). */
   private wentBack = '';
   private recorded: Durable = { epoch: '', fence: 0 };
@@ -59,8 +63,10 @@ export class EpochGuard {
   private readonly namespace: string;
   private readonly logger: Logger;
   private readonly redis: RedisSite;
+  private readonly writer: string;
 
   constructor(options: EpochGuardOptions) {
+    this.writer = options.writer ?? '';
     ({
       epochs: this.epochs,
       dataSource: this.dataSource,
@@ -78,40 +84,44 @@ export class EpochGuard {
   }
 
   /**
-   * The fence floor to check a reply against: read before the command is sent, so a reply that
-   * comes back at or below it proves Redis went back in time.
+   * The floors to check a mark's reply against, read before the command is sent: a reply at or
+   * below `all`, or a writer's generation in Redis below `own`, proves Redis went back in time.
    */
-  get floor(): number {
-    return this.highWater;
+  floors(): FenceFloors {
+    return { all: this.highWater, own: this.ownHighWater };
   }
 
   /**
-   * Records a fence value Redis gave under `epoch` (a mark's generation) for a command sent when
-   * the floor was `floorAtSend`. Every value the counter gives is larger than all it gave before,
-   * so one at or below that floor means Redis lost writes: this process's next check heals it,
-   * and the database is told, so the next check of any process may find it too. Said once per
-   * epoch. Never throws.
+   * Records a fence value Redis gave under `epoch` to a mark sent when the floors were `atSend`;
+   * `before` is the generation Redis kept of this process's marks before it. Every value the
+   * counter gives is larger than all it gave before, and each mark of the process leaves its
+   * generation in Redis, so a value at or below `atSend.all`, or a `before` below `atSend.own`,
+   * means Redis lost writes (whatever other processes' marks did to the counter since): this
+   * process's next check heals it, and the database is told, so the next check of any process
+   * may find it too. Said once per epoch. Never throws.
    */
-  observe(value: number, floorAtSend: number, epoch: string): void {
+  observe(value: number, before: number | undefined, atSend: FenceFloors, epoch: string): void {
     if (!(value > 0) || epoch === '') return;
     if (epoch !== this.known) {
       // A new epoch (or the first seen): values of another epoch say nothing of this one.
       this.known = epoch;
       this.highWater = value;
+      this.ownHighWater = value;
       return;
     }
-    if (value <= floorAtSend) {
+    if (value <= atSend.all || (before !== undefined && before < atSend.own)) {
       if (this.wentBack === epoch) return;
       this.wentBack = epoch;
       this.logger.error(
-        { fence: value, before: floorAtSend, redis: this.redis.where },
-        'Redis gave a fence value it had given before: it lost writes (a failover to a replica that missed them?); the next drain heals it as a data loss',
+        { fence: value, before: atSend.all, ownBefore: before, ownFloor: atSend.own, redis: this.redis.where },
+        'Redis gave a fence value it had given before, or lost the last marks of this process: it lost writes (a failover to a replica that missed them?); the next drain heals it as a data loss',
       );
       // A counter that lost nothing would now be past the floor.
-      void this.raiseDurable(epoch, floorAtSend + 1);
+      void this.raiseDurable(epoch, Math.max(atSend.all, atSend.own) + 1);
       return;
     }
     if (value > this.highWater) this.highWater = value;
+    if (value > this.ownHighWater) this.ownHighWater = value;
   }
 
   /**
@@ -126,8 +136,13 @@ export class EpochGuard {
     });
     const known = this.known || durable.epoch;
     const atLeast = Math.max(floor, known === durable.epoch ? durable.fence : 0, known === this.known ? this.highWater : 0);
+    const own = known === this.known ? this.ownHighWater : 0;
     const found = await this.epochs
-      .check(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes, known !== '' && this.wentBack === known)
+      .check(known, randomBytes(12).toString('hex'), atLeast, rebuildTypes, {
+        writer: this.writer,
+        floor: own,
+        sawBack: known !== '' && this.wentBack === known,
+      })
       .catch((error: unknown) => {
         throw redisUnreachable("checking the namespace's epoch", this.redis, error);
       });
@@ -167,7 +182,10 @@ export class EpochGuard {
   }
 
   private async adopt(found: EpochCheck): Promise<void> {
-    if (found.epoch !== this.known) this.highWater = 0;
+    if (found.epoch !== this.known) {
+      this.highWater = 0;
+      this.ownHighWater = 0;
+    }
     if (found.epoch !== this.wentBack) this.wentBack = '';
     this.known = found.epoch;
     if (found.fence > this.highWater) this.highWater = found.fence;
@@ -180,6 +198,7 @@ export class EpochGuard {
   async forget(): Promise<void> {
     this.known = '';
     this.highWater = 0;
+    this.ownHighWater = 0;
     this.wentBack = '';
     this.recorded = { epoch: '', fence: 0 };
     try {

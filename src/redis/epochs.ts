@@ -2,6 +2,18 @@ import type { EpochCheck, TypePolicy } from './records';
 import { allKeys } from './keys';
 import { callScript, type Conn } from './scripts';
 
+/** What a process knows of its own marks, for an epoch check. */
+export interface OwnMarks {
+  /** Its writer id ('' for none). */
+  readonly writer: string;
+  /** The highest generation Redis gave its marks under the known epoch (0 when none). */
+  readonly floor: number;
+  /** Whether a mark's reply already showed Redis went back in time under the known epoch. */
+  readonly sawBack: boolean;
+}
+
+const NO_MARKS: OwnMarks = { writer: '', floor: 0, sawBack: false };
+
 /**
  * What a namespace keeps of itself in Redis: its epoch and fence counter (checked for data loss),
  * the rebuild cursors that follow a loss, the type policies the scripts read, and clearing it all.
@@ -10,20 +22,20 @@ export class Epochs {
   constructor(private readonly conn: Conn) {}
 
   /**
-   * Checks the namespace's epoch and fence counter against `floor` (`sawBack`: the caller saw
-   * Redis repeat a fence value under `known`); see checkEpoch-4.lua.
+   * Checks the namespace's epoch and fence counter against `floor`, and the caller's writer entry
+   * against `own`; see checkEpoch-5.lua.
    */
   async check(
     known: string,
     candidate: string,
     floor: number,
     rebuildTypes: readonly string[],
-    sawBack = false,
+    own: OwnMarks = NO_MARKS,
   ): Promise<EpochCheck> {
     const [status, epoch, policies, rebuilding, fence] = await callScript<[string, string, number, number, string]>(
       this.conn,
       'checkEpoch',
-      [known, candidate, floor, sawBack ? 1 : 0, ...rebuildTypes],
+      [known, candidate, floor, own.sawBack ? 1 : 0, own.writer, own.floor, ...rebuildTypes],
     );
     return {
       status: status as EpochCheck['status'],

@@ -46,6 +46,11 @@ export interface Keys {
   readonly generations: string;
   /** HASH member -> generation the last acknowledged recompute covered, while newer marks wait. */
   readonly ackedGens: string;
+  /**
+   * HASH writer -> generation of its last mark: each process's marks leave their value here, so
+   * a Redis that lost that process's last write shows it an older one.
+   */
+  readonly writers: string;
   /** STRING with an expiry: present while some process listens on the event channel. */
   readonly listening: string;
   /** HASH parent type -> last id marked by the rebuild that follows a Redis data loss. */
@@ -98,6 +103,7 @@ export function keysFor(namespace: string): Keys {
     fence: k('fence'),
     generations: k('generations'),
     ackedGens: k('ackedGens'),
+    writers: k('writers'),
     listening: k('listening'),
     rebuild: k('rebuild'),
     settingsWarned: k('settingsWarned'),

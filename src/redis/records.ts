@@ -100,7 +100,15 @@ export interface MemberState {
   readonly dead: DeadEntry | undefined;
 }
 
-/** What `checkEpoch` found; see checkEpoch-4.lua. */
+/** The floors a mark's reply is held to, read before the command is sent (see EpochGuard.observe). */
+export interface FenceFloors {
+  /** The highest fence value Redis gave this process. */
+  readonly all: number;
+  /** The highest generation Redis gave this process's own marks. */
+  readonly own: number;
+}
+
+/** What `checkEpoch` found; see checkEpoch-5.lua. */
 export interface EpochCheck {
   readonly status: 'ok' | 'fresh' | 'lost' | 'behind' | 'changed';
   readonly epoch: string;

@@ -56,8 +56,8 @@ const MARK_ONE_KEYS = [
 export const SCRIPTS = {
   mark: {
     name: 'coalesceMarkParents',
-    file: 'markParents-14.lua',
-    keys: [...MARK_ONE_KEYS, 'epoch', 'generations', 'fence'],
+    file: 'markParents-15.lua',
+    keys: [...MARK_ONE_KEYS, 'epoch', 'generations', 'fence', 'writers'],
   },
   readWindow: {
     name: 'coalesceReadWindow',
@@ -130,7 +130,11 @@ export const SCRIPTS = {
     file: 'purgeDead-5.lua',
     keys: ['dead', 'deadInfo', 'attempts', 'generations', 'ackedGens'],
   },
-  checkEpoch: { name: 'coalesceCheckEpoch', file: 'checkEpoch-4.lua', keys: ['epoch', 'policy', 'rebuild', 'fence'] },
+  checkEpoch: {
+    name: 'coalesceCheckEpoch',
+    file: 'checkEpoch-5.lua',
+    keys: ['epoch', 'policy', 'rebuild', 'fence', 'writers'],
+  },
   busy: {
     name: 'coalesceBusyMembers',
     file: 'busyMembers-8.lua',

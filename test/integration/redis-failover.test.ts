@@ -164,6 +164,42 @@ describe('Redis failover to a replica that missed the last writes', () => {
     expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
   });
 
+  it.each(['its next mark', 'its next drain'])(
+    "delivery 'redis': the process whose mark the replica missed finds it at %s, even after other processes' marks took the counter past it",
+    async (next) => {
+      await servers();
+      const namespace = `failover-${suffix()}`;
+      const c = coalescer({ namespace });
+      const other = coalescer({ namespace });
+      await c.attach();
+      const ids = await seed(6);
+      await addLines(ids, 2);
+      await c.flushed();
+      await c.drain({ concurrency: 4 });
+
+      await syncThenCut();
+      await addLines([ids[0]!], 3);
+      await c.flushed();
+      await failover();
+      const up = (x: Coalescer): Promise<boolean> =>
+        x.ping().then(
+          () => true,
+          () => false,
+        );
+      await waitFor(async () => (await up(c)) && (await up(other)), 'the connections to the replica');
+      // Another process marks first: the counter passes the value the lost mark had.
+      for (let i = 0; i < 3; i += 1) await other.mark(Order, ids[5]!);
+      if (next === 'its next mark') {
+        await addLines([ids[1]!], 1);
+        await c.flushed();
+      }
+
+      expect(await drainAll(c)).toBe(true);
+      expect(await countMismatches(db.dataSource.manager, ids)).toBe(0);
+      expect(await c.stats()).toMatchObject({ pending: 0, inflight: 0, delayed: 0, dead: 0 });
+    },
+  );
+
   it("delivery 'outbox': a process started after the failover finds the loss from the outbox rows, and every order is recomputed", async () => {
     await servers();
     const namespace = `failover-${suffix()}`;
@@ -203,5 +239,32 @@ describe('Redis failover to a replica that missed the last writes', () => {
     await c.flushed();
     expect(await drainAll(c)).toBe(false);
     expect(await countMismatches(db.dataSource.manager, ids)).toBe(0);
+  });
+  it("the writers' entries of processes that ended are pruned by the epoch check, the newest kept", async () => {
+    await servers();
+    const c = coalescer();
+    await c.attach();
+    const raw = new Redis(primary.url);
+    try {
+      // The process's own mark comes after the ended ones': its generation is above theirs.
+      await raw.incrby(`{${c.namespace}}:fence`, 5_000);
+      const [id] = await seed(1);
+      await addLines([id!], 1);
+      await c.flushed();
+      const writers = `{${c.namespace}}:writers`;
+      const own = await raw.hgetall(writers);
+      expect(Object.keys(own)).toHaveLength(1);
+      const gone: string[] = [];
+      for (let i = 1; i <= 1_100; i += 1) gone.push(`ended-${i}`, String(i));
+      await raw.hset(writers, ...gone);
+      await c.drain();
+      const kept = await raw.hgetall(writers);
+      expect(Object.keys(kept)).toHaveLength(500);
+      expect(kept).toMatchObject(own);
+      expect(kept['ended-1100']).toBe('1100');
+      expect(kept['ended-601']).toBeUndefined();
+    } finally {
+      raw.disconnect();
+    }
   });
 });

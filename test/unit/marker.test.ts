@@ -51,14 +51,17 @@ describe('Marker', () => {
 
   it('sends marks with its clock, and tells the fence watch the generation Redis gave', async () => {
     const conn = { client: up, keys: keysFor(`marker-${suffix()}`) };
-    const seen: [number, number, string][] = [];
-    const fence: FenceWatch = { floor: 3, observe: (value, floor, epoch) => void seen.push([value, floor, epoch]) };
+    const seen: [number, number | undefined, number, string][] = [];
+    const fence: FenceWatch = {
+      floors: () => ({ all: 3, own: 2 }),
+      observe: (value, before, atSend, epoch) => void seen.push([value, before, atSend.all, epoch]),
+    };
     const { marker: m } = marker(conn, [], fence);
     const sent = await m.send([{ member: 'Doc:1', increment: 2, base: 1e12 }]);
     expect(sent.delivered).toBe(true);
     expect(Number(await up.zscore(conn.keys.since, 'Doc:1'))).toBe(7_000);
     expect(Number(await up.zscore(conn.keys.pending, 'Doc:1'))).toBe(1e12 + 2);
-    expect(seen).toEqual([[sent.generation, 3, '']]);
+    expect(seen).toEqual([[sent.generation, undefined, 3, '']]);
     expect(m.stats).toMatchObject({ marks: 1, roundTrips: 1, undelivered: 0 });
   });
 
