@@ -86,7 +86,9 @@ export class Freshness {
         ? async (waiting: readonly string[]): Promise<void> => {
             await o.policies.publish();
             await o.outcomes.promoteNow(waiting);
-            o.drained(await o.drainer.recomputeNow(waiting));
+            const result = await o.drainer.recomputeNow(waiting);
+            // Held by another worker, or gone: nothing was done here (the wait retries it).
+            if (result.claimed > 0) o.drained(result);
           }
         : undefined;
       await waitFresh(o.reads, o.hub, members, {

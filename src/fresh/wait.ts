@@ -38,6 +38,9 @@ export async function waitFresh(
   let goals: Map<string, number> | undefined;
   const seen = new Map<string, number>();
   let changed: (() => void) | undefined;
+  // With `runNow`: a recompute of another worker's ended without covering a member (it was in
+  // flight when the member was marked), so this process starts the next one itself.
+  let rerun: (() => void) | undefined;
   // Watch before reading: an ack between the read and the watch would be missed otherwise.
   const stop = await hub.watchAcks((acked, generations) => {
     acked.forEach((m, i) => {
@@ -47,6 +50,8 @@ export async function waitFresh(
       } else if (goals.has(m) && g >= (goals.get(m) as number)) {
         goals.delete(m);
         changed?.();
+      } else if (goals.has(m)) {
+        rerun?.();
       }
     });
   });
@@ -60,7 +65,8 @@ export async function waitFresh(
     });
     const open = goals;
     if (open.size === 0) return;
-    await options.runNow?.([...open.keys()]);
+    const runNow = options.runNow;
+    await runNow?.([...open.keys()]);
     await new Promise<void>((resolve, reject) => {
       let settled = false;
       const finish = (error?: Error): void => {
@@ -71,10 +77,21 @@ export async function waitFresh(
         if (error) reject(error);
         else resolve();
       };
+      // Called from I/O callbacks only, so never before `poll` and `timer` below exist.
       changed = () => {
         if (open.size === 0) finish();
       };
-      changed();
+      if (runNow) {
+        // One run at a time; a failed one is retried by the next poll (or said by the timeout).
+        let running = false;
+        rerun = () => {
+          if (running || settled || open.size === 0) return;
+          running = true;
+          runNow([...open.keys()])
+            .catch(() => undefined)
+            .finally(() => (running = false));
+        };
+      }
       const fail = (member: string, make: (s: ParentState | undefined) => Error): void => {
         void options.state(member).then(
           (s) => finish(make(s)),
@@ -91,6 +108,7 @@ export async function waitFresh(
               else if (g.dead) fail(m, (s) => new ParentDeadError(m, s?.dead?.error ?? 'unknown error'));
             });
             changed?.();
+            rerun?.();
           },
           () => undefined,
         );
@@ -107,6 +125,8 @@ export async function waitFresh(
             ),
         );
       }, options.timeoutMs);
+      // Acknowledgements that came during runNow may have covered every member already.
+      changed();
     });
   } finally {
     await stop();

@@ -107,6 +107,34 @@ describe('read your writes: fresh(), state(), live events', () => {
     expect(Number(await total(orderId))).toBe(18);
   });
 
+  it('fresh({ now: true }) of a parent another caller is recomputing, no runner: it resolves after that recompute, with one of its own', async () => {
+    let running = 0;
+    let overlaps = 0;
+    const c = coalescer({
+      before: async () => {
+        running += 1;
+        if (running > 1) overlaps += 1;
+        await sleep(400);
+        running -= 1;
+      },
+    });
+    await c.attach();
+    const [orderId] = (await seedOrders(db.dataSource, 1, 0)) as [number];
+    const lines = db.dataSource.getRepository(OrderLine);
+    const first = (async () => {
+      await lines.save({ orderId, sku: 'a', qty: 1, unitPrice: '1.00' });
+      await c.fresh(Order, orderId, { now: true, timeoutMs: 10_000 });
+    })();
+    // The second save lands while the first caller's recompute runs: that one does not cover it,
+    // and the parent then waits out its minimum interval, which nobody here ends but this caller.
+    await waitFor(() => running === 1, 'the first recompute');
+    await lines.save({ orderId, sku: 'b', qty: 1, unitPrice: '1.00' });
+    await c.fresh(Order, orderId, { now: true, timeoutMs: 5_000 });
+    expect(Number(await total(orderId))).toBe(2);
+    await first;
+    expect(overlaps).toBe(0);
+  });
+
   it('fresh() of a parent whose recompute keeps failing rejects with a ParentDeadError', async () => {
     const c = coalescer({
       retry: { attempts: 1, baseMs: 0, maxMs: 0 },
