@@ -56,6 +56,8 @@ export interface Parts {
   readonly registry: Registry;
   readonly clock: ServerClock;
   readonly reads: Reads;
+  /** The marks this process sends on its main connection (explicit mark(), the outbox relay). */
+  readonly marks: Marks;
   readonly epochs: Epochs;
   readonly outcomes: Outcomes;
   readonly guard: EpochGuard;
@@ -252,6 +254,7 @@ export function assemble(options: ResolvedOptions, reports: Reports): Parts {
     registry,
     clock,
     reads,
+    marks,
     epochs,
     outcomes,
     guard,

@@ -291,6 +291,7 @@ export class Coalescer extends EventEmitter<CoalescerEvents> {
     const { drainer, events, clients } = this.parts;
     await drainer.close(this.options.recomputeTimeoutMs);
     await events.stop();
+    await this.parts.marks.leave().catch(() => undefined);
     await quit(clients.marker);
     if (clients.owned) await quit(clients.main);
   }

@@ -1,6 +1,7 @@
 import type { MarkEntry } from './records';
 import { callScript, queueScript, type Arg, type Conn } from './scripts';
 import { chunks, MAX_BATCH } from '../util/chunks';
+import { within } from '../util/within';
 
 /** What a mark call did. */
 export interface Marked {
@@ -24,6 +25,17 @@ export class Marks {
     private readonly conn: Conn,
     private readonly writer = '',
   ) {}
+
+  /**
+   * Takes this writer's entry out of Redis (its process is closing: it marks nothing more). Gives
+   * up after `timeoutMs`: an entry left behind is pruned by the epoch checks.
+   */
+  async leave(timeoutMs = 1_000): Promise<void> {
+    if (this.writer === '') return;
+    const gone = this.conn.client.hdel(this.conn.keys.writers, this.writer);
+    gone.catch(() => undefined);
+    await within(gone, timeoutMs, () => `Redis did not answer within ${timeoutMs} ms`);
+  }
 
   /** Marks `entries` in one round trip (one script call per {@link MAX_BATCH} parents, pipelined). */
   async mark(entries: readonly MarkEntry[], now: number): Promise<Marked> {

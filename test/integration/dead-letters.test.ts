@@ -25,8 +25,11 @@ async function keysLeft(c: Coalescer): Promise<Record<string, number>> {
   }
 }
 
-/** What a namespace keeps whatever its parents do: its epoch, fence counter and type policies. */
-const NAMESPACE_STATE = ['epoch', 'fence', 'policy'];
+/**
+ * What a namespace keeps whatever its parents do: its epoch, fence counter, type policies, and
+ * one entry per process in `writers` (the generation of its last mark, taken out when it closes).
+ */
+const NAMESPACE_STATE = ['epoch', 'fence', 'policy', 'writers'];
 
 describe('dead letters', () => {
   let db: TestDb;

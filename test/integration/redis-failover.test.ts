@@ -240,7 +240,7 @@ describe('Redis failover to a replica that missed the last writes', () => {
     expect(await drainAll(c)).toBe(false);
     expect(await countMismatches(db.dataSource.manager, ids)).toBe(0);
   });
-  it("the writers' entries of processes that ended are pruned by the epoch check, the newest kept", async () => {
+  it("the writers' entries of processes that ended are pruned by the epoch check, the newest kept; close() takes its own out", async () => {
     await servers();
     const c = coalescer();
     await c.attach();
@@ -263,6 +263,9 @@ describe('Redis failover to a replica that missed the last writes', () => {
       expect(kept).toMatchObject(own);
       expect(kept['ended-1100']).toBe('1100');
       expect(kept['ended-601']).toBeUndefined();
+      // A process that closes takes its own entry out.
+      await c.close();
+      expect(await raw.hexists(writers, Object.keys(own)[0]!)).toBe(0);
     } finally {
       raw.disconnect();
     }
