@@ -106,6 +106,29 @@ describe('Redis failover to a replica that missed the last writes', () => {
     return lost;
   }
 
+  /**
+   * Six orders recomputed, then one transaction's mark made on the primary only, and the failover:
+   * the replica misses one value of the fence counter. Returns the orders.
+   */
+  async function loseOneMark(c: Coalescer): Promise<number[]> {
+    const ids = await seed(6);
+    await addLines(ids, 2);
+    await c.flushed();
+    await c.drain({ concurrency: 4 });
+    await syncThenCut();
+    await addLines([ids[0]!], 3);
+    await c.flushed();
+    await failover();
+    return ids;
+  }
+
+  /** Whether `c` reaches Redis (the failover cut its connections). */
+  const answers = (c: Coalescer): Promise<boolean> =>
+    c.ping().then(
+      () => true,
+      () => false,
+    );
+
   it("delivery 'redis': a process that saw the lost marks finds the loss at its next drain, and every order is recomputed", async () => {
     await servers();
     const c = coalescer();
@@ -132,25 +155,9 @@ describe('Redis failover to a replica that missed the last writes', () => {
     const log = recordingLogger('info');
     const c = coalescer({ logger: log.logger });
     await c.attach();
-    const ids = await seed(6);
-    await addLines(ids, 2);
-    await c.flushed();
-    await c.drain({ concurrency: 4 });
-
-    await syncThenCut();
-    // One transaction, one mark: the replica misses one value of the fence counter.
-    await addLines([ids[0]!], 3);
-    await c.flushed();
-    await failover();
+    const ids = await loseOneMark(c);
     // Connected again (the move cut the connection), so that every mark below reaches the replica.
-    await waitFor(
-      async () =>
-        (await c.ping().then(
-          () => true,
-          () => false,
-        )) && (await c.stats()).marker.undelivered === 0,
-      'the connection to the replica',
-    );
+    await waitFor(async () => (await answers(c)) && (await c.stats()).marker.undelivered === 0, 'the connection to the replica');
     // The next marks (one per transaction) get that value again, then larger ones.
     for (const id of ids.slice(1)) {
       await addLines([id], 1);
@@ -172,21 +179,8 @@ describe('Redis failover to a replica that missed the last writes', () => {
       const c = coalescer({ namespace });
       const other = coalescer({ namespace });
       await c.attach();
-      const ids = await seed(6);
-      await addLines(ids, 2);
-      await c.flushed();
-      await c.drain({ concurrency: 4 });
-
-      await syncThenCut();
-      await addLines([ids[0]!], 3);
-      await c.flushed();
-      await failover();
-      const up = (x: Coalescer): Promise<boolean> =>
-        x.ping().then(
-          () => true,
-          () => false,
-        );
-      await waitFor(async () => (await up(c)) && (await up(other)), 'the connections to the replica');
+      const ids = await loseOneMark(c);
+      await waitFor(async () => (await answers(c)) && (await answers(other)), 'the connections to the replica');
       // Another process marks first: the counter passes the value the lost mark had.
       for (let i = 0; i < 3; i += 1) await other.mark(Order, ids[5]!);
       if (next === 'its next mark') {
