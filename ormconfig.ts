@@ -7,7 +7,8 @@ import { migrations } from './examples/shop/migrations';
  * The demo's database: DATABASE_URL, else the local PostgreSQL. A `mysql://` or `mariadb://`
  * URL runs the same demo on MySQL/MariaDB.
  */
-export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const DATABASE_URL = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
 
 /** The DataSource driver of a database URL. */
 export function driverOf(url: string): 'postgres' | 'mariadb' {

@@ -4,7 +4,8 @@ import { Customer, Order, OrderLine } from './entities';
 import { dataSource } from '../../ormconfig';
 
 /** Redis of the demo: REDIS_URL, else the local server. */
-export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export const REDIS_URL = process.env.REDIS_URL ?? DEFAULT_REDIS_URL;
 
 /**
  * Registers the shop on a new Coalescer, with no hand-written SQL: an order's total and line

@@ -1,8 +1,8 @@
 import 'reflect-metadata';
 import { Command, InvalidArgumentError } from 'commander';
 import { Customer, Order, OrderLine } from './entities';
-import { REDIS_URL, shopCoalescer } from './app';
-import { DATABASE_URL, dataSource, driverOf } from '../../ormconfig';
+import { DEFAULT_REDIS_URL, shopCoalescer } from './app';
+import { DATABASE_URL, DEFAULT_DATABASE_URL, dataSource, driverOf } from '../../ormconfig';
 import { humanLogger, type Coalescer } from '../../src';
 
 const HOW_TO_START =
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     .option('--json', 'print the summary as one JSON object on the last line (and log as JSON)')
     .addHelpText(
       'after',
-      `\nEnvironment: DATABASE_URL (default ${DATABASE_URL}; a mysql:// URL runs it on MySQL/MariaDB), REDIS_URL (default ${REDIS_URL}).\n` +
+      `\nEnvironment: DATABASE_URL (default ${DEFAULT_DATABASE_URL}; a mysql:// URL runs it on MySQL/MariaDB), REDIS_URL (default ${DEFAULT_REDIS_URL}).\n` +
         'Exit code: 0 when every order and customer matches, 1 on a mismatch, 2 when a service is unreachable.',
     )
     .parse();
