@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { Marker, type FenceWatch } from '../../src/delivery/marker';
+import { Marker, type FenceWatch, type MarkerOptions } from '../../src/delivery/marker';
 import { Marks } from '../../src/redis/marks';
 import { keysFor } from '../../src/redis/keys';
 import type { MarkEntry } from '../../src/redis/records';
@@ -25,10 +25,11 @@ describe('Marker', () => {
     down.disconnect();
   });
 
+  /** A marker on `conn` whose kept marks go to `kept`; `options` replace the defaults (its marks, fence...). */
   function marker(
     conn: Conn,
     kept: MarkEntry[][],
-    fence?: FenceWatch,
+    options: Partial<MarkerOptions> = {},
   ): { marker: Marker; log: ReturnType<typeof recordingLogger> } {
     const log = recordingLogger('info');
     const marks = new Marks(conn);
@@ -44,7 +45,7 @@ describe('Marker', () => {
         awaitMarks: true,
         reachable: () => true,
         clockReady: async () => undefined,
-        ...(fence ? { fence } : {}),
+        ...options,
       }),
     };
   }
@@ -56,7 +57,7 @@ describe('Marker', () => {
       floors: () => ({ all: 3, own: 2 }),
       observe: (value, before, atSend, epoch) => void seen.push([value, before, atSend.all, epoch]),
     };
-    const { marker: m } = marker(conn, [], fence);
+    const { marker: m } = marker(conn, [], { fence });
     const sent = await m.send([{ member: 'Doc:1', increment: 2, base: 1e12 }]);
     expect(sent.delivered).toBe(true);
     expect(Number(await up.zscore(conn.keys.since, 'Doc:1'))).toBe(7_000);
@@ -89,17 +90,7 @@ describe('Marker', () => {
       calls.push(entries.length);
       return mark(entries, now);
     };
-    const m = new Marker({
-      marks: counting,
-      bulk: counting,
-      logger: recordingLogger('info').logger,
-      clock: () => 7_000,
-      keep: async () => undefined,
-      timeoutMs: 300,
-      awaitMarks: true,
-      reachable: () => true,
-      clockReady: async () => undefined,
-    });
+    const { marker: m } = marker(conn, [], { marks: counting, bulk: counting });
     const sent = await Promise.all([
       m.send([{ member: 'Doc:1', increment: 1, base: 1e12 }]),
       m.send([
@@ -143,17 +134,12 @@ describe('Marker', () => {
         return real.mark(entries, now);
       },
     };
-    const m = new Marker({
+    const { marker: m } = marker(conn, [], {
       marks: gated,
       bulk: gated,
-      logger: recordingLogger('info').logger,
-      clock: () => 7_000,
-      keep: async () => undefined,
       // Longer than the test may take: a send held here never ends by its deadline.
       timeoutMs: 600_000,
       awaitMarks: false,
-      reachable: () => true,
-      clockReady: async () => undefined,
     });
     await m.dispatch(() => m.send([{ member: 'Doc:before', increment: 1, base: 1e12 }]));
     const settled = m.settled();
