@@ -69,7 +69,8 @@ export class Marks {
 /** A mark call's reply: marked, epoch, generation, the writer's generation before ('' for none). */
 type Reply = [number, string, number | string, string];
 
+/** A generation from a reply ('' or missing: none). */
 function generationOf(value: string | undefined): number | undefined {
   const n = Number(value);
-  return value === undefined || value === '' || !(n > 0) ? undefined : n;
+  return n > 0 ? n : undefined;
 }
